@@ -1,0 +1,194 @@
+"""`switchyard`: the command line. Local runtime commands today; cloud commands later.
+
+Heavy imports happen inside each command so `switchyard --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _db_default() -> str:
+    return os.environ.get("SWITCHYARD_DB", "switchyard.db")
+
+
+def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from adapters.local.runtime import Runtime, RuntimeSettings
+
+    visibility = getattr(args, "visibility_timeout", 30.0)
+    settings = RuntimeSettings(
+        max_deliveries=getattr(args, "max_deliveries", 5),
+        visibility_timeout=visibility,
+        saga_lease=visibility,  # one knob: how long a dead worker's claim blocks its work
+    )
+    return Runtime(args.db, settings=settings)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from adapters.local.http_server import serve
+
+    runtime = _runtime(args)
+    print(f"switchyard: db {args.db}, {args.workers} workers, "
+          f"maxDeliveries {args.max_deliveries}", flush=True)
+    serve(runtime, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if args.file:
+        with open(args.file, "rb") as handle:
+            body = handle.read()
+        content_type = args.content_type or _guess_content_type(body)
+        headers = {"Content-Type": content_type}
+    else:
+        if not args.type:
+            print("switchyard send: give --file, or --type with --data", file=sys.stderr)
+            return 2
+        from handlers.core.events import Event
+        from handlers.core.http_binding import to_structured
+
+        data = json.loads(args.data) if args.data else None
+        source = args.source or _source_for(args.type)
+        event = Event.new(source, args.type, data, id=args.id, subject=args.subject)
+        headers, body = to_structured(event)
+    request = urllib.request.Request(args.url.rstrip("/") + "/events", data=body,
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as error:
+        print(f"HTTP {error.code}: {error.read().decode()}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(f"cannot reach {args.url}: {error.reason} (is `switchyard serve` running?)",
+              file=sys.stderr)
+        return 1
+
+
+def _guess_content_type(body: bytes) -> str:
+    text = body.lstrip()[:1]
+    if text == b"[":
+        return "application/cloudevents-batch+json"
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return "application/json"
+    if isinstance(parsed, dict) and "specversion" in parsed:
+        return "application/cloudevents+json"
+    return "application/json"
+
+
+def _source_for(type_: str) -> str:
+    from handlers.app import APP
+
+    spec = APP.catalog.get(type_)
+    return spec.source if spec else "cli"
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    if args.action == "list":
+        entries = runtime.dlq(consumer=args.consumer)
+        if args.json:
+            print(json.dumps(entries, indent=2, default=str))
+        else:
+            print(_table(["id", "consumer", "type", "attempts", "reason"],
+                         [[e["dlq_id"], e["consumer"], e["type"], e["attempts"], e["reason"]]
+                          for e in entries]))
+            print(f"{len(entries)} dead-lettered")
+        return 0
+    redriven = runtime.redrive(consumer=args.consumer)
+    print(f"redriven {len(redriven)} entr{'y' if len(redriven) == 1 else 'ies'}"
+          + (f": {redriven}" if redriven else ""))
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    from handlers.money import format_cents
+
+    runtime = _runtime(args)
+    rows = [[o["order_id"], o["customer_id"], format_cents(o["total_cents"]), o["status"],
+             o.get("reason") or ""] for o in runtime.orders()]
+    print(_table(["order", "customer", "total", "status", "reason"], rows))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from adapters.local.demo import run_demo
+
+    return run_demo(verbose=args.verbose)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--db", default=_db_default(),
+                       help="SQLite database of the local runtime (env SWITCHYARD_DB)")
+        return p
+
+    serve = with_db(sub.add_parser("serve", help="run the local runtime with its HTTP API"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=4)
+    serve.add_argument("--max-deliveries", type=int, default=5)
+    serve.add_argument("--visibility-timeout", type=float, default=30.0,
+                       help="seconds before an unfinished delivery is retried")
+    serve.set_defaults(func=cmd_serve)
+
+    send = sub.add_parser("send", help="post an event (or a file of them) to a server")
+    send.add_argument("--url", default=DEFAULT_URL)
+    send.add_argument("--file", help="CloudEvent JSON, a batch, or a PutEvents body")
+    send.add_argument("--content-type")
+    send.add_argument("--type", help="CloudEvents type, e.g. com.switchyard.order.created")
+    send.add_argument("--source")
+    send.add_argument("--id")
+    send.add_argument("--subject")
+    send.add_argument("--data", help="the event data as JSON")
+    send.set_defaults(func=cmd_send)
+
+    dlq = with_db(sub.add_parser("dlq", help="list or redrive dead-lettered events"))
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("--consumer")
+    dlq.add_argument("--json", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
+
+    orders = with_db(sub.add_parser("orders", help="table of orders and their states"))
+    orders.set_defaults(func=cmd_orders)
+
+    demo = sub.add_parser("demo", help="run the whole flow in-process and print a timeline")
+    demo.add_argument("--verbose", action="store_true",
+                      help="also show events no consumer receives")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("SWITCHYARD_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The local runtime's one SQLite database: schema, connections and transactions.
+
+WAL mode with `synchronous=FULL`: a commit is on disk before we answer 202, so nothing
+accepted is lost to `kill -9` or to a power cut. Each thread gets its own connection;
+writes use `BEGIN IMMEDIATE` so two writers queue on the lock instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS items (
+    tbl TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tbl, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL, source TEXT NOT NULL, type TEXT NOT NULL,
+    body TEXT NOT NULL, accepted_at REAL NOT NULL, origin TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_id ON events (source, id);
+CREATE TABLE IF NOT EXISTS queue (
+    mid INTEGER PRIMARY KEY AUTOINCREMENT,
+    consumer TEXT NOT NULL, event_seq INTEGER NOT NULL, body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, visible_at REAL NOT NULL,
+    enqueued_at REAL NOT NULL, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (visible_at);
+CREATE TABLE IF NOT EXISTS dlq (
+    did INTEGER PRIMARY KEY AUTOINCREMENT,
+    consumer TEXT NOT NULL, event_id TEXT, event_type TEXT, reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL, body TEXT NOT NULL, failed_at REAL NOT NULL,
+    redriven_at REAL
+);
+CREATE TABLE IF NOT EXISTS sagas (
+    saga_id TEXT PRIMARY KEY, status TEXT NOT NULL, state TEXT NOT NULL,
+    next_run_at REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sagas_due ON sagas (status, next_run_at);
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY, message TEXT NOT NULL, sent_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+    event_id TEXT, event_type TEXT, consumer TEXT, attempt INTEGER,
+    outcome TEXT NOT NULL, detail TEXT, duration_ms REAL, subject TEXT, trace_id TEXT
+);
+"""
+
+
+class Database:
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.connection().executescript(SCHEMA)
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on exit, rolled back on error."""
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+        return self.connection().execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

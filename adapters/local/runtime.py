@@ -1,0 +1,439 @@
+"""The embedded runtime: the whole system on one machine, on one SQLite database.
+
+Composition root for the local backend. Generated from the app description like the
+clouds are: one queue per consumer (rows in `queue`), routed by the catalog types each
+consumer consumes; a visibility timeout and attempt counter per message; `maxDeliveries`
+then the dead-letter table; the saga executor running the same saga definition with its
+state persisted, so a restart resumes sagas mid-way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from adapters.local.database import Database
+from adapters.local.sqlite_store import SQLiteStore
+from handlers.core import jsonformat, saga_runner
+from handlers.core.app import App
+from handlers.core.engine import handle
+from handlers.core.errors import PermanentError
+from handlers.core.events import Event, ensure_traceparent
+from handlers.core.ports import Ports
+from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS, SimulatedPaymentGateway
+
+log = logging.getLogger("switchyard.local")
+
+#: The local bus's per-event size limit (the transport constant; EventBridge allows 1 MB).
+MAX_EVENT_BYTES: Final = 1024 * 1024
+DEFAULT_DB: Final = "switchyard.db"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    max_deliveries: int = 5
+    visibility_timeout: float = 30.0
+    #: Multiplies every retry/backoff delay: 1.0 in production, small in demos and tests.
+    retry_scale: float = 1.0
+    saga_lease: float = 30.0
+    decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
+    poll_interval: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {self.max_deliveries}")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class _Publisher:
+    """Emitted events go back onto the local bus (the same database)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self._runtime.ingest(events, origin="emit")
+
+
+class _Notifier:
+    """The local notifications topic: a table (deduplicated on the id) plus a log line."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def notify(self, notification_id: str, message: Mapping[str, Any]) -> None:
+        with self._db.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO notifications (id, message, sent_at) "
+                         "VALUES (?, ?, ?)", (notification_id, json.dumps(message), time.time()))
+        log.info("notification", extra={"notification_id": notification_id, **message})
+
+
+class _SagaStarter:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def start(self, saga_id: str, input: Mapping[str, Any], traceparent: str | None) -> bool:
+        state = saga_runner.new_state(saga_id, dict(input), traceparent)
+        now = time.time()
+        with self._runtime.db.write() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO sagas (saga_id, status, state, next_run_at, started_at,"
+                " updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
+                (saga_id, json.dumps(state), now, now, now))
+        started = cur.rowcount == 1
+        self._runtime._record(None, "saga.start", f"saga:{self._runtime.app.saga.name}", 0,
+                              "started" if started else "no-op",
+                              saga_id if started else f"{saga_id} already started",
+                              0.0, _subject_of_saga(state), saga_id=saga_id,
+                              traceparent=traceparent)
+        if started:
+            self._runtime.wake()
+        return started
+
+
+def _subject_of_saga(state: Mapping[str, Any]) -> str | None:
+    order_id = state.get("input", {}).get("order_id")
+    return str(order_id) if order_id is not None else None
+
+
+def _subject(event: Event) -> str | None:
+    if event.subject:
+        return event.subject
+    data = event.data
+    if isinstance(data, Mapping):
+        for key in ("order_id", "item_id"):
+            if key in data:
+                return str(data[key])
+    return None
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
+class Runtime:
+    """Queues, workers, dead letters and the saga executor over one SQLite file."""
+
+    def __init__(self, db_path: str | Path = DEFAULT_DB, app: App | None = None,
+                 settings: RuntimeSettings | None = None) -> None:
+        if app is None:
+            from handlers.app import APP
+            app = APP
+        self.app = app
+        self.settings = settings or RuntimeSettings()
+        self.db = Database(db_path)
+        self.store = SQLiteStore(self.db)
+        clock = SystemClock()
+        self.ports = Ports(
+            store=self.store, publisher=_Publisher(self), notifier=_Notifier(self.db),
+            sagas=_SagaStarter(self), clock=clock,
+            payments=SimulatedPaymentGateway(self.store, clock,
+                                             self.settings.decline_above_cents),
+        )
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ingress ----------------------------------------------------------------
+    def ingest(self, events: Iterable[Event], origin: str = "http") -> list[str]:
+        """Append events to the log and enqueue them for every consumer, durably, at once."""
+        now = time.time()
+        rows = []
+        for event in events:
+            if origin != "emit":
+                event = ensure_traceparent(event)
+            body = jsonformat.dumps(event)
+            if len(body.encode()) > MAX_EVENT_BYTES:
+                raise PermanentError(f"event '{event.id}' is {len(body.encode())} bytes, over "
+                                     f"the local bus limit of {MAX_EVENT_BYTES} bytes")
+            rows.append((event, body))
+        with self.db.write() as conn:
+            for event, body in rows:
+                seq = conn.execute(
+                    "INSERT INTO events (id, source, type, body, accepted_at, origin) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.id, event.source, event.type, body, now, origin)).lastrowid
+                consumers = self.app.routes(event.type)
+                conn.executemany(
+                    "INSERT INTO queue (consumer, event_seq, body, visible_at, enqueued_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(c.name, seq, body, now, now) for c in consumers])
+                if not consumers:
+                    conn.execute(
+                        "INSERT INTO timeline (at, event_id, event_type, consumer, attempt, "
+                        "outcome, detail, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (now, event.id, event.type, None, 0, "unrouted",
+                         "no consumer for this type", _subject(event),
+                         _trace_id(event.traceparent)))
+        self.wake()
+        return [event.id for event, _ in rows]
+
+    # workers ----------------------------------------------------------------
+    def wake(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def start(self, workers: int = 4) -> None:
+        self._stopping.clear()
+        for n in range(workers):
+            thread = threading.Thread(target=self._loop, name=f"switchyard-worker-{n}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if self.work_once():
+                    continue
+            except Exception:  # noqa: BLE001 - a worker must outlive any one failure
+                log.exception("worker error")
+            with self._wake:
+                self._wake.wait(self.settings.poll_interval)
+
+    def work_once(self) -> bool:
+        """Do one unit of work (a delivery or a saga step); False when nothing was due."""
+        return self._deliver_one() or self._advance_one_saga()
+
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Process in the calling thread until no delivery or saga step is pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.work_once():
+                continue
+            due = self._next_due()
+            if due is None:
+                return
+            time.sleep(min(max(due - time.time(), 0.001), 0.05))
+        raise TimeoutError(f"runtime not idle after {timeout}s")
+
+    def _next_due(self) -> float | None:
+        queue = self.db.read("SELECT MIN(visible_at) FROM queue")[0][0]
+        sagas = self.db.read("SELECT MIN(MAX(next_run_at, lease_until)) FROM sagas "
+                             "WHERE status IN ('running', 'compensating')")[0][0]
+        dues = [d for d in (queue, sagas) if d is not None]
+        return min(dues) if dues else None
+
+    # deliveries -------------------------------------------------------------
+    def _deliver_one(self) -> bool:
+        now = time.time()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "UPDATE queue SET attempts = attempts + 1, visible_at = ? WHERE mid = ("
+                " SELECT mid FROM queue WHERE visible_at <= ? ORDER BY visible_at, mid LIMIT 1)"
+                " RETURNING mid, consumer, body, attempts, last_error",
+                (now + self.settings.visibility_timeout, now)).fetchone()
+        if row is None:
+            return False
+        mid, consumer, body, attempts, last_error = row
+        event = jsonformat.loads(body)
+        if attempts > self.settings.max_deliveries:
+            # Earlier receives never finished (the worker died): the platform's count wins.
+            self._dead_letter(mid, consumer, event, body, attempts - 1,
+                              f"exceeded maxDeliveries={self.settings.max_deliveries} "
+                              f"(last error: {last_error or 'worker stopped mid-delivery'})")
+            return True
+        started = time.perf_counter()
+        try:
+            outcome = handle(self.app, consumer, event, self.ports)
+        except PermanentError as error:
+            self._dead_letter(mid, consumer, event, body, attempts,
+                              f"permanent error: {error}", started)
+            return True
+        except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
+            self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started)
+            return True
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+        detail = outcome.detail or (
+            f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
+        self._record(event, event.type, consumer, attempts, outcome.status, detail,
+                     (time.perf_counter() - started) * 1000, _subject(event))
+        return True
+
+    def _retry_or_dead_letter(self, mid: int, consumer: str, event: Event, body: str,
+                              attempts: int, error: Exception, started: float) -> None:
+        message = f"{type(error).__name__}: {error}"
+        duration = (time.perf_counter() - started) * 1000
+        if attempts >= self.settings.max_deliveries:
+            self._dead_letter(mid, consumer, event, body, attempts,
+                              f"failed {attempts} deliveries (maxDeliveries="
+                              f"{self.settings.max_deliveries}); last error: {message}", started)
+            return
+        delay = min(2 ** (attempts - 1), self.settings.visibility_timeout)
+        with self.db.write() as conn:
+            conn.execute("UPDATE queue SET visible_at = ?, last_error = ? WHERE mid = ?",
+                         (time.time() + delay * self.settings.retry_scale, message, mid))
+        self._record(event, event.type, consumer, attempts, "retry", message, duration,
+                     _subject(event))
+
+    def _dead_letter(self, mid: int, consumer: str, event: Event, body: str, attempts: int,
+                     reason: str, started: float | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+            conn.execute(
+                "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
+                "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (consumer, event.id, event.type, reason, attempts, body, time.time()))
+        duration = (time.perf_counter() - started) * 1000 if started else 0.0
+        log.error("dead-lettered", extra={"consumer": consumer, "event_id": event.id,
+                                          "event_type": event.type, "reason": reason})
+        self._record(event, event.type, consumer, attempts, "dead-lettered", reason, duration,
+                     _subject(event))
+
+    # sagas ------------------------------------------------------------------
+    def _advance_one_saga(self) -> bool:
+        now = time.time()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "UPDATE sagas SET lease_until = ? WHERE saga_id = ("
+                " SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating')"
+                " AND next_run_at <= ? AND lease_until <= ? ORDER BY next_run_at LIMIT 1)"
+                " RETURNING saga_id, state", (now + self.settings.saga_lease, now, now)
+            ).fetchone()
+        if row is None:
+            return False
+        saga_id, state_json = row
+        state = json.loads(state_json)
+        seen = len(state["history"])
+        started = time.perf_counter()
+        state, delay = saga_runner.tick(self.app, self.ports, state)
+        duration = (time.perf_counter() - started) * 1000
+        next_run = time.time() + (delay or 0.0) * self.settings.retry_scale
+        with self.db.write() as conn:
+            conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
+                         "lease_until = 0, updated_at = ? WHERE saga_id = ?",
+                         (state["status"], json.dumps(state), next_run, time.time(), saga_id))
+            if state["status"] == "failed":
+                conn.execute(
+                    "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
+                    "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (f"saga:{self.app.saga.name}", saga_id, "saga.needs_attention",
+                     state["reason"], len(state["history"]), json.dumps(state), time.time()))
+        subject = _subject_of_saga(state)
+        for entry in state["history"][seen:]:
+            self._record(None, f"saga.{entry['step']}.{entry['phase']}",
+                         f"saga:{self.app.saga.name}", entry["attempt"], entry["outcome"],
+                         entry["detail"], duration, subject, saga_id=saga_id,
+                         traceparent=state.get("traceparent"))
+        if state["status"] in saga_runner.TERMINAL:
+            self._record(None, "saga.finished", f"saga:{self.app.saga.name}", 0,
+                         state["status"], state.get("reason") or "", 0.0, subject,
+                         saga_id=saga_id, traceparent=state.get("traceparent"))
+            if state["status"] == "failed":
+                log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
+                                                               "reason": state["reason"]})
+        return True
+
+    # observability ----------------------------------------------------------
+    def _record(self, event: Event | None, type_: str, consumer: str, attempt: int,
+                outcome: str, detail: str, duration_ms: float, subject: str | None,
+                saga_id: str | None = None, traceparent: str | None = None) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO timeline (at, event_id, event_type, consumer, attempt, outcome, "
+                "detail, duration_ms, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (time.time(), event.id if event else saga_id, type_, consumer, attempt,
+                 outcome, detail, duration_ms, subject,
+                 _trace_id(event.traceparent if event else traceparent)))
+
+    # queries ----------------------------------------------------------------
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self.store.get("orders", order_id)
+
+    def orders(self) -> list[dict[str, Any]]:
+        return self.store.scan("orders")
+
+    def available(self, item_id: str) -> int:
+        return int((self.store.get("inventory", item_id) or {}).get("available", 0))
+
+    def dlq(self, consumer: str | None = None, include_redriven: bool = False
+            ) -> list[dict[str, Any]]:
+        sql = ("SELECT did, consumer, event_id, event_type, reason, attempts, body, failed_at,"
+               " redriven_at FROM dlq WHERE 1=1")
+        params: list[Any] = []
+        if not include_redriven:
+            sql += " AND redriven_at IS NULL"
+        if consumer:
+            sql += " AND consumer = ?"
+            params.append(consumer)
+        rows = self.db.read(sql + " ORDER BY did", tuple(params))
+        return [{"dlq_id": r[0], "consumer": r[1], "event_id": r[2], "type": r[3],
+                 "reason": r[4], "attempts": r[5], "event": json.loads(r[6]),
+                 "failed_at": r[7], "redriven_at": r[8]} for r in rows]
+
+    def redrive(self, consumer: str | None = None) -> list[int]:
+        """Put dead-lettered events back on their consumer's queue, each at most once."""
+        now = time.time()
+        redriven: list[int] = []
+        with self.db.write() as conn:
+            sql = "SELECT did, consumer, body FROM dlq WHERE redriven_at IS NULL"
+            params: tuple[Any, ...] = ()
+            if consumer:
+                sql += " AND consumer = ?"
+                params = (consumer,)
+            for did, name, body in conn.execute(sql, params).fetchall():
+                if name.startswith("saga:"):
+                    state = json.loads(body)
+                    # Resume the compensation that kept failing, from where it stopped.
+                    state.update(status="compensating", attempt=0)
+                    conn.execute("UPDATE sagas SET status = 'compensating', state = ?, "
+                                 "next_run_at = ?, lease_until = 0 WHERE saga_id = ?",
+                                 (json.dumps(state), now, state["saga_id"]))
+                else:
+                    seq = conn.execute("SELECT seq FROM events WHERE id = ? LIMIT 1",
+                                       (json.loads(body)["id"],)).fetchone()
+                    conn.execute(
+                        "INSERT INTO queue (consumer, event_seq, body, visible_at, enqueued_at)"
+                        " VALUES (?, ?, ?, ?, ?)", (name, seq[0] if seq else 0, body, now, now))
+                conn.execute("UPDATE dlq SET redriven_at = ? WHERE did = ?", (now, did))
+                redriven.append(did)
+        self.wake()
+        return redriven
+
+    def timeline(self, subject: str | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT at, event_id, event_type, consumer, attempt, outcome, detail, "
+               "duration_ms, subject, trace_id FROM timeline")
+        params: tuple[Any, ...] = ()
+        if subject is not None:
+            sql += " WHERE subject = ?"
+            params = (subject,)
+        names = ("at", "event_id", "type", "consumer", "attempt", "outcome", "detail",
+                 "duration_ms", "subject", "trace_id")
+        return [dict(zip(names, row, strict=True))
+                for row in self.db.read(sql + " ORDER BY seq", params)]
+
+    def counts(self) -> dict[str, int]:
+        def one(sql: str) -> int:
+            return int(self.db.read(sql)[0][0])
+        return {
+            "events": one("SELECT COUNT(*) FROM events"),
+            "queued": one("SELECT COUNT(*) FROM queue"),
+            "dead_lettered": one("SELECT COUNT(*) FROM dlq WHERE redriven_at IS NULL"),
+            "sagas_active": one("SELECT COUNT(*) FROM sagas WHERE status IN "
+                                "('running', 'compensating')"),
+            "notifications": one("SELECT COUNT(*) FROM notifications"),
+        }
+
+    def close(self) -> None:
+        self.stop()
+        self.db.close()

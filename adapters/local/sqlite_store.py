@@ -1,0 +1,47 @@
+"""The Store port on SQLite: items as JSON documents, conditions checked in one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters.local.database import Database
+from handlers.core.ports import Op, Put, apply_op
+
+
+class SQLiteStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def get(self, table: str, key: str) -> dict[str, Any] | None:
+        rows = self._db.read("SELECT doc FROM items WHERE tbl = ? AND key = ?", (table, key))
+        return json.loads(rows[0][0]) if rows else None
+
+    def transact(self, ops: Sequence[Op]) -> bool:
+        staged: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._db.write() as conn:
+            for op in ops:
+                where = (op.table, op.key)
+                if where in staged:
+                    current: dict[str, Any] | None = staged[where]
+                else:
+                    row = conn.execute("SELECT doc FROM items WHERE tbl = ? AND key = ?",
+                                       where).fetchone()
+                    current = json.loads(row[0]) if row else None
+                new = apply_op(current, op)
+                if new is None:
+                    return False  # nothing written yet: the transaction commits empty
+                staged[where] = new
+            conn.executemany(
+                "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)",
+                [(t, k, json.dumps(doc, separators=(",", ":"))) for (t, k), doc in staged.items()],
+            )
+        return True
+
+    def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> bool:
+        return self.transact([Put(table, key, item)])
+
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        rows = self._db.read("SELECT doc FROM items WHERE tbl = ? ORDER BY key", (table,))
+        return [json.loads(r[0]) for r in rows]

@@ -1,0 +1,1 @@
+"""The platform core every backend shares: event type, bindings, ports and engine."""

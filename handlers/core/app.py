@@ -1,0 +1,173 @@
+"""The app description: plain data every backend generates from.
+
+`infra/aws`, `infra/gcp` and `adapters/local` read one `App`: its event catalog, its
+consumers (handler, consumed types, what they touch) and its saga. Adding a consumer is one
+entry here; queues, rules, subscriptions, identities and local routes follow from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from handlers.core.errors import UnknownEventType, ValidationError
+from handlers.core.schema import validate
+
+if TYPE_CHECKING:
+    from handlers.core.engine import Context, StepContext
+
+_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One catalog entry: the CloudEvents type and its EventBridge spelling."""
+
+    type: str  # CloudEvents `type`, e.g. com.switchyard.order.created
+    source: str  # CloudEvents `source` and EventBridge `Source`
+    detail_type: str  # EventBridge `DetailType`, e.g. "Order Created"
+    schema: Mapping[str, Any]
+    description: str = ""
+
+    def data_problems(self, data: Any) -> list[str]:
+        return validate(self.schema, data)
+
+
+class Catalog:
+    """Event types by CloudEvents type and by EventBridge (source, detail-type)."""
+
+    def __init__(self, types: Sequence[EventType]) -> None:
+        self.types: tuple[EventType, ...] = tuple(types)
+        self._by_type = {t.type: t for t in self.types}
+        self._by_detail = {(t.source, t.detail_type): t for t in self.types}
+        if len(self._by_type) != len(self.types) or len(self._by_detail) != len(self.types):
+            raise ValueError("catalog has duplicate event types or detail-types")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.types)
+
+    def get(self, type_: str) -> EventType | None:
+        return self._by_type.get(type_)
+
+    def __getitem__(self, type_: str) -> EventType:
+        found = self._by_type.get(type_)
+        if found is None:
+            known = ", ".join(sorted(self._by_type))
+            raise UnknownEventType(f"unknown event type '{type_}' (known: {known})")
+        return found
+
+    def by_detail_type(self, source: str, detail_type: str) -> EventType | None:
+        return self._by_detail.get((source, detail_type))
+
+    def check_data(self, type_: str, data: Any) -> None:
+        problems = self[type_].data_problems(data)
+        if problems:
+            raise ValidationError(f"invalid data for '{type_}'", problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry policy for a saga step: attempts in all, first interval, backoff multiplier."""
+
+    max_attempts: int = 3
+    interval_seconds: float = 1.0
+    backoff: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return self.interval_seconds * self.backoff ** (attempt - 1)
+
+
+Handler = Callable[["Context"], None]
+StepAction = Callable[["StepContext"], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """One route: the types it consumes, its handler, and what it may touch."""
+
+    name: str
+    handler: Handler
+    consumes: tuple[str, ...]
+    stores: tuple[str, ...] = ()  # tables it reads/writes (besides the dedupe records)
+    emits: tuple[str, ...] = ()  # event types it may publish
+    notifies: bool = False  # uses the notifier port
+    starts_saga: bool = False  # uses the saga starter port
+    payments: bool = False
+    batch_size: int = 10
+    max_concurrency: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    action: StepAction
+    compensate: StepAction | None = None
+    retry: Retry = field(default_factory=Retry)
+    compensate_retry: Retry = field(default_factory=lambda: Retry(5, 1.0, 2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Saga:
+    """Forward steps, each with an optional compensation; a failure at step k runs the
+    compensations of steps k-1..1 in reverse. `on_success` runs after the last step;
+    `on_failure` after the last compensation (it records the outcome, e.g. cancels)."""
+
+    name: str
+    steps: tuple[Step, ...]
+    on_success: Step | None = None
+    on_failure: Step | None = None
+    stores: tuple[str, ...] = ()
+    emits: tuple[str, ...] = ()
+
+    def all_steps(self) -> tuple[Step, ...]:
+        """Forward steps in order, then `on_success` (what runs when nothing fails)."""
+        return self.steps + ((self.on_success,) if self.on_success else ())
+
+    def step(self, name: str) -> Step:
+        for step in self.all_steps() + ((self.on_failure,) if self.on_failure else ()):
+            if step.name == name:
+                return step
+        raise ValidationError(f"saga '{self.name}' has no step '{name}'")
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    name: str
+    catalog: Catalog
+    consumers: tuple[Consumer, ...]
+    saga: Saga
+    tables: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        names = [c.name for c in self.consumers]
+        if len(set(names)) != len(names):
+            problems.append("consumer names must be unique")
+        for consumer in self.consumers:
+            if not _NAME.match(consumer.name):
+                problems.append(f"consumer name '{consumer.name}' must match {_NAME.pattern}")
+            for type_ in consumer.consumes + consumer.emits:
+                if self.catalog.get(type_) is None:
+                    problems.append(f"consumer '{consumer.name}' names unknown type '{type_}'")
+            for table in consumer.stores:
+                if table not in self.tables:
+                    problems.append(f"consumer '{consumer.name}' names unknown table '{table}'")
+        if problems:
+            raise ValueError("invalid app description: " + "; ".join(problems))
+
+    def consumer(self, name: str) -> Consumer:
+        for consumer in self.consumers:
+            if consumer.name == name:
+                return consumer
+        raise KeyError(f"no consumer named '{name}' (have: {', '.join(self.consumer_names())})")
+
+    def consumer_names(self) -> list[str]:
+        return [c.name for c in self.consumers]
+
+    def routes(self, type_: str) -> list[Consumer]:
+        """The consumers an event of this type is delivered to (fan-out when several)."""
+        return [c for c in self.consumers if type_ in c.consumes]

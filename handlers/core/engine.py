@@ -1,0 +1,274 @@
+"""The processing engine every backend runs: idempotent handling of events and saga steps.
+
+An adapter (Lambda, Cloud Function, local worker) decodes a delivery into an `Event` and
+calls `handle`. The engine:
+
+1. ignores (acknowledges, logs, counts) types the consumer does not consume;
+2. validates the data against the catalog (a `ValidationError` is permanent);
+3. runs the handler against a `Context` that *buffers* writes and side effects;
+4. commits the writes together with the idempotency record for (consumer, source, id)
+   in one store transaction, so effects happen once or not at all;
+5. then performs the side effects recorded with it (publish, notify, start saga) and
+   marks the record done.
+
+A crash between 4 and 5 leaves the record "committed": the redelivery finds it and
+performs the recorded side effects again instead of running the handler twice. Emitted
+events get ids derived from the record key, so a re-publish is a duplicate that the next
+consumer drops. Saga steps go through the same path with the key (saga id, step, phase),
+which is what makes a retried payment charge once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final, Literal
+
+from handlers.core import jsonformat
+from handlers.core.app import App, Saga
+from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
+from handlers.core.events import Event
+from handlers.core.ports import Op, Ports, Put, Update
+
+log = logging.getLogger("switchyard.engine")
+
+#: Table of idempotency records: one per (consumer, source, id) and per saga step.
+PROCESSED: Final = "processed"
+#: How long idempotency records live (TTL attribute `expires_at`, epoch seconds). Longer
+#: than any redelivery window and the bus archive/retention, so a replay is still deduped.
+DEDUPE_TTL: Final = timedelta(days=30)
+_ID_NAMESPACE: Final = uuid.UUID("6f1f0c7e-4a43-4c36-9d3f-3a1a5e0b2d11")
+_MAX_RACES: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Literal["processed", "duplicate", "ignored"]
+    consumer: str
+    event_id: str
+    emitted: tuple[Event, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    ok: bool
+    result: Mapping[str, Any]
+    reason: str = ""
+    detail: str = ""
+    replayed: bool = False  # the step had already run: this is its recorded result
+
+
+class Context:
+    """What a handler sees: the event, read access to stores, and buffered effects."""
+
+    def __init__(self, app: App, ports: Ports, event: Event, scope: str, record_key: str) -> None:
+        self.app = app
+        self.ports = ports
+        self.event = event
+        self.scope = scope  # consumer name, or "saga:<name>"
+        self._record_key = record_key
+        self.ops: list[Op] = []
+        self.emits: list[Event] = []
+        self.notifications: list[dict[str, Any]] = []
+        self.saga_starts: list[dict[str, Any]] = []
+        self.result: dict[str, Any] | None = None  # a saga step's recorded outcome
+
+    # reads --------------------------------------------------------------
+    def get(self, table: str, key: str) -> dict[str, Any] | None:
+        return self.ports.store.get(table, key)
+
+    def now_iso(self) -> str:
+        return self.ports.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    # buffered writes ------------------------------------------------------
+    def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> None:
+        self.ops.append(Put(table, key, dict(item), if_absent=True))
+
+    def put(self, table: str, key: str, item: Mapping[str, Any]) -> None:
+        self.ops.append(Put(table, key, dict(item), if_absent=False))
+
+    def update(self, table: str, key: str, **kwargs: Any) -> None:
+        self.ops.append(Update(table, key, **kwargs))
+
+    # buffered side effects -------------------------------------------------
+    def emit(self, type_: str, data: Mapping[str, Any], subject: str | None = None) -> Event:
+        """Queue a new event (published after commit); its id is derived, not random."""
+        spec = self.app.catalog[type_]
+        self.app.catalog.check_data(type_, data)
+        n = len(self.emits)
+        extensions = {"traceparent": self.event.traceparent} if self.event.traceparent else {}
+        event = Event(
+            id=str(uuid.uuid5(_ID_NAMESPACE, f"{self._record_key}#{n}")),
+            source=spec.source,
+            type=type_,
+            data=dict(data),
+            time=self.now_iso(),
+            subject=subject,
+            datacontenttype="application/json",
+            extensions=extensions,
+        )
+        self.emits.append(event)
+        return event
+
+    def notify(self, message: Mapping[str, Any]) -> None:
+        n = len(self.notifications)
+        notification_id = str(uuid.uuid5(_ID_NAMESPACE, f"{self._record_key}!{n}"))
+        self.notifications.append({"id": notification_id, "message": dict(message)})
+
+    def start_saga(self, saga_id: str, input: Mapping[str, Any]) -> None:
+        self.saga_starts.append({"saga_id": saga_id, "input": dict(input)})
+
+    def effects(self) -> dict[str, Any]:
+        return {
+            "emits": [jsonformat.to_dict(e) for e in self.emits],
+            "notifications": self.notifications,
+            "saga_starts": self.saga_starts,
+            "traceparent": self.event.traceparent,
+        }
+
+
+class StepContext(Context):
+    """A saga step's context: the saga state so far and the step's idempotency key."""
+
+    def __init__(self, app: App, ports: Ports, event: Event, saga_id: str, step: str,
+                 phase: str, state: Mapping[str, Any], record_key: str) -> None:
+        super().__init__(app, ports, event, f"saga:{app.saga.name}", record_key)
+        self.saga_id = saga_id
+        self.step = step
+        self.phase = phase
+        self.state = state
+        self.idempotency_key = f"{saga_id}:{step}:{phase}"
+
+    def result_of(self, step: str) -> Mapping[str, Any]:
+        return self.state.get("results", {}).get(step) or {}
+
+
+def dedupe_key(consumer: str, event: Event) -> str:
+    return f"{consumer}|{event.source}|{event.id}"
+
+
+def step_key(saga_id: str, step: str, phase: str) -> str:
+    return f"step|{saga_id}|{step}|{phase}"
+
+
+def handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
+    """Process one delivery of `event` for one consumer, exactly once in effect.
+
+    Raises PermanentError (dead-letter now) or TransientError (retry later).
+    """
+    consumer = app.consumer(consumer_name)
+    if event.type not in consumer.consumes:
+        known = app.catalog.get(event.type) is not None
+        detail = "not consumed here" if known else "unknown event type"
+        log.warning("ignored event", extra={"consumer": consumer_name, "event_id": event.id,
+                                            "event_type": event.type, "why": detail})
+        return Outcome("ignored", consumer_name, event.id, detail=f"{event.type}: {detail}")
+    app.catalog.check_data(event.type, event.data)
+    key = dedupe_key(consumer_name, event)
+
+    def run() -> Context:
+        ctx = Context(app, ports, event, consumer_name, key)
+        consumer.handler(ctx)
+        return ctx
+
+    record, duplicate = _execute_once(ports, key, jsonformat.fingerprint(event), run)
+    emitted = tuple(jsonformat.from_dict(e) for e in record["effects"]["emits"])
+    return Outcome("duplicate" if duplicate else "processed", consumer_name, event.id, emitted)
+
+
+def run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
+             state: Mapping[str, Any]) -> StepOutcome:
+    """Run one saga step (`phase` "action" or "compensate") at most once in effect.
+
+    A business failure (StepFailed) is recorded too, so a retry gets the same answer.
+    Transient errors propagate for the orchestrator's retry policy.
+    """
+    saga: Saga = app.saga
+    step = saga.step(step_name)
+    fn = step.action if phase == "action" else step.compensate
+    if fn is None:
+        return StepOutcome(True, {})
+    key = step_key(saga_id, step_name, phase)
+    trigger = Event(id=key, source=f"saga/{saga.name}", type=f"saga.{step_name}.{phase}",
+                    extensions=_trace(state))
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()
+
+    def run() -> Context:
+        ctx = StepContext(app, ports, trigger, saga_id, step_name, phase, state, key)
+        try:
+            result = fn(ctx) or {}
+            ctx.result = {"ok": True, "result": dict(result)}
+        except StepFailed as failure:
+            # Business failure: keep the side effects it declared (e.g. a "declined"
+            # event) but none of its writes.
+            ctx.ops.clear()
+            ctx.result = {"ok": False, "reason": failure.reason, "detail": failure.detail}
+        return ctx
+
+    record, replayed = _execute_once(ports, key, fingerprint, run)
+    outcome = record["result"]
+    return StepOutcome(outcome["ok"], outcome.get("result", {}), outcome.get("reason", ""),
+                       outcome.get("detail", ""), replayed)
+
+
+def _trace(state: Mapping[str, Any]) -> dict[str, str]:
+    traceparent = state.get("traceparent")
+    return {"traceparent": traceparent} if traceparent else {}
+
+
+def _execute_once(ports: Ports, key: str, fingerprint: str,
+                  run: Callable[[], Context]) -> tuple[dict[str, Any], bool]:
+    """Run `run` unless `key` is recorded; commit its writes with the record; then effects."""
+    store = ports.store
+    for _ in range(_MAX_RACES):
+        record = store.get(PROCESSED, key)
+        if record is not None:
+            if record.get("fingerprint") != fingerprint:
+                raise ConflictError(
+                    f"idempotency key {key!r} was already used for a different payload; "
+                    "refusing to apply it again"
+                )
+            if record.get("status") != "done":
+                _perform_effects(ports, key, record)
+            return record, True
+        ctx = run()
+        record = {
+            "fingerprint": fingerprint,
+            "status": "committed",
+            "effects": ctx.effects(),
+            "result": ctx.result,
+            "expires_at": int((ports.clock.now() + DEDUPE_TTL).timestamp()),
+        }
+        if store.transact([*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]):
+            _perform_effects(ports, key, record)
+            return record, False
+        # A condition failed: a concurrent duplicate committed first, or the data the
+        # handler read changed under it (e.g. stock). Re-read and run again.
+    raise TransientError(f"contention on {key!r}: gave up after {_MAX_RACES} tries")
+
+
+def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any]) -> None:
+    effects = record["effects"]
+    if effects["emits"]:
+        ports.publisher.publish([jsonformat.from_dict(e) for e in effects["emits"]])
+    for note in effects["notifications"]:
+        ports.notifier.notify(note["id"], note["message"])
+    for start in effects["saga_starts"]:
+        ports.sagas.start(start["saga_id"], start["input"], effects.get("traceparent"))
+    ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+__all__ = [
+    "PROCESSED", "Context", "StepContext", "Outcome", "StepOutcome", "handle", "run_step",
+    "PermanentError", "TransientError",
+]

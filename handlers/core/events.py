@@ -1,0 +1,186 @@
+"""The one event type handlers see, and validation of CloudEvents attributes.
+
+`Event` is our own frozen dataclass so no provider type (boto3 dicts, Pub/Sub messages,
+the CloudEvents SDK) ever reaches a handler. Adapters convert into it with
+`Event.from_attributes`, which reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+from handlers.core.errors import ValidationError
+
+SPECVERSION: Final = "1.0"
+
+#: Context attributes defined by the CloudEvents 1.0 spec (everything else is an extension).
+CORE_ATTRIBUTES: Final = frozenset(
+    {"id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema"}
+)
+REQUIRED_ATTRIBUTES: Final = ("id", "source", "type", "specversion")
+_EXTENSION_NAME: Final = re.compile(r"^[a-z0-9]{1,20}$")
+_RFC3339: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
+)
+#: Names the JSON format reserves for the payload: an extension may not take them.
+_RESERVED: Final = frozenset({"data", "data_base64"})
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A CloudEvent. `data` is a JSON value, or `bytes` for non-JSON payloads."""
+
+    id: str
+    source: str
+    type: str
+    data: Any = None
+    specversion: str = SPECVERSION
+    time: str | None = None
+    subject: str | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        # Freeze the extension mapping so an Event really is immutable.
+        if not isinstance(self.extensions, MappingProxyType):
+            object.__setattr__(self, "extensions", MappingProxyType(dict(self.extensions)))
+
+    @classmethod
+    def new(
+        cls,
+        source: str,
+        type: str,
+        data: Any = None,
+        *,
+        id: str | None = None,
+        subject: str | None = None,
+        time: str | None = None,
+        extensions: Mapping[str, str] | None = None,
+    ) -> Event:
+        return cls(
+            id=id or str(uuid.uuid4()),
+            source=source,
+            type=type,
+            data=data,
+            time=time or utc_now_iso(),
+            subject=subject,
+            datacontenttype="application/octet-stream" if isinstance(data, bytes)
+            else "application/json",
+            extensions=extensions or {},
+        )
+
+    @classmethod
+    def from_attributes(cls, attributes: Mapping[str, Any], data: Any = None) -> Event:
+        """Build an Event from context attributes, raising one error listing every problem."""
+        problems = attribute_problems(attributes)
+        if problems:
+            raise ValidationError("invalid CloudEvent", problems)
+        extensions = {k: _ext_str(v) for k, v in attributes.items() if k not in CORE_ATTRIBUTES}
+        return cls(
+            id=str(attributes["id"]),
+            source=str(attributes["source"]),
+            type=str(attributes["type"]),
+            specversion=str(attributes["specversion"]),
+            time=_opt_str(attributes.get("time")),
+            subject=_opt_str(attributes.get("subject")),
+            datacontenttype=_opt_str(attributes.get("datacontenttype")),
+            dataschema=_opt_str(attributes.get("dataschema")),
+            data=data,
+            extensions=extensions,
+        )
+
+    def attributes(self) -> dict[str, str]:
+        """Context attributes (core and extensions) that are set, as strings."""
+        out: dict[str, str] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+        }
+        for name in ("time", "subject", "datacontenttype", "dataschema"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.extensions)
+        return out
+
+    def with_extensions(self, **extensions: str) -> Event:
+        return replace(self, extensions={**self.extensions, **extensions})
+
+    @property
+    def traceparent(self) -> str | None:
+        return self.extensions.get("traceparent")
+
+
+def _ext_str(value: Any) -> str:
+    # CloudEvents spells booleans in lowercase; Python's str() would not.
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return False
+    try:  # ranges too: month 13 or hour 25 match the pattern but are not times
+        datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return False
+    return True
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def attribute_problems(attributes: Mapping[str, Any]) -> list[str]:
+    """Every problem with a set of CloudEvents context attributes (empty when valid)."""
+    problems: list[str] = []
+    for name in REQUIRED_ATTRIBUTES:
+        value = attributes.get(name)
+        if value is None:
+            problems.append(f"missing required attribute '{name}'")
+        elif not isinstance(value, str) or not value:
+            problems.append(f"attribute '{name}' must be a non-empty string")
+    specversion = attributes.get("specversion")
+    if isinstance(specversion, str) and specversion and specversion != SPECVERSION:
+        problems.append(f"unsupported specversion '{specversion}' (expected '{SPECVERSION}')")
+    time = attributes.get("time")
+    if time is not None and not _is_timestamp(time):
+        problems.append(f"attribute 'time' must be an RFC 3339 timestamp, got {time!r}")
+    for name in ("subject", "datacontenttype", "dataschema"):
+        value = attributes.get(name)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"attribute '{name}' must be a string")
+    for name, value in attributes.items():
+        if name in CORE_ATTRIBUTES:
+            continue
+        if name in _RESERVED:
+            problems.append(f"'{name}' is reserved for the event data, not an attribute")
+        elif not _EXTENSION_NAME.match(name):
+            problems.append(
+                f"extension attribute name '{name}' must be 1-20 lowercase letters or digits"
+            )
+        if not isinstance(value, (str, int, bool)):
+            problems.append(f"extension attribute '{name}' must be a string, integer or boolean")
+    return problems
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context (version 00, sampled)."""
+    return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+
+
+def ensure_traceparent(event: Event) -> Event:
+    """The event itself if it carries a trace context, else a copy that starts one."""
+    return event if event.traceparent else event.with_extensions(traceparent=new_traceparent())

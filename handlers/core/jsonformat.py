@@ -1,0 +1,70 @@
+"""CloudEvents JSON format (the body of structured mode): Event <-> dict, lossless.
+
+`bytes` data travels as `data_base64`; any JSON value travels as `data`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from handlers.core.errors import ValidationError
+from handlers.core.events import Event, attribute_problems
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    out: dict[str, Any] = dict(event.attributes())
+    if isinstance(event.data, (bytes, bytearray)):
+        out["data_base64"] = base64.b64encode(event.data).decode("ascii")
+    elif event.data is not None:
+        out["data"] = event.data
+    return out
+
+
+def from_dict(body: Any, where: str = "event") -> Event:
+    """Parse one JSON-format event; every problem is reported at once."""
+    if not isinstance(body, Mapping):
+        raise ValidationError(f"invalid {where}", [f"{where} must be a JSON object"])
+    problems = [f"{where}: {p}" for p in attribute_problems(_attrs(body))]
+    data: Any = body.get("data")
+    if "data_base64" in body:
+        if "data" in body:
+            problems.append(f"{where}: has both 'data' and 'data_base64'")
+        raw = body["data_base64"]
+        try:
+            data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+            if data is None:
+                problems.append(f"{where}: 'data_base64' must be a string")
+        except (binascii.Error, ValueError):
+            problems.append(f"{where}: 'data_base64' is not valid base64")
+    if problems:
+        raise ValidationError("invalid CloudEvent", problems)
+    return Event.from_attributes(_attrs(body), data)
+
+
+def _attrs(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("data", "data_base64")}
+
+
+def dumps(event: Event) -> str:
+    return json.dumps(to_dict(event), separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def loads(text: str | bytes) -> Event:
+    return from_dict(json.loads(text, parse_constant=_no_constant))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def fingerprint(event: Event) -> str:
+    """Hash of what makes two deliveries of one (source, id) the same event."""
+    payload = to_dict(event)
+    material = {k: payload.get(k) for k in ("type", "subject", "data", "data_base64")}
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

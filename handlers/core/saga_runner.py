@@ -1,0 +1,170 @@
+"""Saga semantics as a pure state machine, for orchestrators that keep state themselves.
+
+`tick` runs one attempt of the saga's current step and returns the new state and when to
+run again. The local executor persists the state between ticks; Step Functions (AWS) and
+Cloud Workflows (GCP) run the compiled form of the same rules:
+
+- forward steps in order; `on_success` after the last one;
+- a step that fails for a business reason (StepFailed) -> compensations of the completed
+  steps, in reverse;
+- a step that keeps failing (its Retry exhausted, or a permanent error) -> the same, but
+  starting with its own compensation, since it may have half-happened downstream;
+- a compensation that keeps failing -> status `failed`: needs attention, no forward step
+  runs after that;
+- all compensations done -> `on_failure` (records the outcome) -> `cancelled`;
+  `on_success` done -> `completed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from handlers.core.app import App, Retry
+from handlers.core.engine import run_step
+from handlers.core.errors import PermanentError
+from handlers.core.ports import Ports
+
+ACTIVE: Final = ("running", "compensating")
+TERMINAL: Final = ("completed", "cancelled", "failed")
+
+
+def new_state(saga_id: str, input: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+    return {
+        "saga_id": saga_id, "input": dict(input), "traceparent": traceparent,
+        "status": "running", "index": 0, "comp_index": -1, "attempt": 0,
+        "results": {}, "reason": None, "reason_detail": None, "history": [],
+    }
+
+
+def tick(app: App, ports: Ports, state: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """One attempt of the current step; returns (state, seconds until next tick or None)."""
+    st = dict(state, results=dict(state["results"]), history=list(state["history"]))
+    if st["status"] == "running":
+        return _forward(app, ports, st)
+    if st["status"] == "compensating":
+        return _compensate(app, ports, st)
+    return st, None
+
+
+def _attempt(app: App, ports: Ports, st: dict[str, Any], name: str, phase: str):  # type: ignore[no-untyped-def]
+    try:
+        return run_step(app, ports, st["saga_id"], name, phase, st), None
+    except PermanentError as error:
+        return None, (error, True)
+    except Exception as error:  # noqa: BLE001 - any other failure is retried per policy
+        return None, (error, False)
+
+
+def _note(st: dict[str, Any], step: str, phase: str, outcome: str, detail: str = "") -> None:
+    st["history"].append({"step": step, "phase": phase, "attempt": st["attempt"] + 1,
+                          "outcome": outcome, "detail": detail})
+
+
+def _retry_or_none(retry: Retry, st: dict[str, Any], permanent: bool) -> float | None:
+    st["attempt"] += 1
+    if permanent or st["attempt"] >= retry.max_attempts:
+        return None
+    return retry.delay(st["attempt"])
+
+
+def _forward(app: App, ports: Ports, st: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    saga = app.saga
+    steps = saga.all_steps()
+    index = st["index"]
+    step = steps[index]
+    outcome, failure = _attempt(app, ports, st, step.name, "action")
+    if outcome is not None and outcome.ok:
+        _note(st, step.name, "action", "ok")
+        st["results"][step.name] = dict(outcome.result)
+        st["index"], st["attempt"] = index + 1, 0
+        if st["index"] == len(steps):
+            st["status"] = "completed"
+            return st, None
+        return st, 0.0
+    if outcome is not None:  # business failure: this step did nothing to undo
+        _note(st, step.name, "action", "failed", outcome.reason)
+        st["reason_detail"] = outcome.detail
+        return _begin_compensation(st, outcome.reason, index - 1)
+    error, permanent = failure  # type: ignore[misc]
+    _note(st, step.name, "action", "error", str(error))
+    delay = _retry_or_none(step.retry, st, permanent)
+    if delay is not None:
+        return st, delay
+    reason = f"{step.name}_failed"
+    st["reason_detail"] = f"{type(error).__name__}: {error}"
+    if saga.on_success is not None and step.name == saga.on_success.name:
+        st["status"], st["reason"] = "failed", reason  # shipped: not ours to undo
+        return st, None
+    return _begin_compensation(st, reason, index)
+
+
+def _begin_compensation(st: dict[str, Any], reason: str,
+                        start: int) -> tuple[dict[str, Any], float]:
+    st["status"], st["reason"], st["comp_index"], st["attempt"] = "compensating", reason, start, 0
+    return st, 0.0
+
+
+def _compensate(app: App, ports: Ports,
+                st: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    index = st["comp_index"]
+    if index < 0:
+        return _finish_failure(app, ports, st)
+    step = app.saga.steps[index]
+    if step.compensate is None:
+        st["comp_index"] = index - 1
+        return st, 0.0
+    outcome, failure = _attempt(app, ports, st, step.name, "compensate")
+    if outcome is not None and not outcome.ok:
+        _note(st, step.name, "compensate", "failed", outcome.reason)
+        st["status"] = "failed"
+        st["reason"] = f"{st['reason']}; compensation {step.name} refused: {outcome.reason}"
+        return st, None
+    if outcome is not None:
+        _note(st, step.name, "compensate", "ok")
+        st["results"][f"{step.name}:compensate"] = dict(outcome.result)
+        st["comp_index"], st["attempt"] = index - 1, 0
+        return st, 0.0
+    error, permanent = failure  # type: ignore[misc]
+    _note(st, step.name, "compensate", "error", str(error))
+    delay = _retry_or_none(step.compensate_retry, st, permanent)
+    if delay is not None:
+        return st, delay
+    st["status"] = "failed"
+    st["reason"] = f"{st['reason']}; compensation {step.name} failed: {error}"
+    return st, None
+
+
+def _finish_failure(app: App, ports: Ports,
+                    st: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    final = app.saga.on_failure
+    if final is None:
+        st["status"] = "cancelled"
+        return st, None
+    outcome, failure = _attempt(app, ports, st, final.name, "action")
+    if outcome is not None and outcome.ok:
+        _note(st, final.name, "action", "ok")
+        st["results"][final.name] = dict(outcome.result)
+        st["status"] = "cancelled"
+        return st, None
+    if outcome is not None:
+        error: Exception = RuntimeError(outcome.reason)
+        permanent = True
+    else:
+        error, permanent = failure  # type: ignore[misc]
+    _note(st, final.name, "action", "error", str(error))
+    delay = _retry_or_none(final.retry, st, permanent)
+    if delay is not None:
+        return st, delay
+    st["status"] = "failed"
+    st["reason"] = f"{st['reason']}; {final.name} failed: {error}"
+    return st, None
+
+
+def run_to_end(app: App, ports: Ports, state: dict[str, Any],
+               max_ticks: int = 1000) -> dict[str, Any]:
+    """Drive a saga to a terminal state, ignoring delays (tests and in-process use)."""
+    for _ in range(max_ticks):
+        state, delay = tick(app, ports, state)
+        if delay is None and state["status"] in TERMINAL:
+            return state
+    raise RuntimeError(f"saga {state['saga_id']} did not finish in {max_ticks} ticks")
