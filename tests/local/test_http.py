@@ -26,7 +26,14 @@ def api(tmp_path) -> Iterator[str]:
         retry_scale=0.001, poll_interval=0.01))
     runtime.start(workers=2)
     server = make_server(runtime, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, daemon=True)
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # close() from this thread pulls the socket out from under select
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
     server.close()

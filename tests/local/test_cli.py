@@ -1,0 +1,87 @@
+"""The `switchyard` command line, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.cli import main
+from adapters.local.runtime import Runtime, RuntimeSettings
+from tests.factories import order_created, restock, workflow_triggered
+from tests.local.test_http import api  # noqa: F401 - the running-server fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_shows_the_five_outcomes() -> None:
+    result = subprocess.run([sys.executable, "-m", "adapters.cli", "demo"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for line in ("[ok] order 1001 completed", "[ok] order 1002 cancelled: payment declined",
+                 "[ok] order 1003 cancelled out of stock, payment refunded",
+                 "[ok] duplicate delivery had no effect",
+                 "[ok] malformed event dead-lettered with its reason"):
+        assert line in out
+    assert "Order Created                  #1001    -> orders        -> duplicate" in out
+    assert "data.customer_id is required" in out
+    assert result.stderr == ""
+
+
+def _seeded_db(tmp_path: Path) -> Path:
+    db = tmp_path / "cli.db"
+    rt = Runtime(db, settings=RuntimeSettings(retry_scale=0.001, max_deliveries=2))
+    rt.ingest([restock("A", 5), order_created("o1", [("A", 1, 3.0)]),
+               workflow_triggered("ghost")])
+    rt.run_until_idle()
+    rt.close()
+    return db
+
+
+def test_orders_and_dlq_commands_read_the_database(tmp_path, capsys) -> None:
+    db = _seeded_db(tmp_path)
+    assert main(["orders", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "o1" in out and "completed" in out
+    assert main(["dlq", "list", "--db", str(db), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["consumer"] == "orders" and "ghost" in entry["reason"]
+    assert main(["dlq", "redrive", "--db", str(db)]) == 0
+    assert "redriven 1 entry" in capsys.readouterr().out
+    assert main(["dlq", "redrive", "--db", str(db)]) == 0
+    assert "redriven 0 entries" in capsys.readouterr().out
+
+
+def test_send_posts_to_a_running_server(api: str, tmp_path, capsys) -> None:  # noqa: F811
+    code = main(["send", "--url", api, "--type", "com.switchyard.inventory.updated",
+                 "--data", '{"item_id": "Q", "quantity": 4, "action": "restock"}'])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["accepted"] == 1
+    entries = tmp_path / "entries.json"
+    entries.write_text(json.dumps({"Entries": [{"Source": "workflow",
+                                                "DetailType": "Workflow Triggered",
+                                                "Detail": json.dumps({"workflow_id": "w",
+                                                                      "order_id": "x"})}]}))
+    assert main(["send", "--url", api, "--file", str(entries)]) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"specversion": "1.0"}')
+    assert main(["send", "--url", api, "--file", str(bad)]) == 1
+    assert "missing required attribute 'id'" in capsys.readouterr().err
+
+
+def test_send_explains_when_no_server_runs(capsys) -> None:
+    code = main(["send", "--url", "http://127.0.0.1:9", "--type",
+                 "com.switchyard.inventory.updated", "--data", "{}"])
+    assert code == 1
+    assert "is `switchyard serve` running?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"]])
+def test_help_exits_cleanly(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
