@@ -25,7 +25,7 @@ class MemoryStore:
 
     def transact(self, ops: Sequence[Op]) -> bool:
         with self._lock:
-            staged: dict[tuple[str, str], dict[str, Any] | None] = {}
+            staged: dict[tuple[str, str], dict[str, Any]] = {}
             for op in ops:
                 where = (op.table, op.key)
                 current = staged[where] if where in staged else \

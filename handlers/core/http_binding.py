@@ -444,8 +444,11 @@ def _json_bytes(value: Any) -> bytes:
         raise ValidationError("event cannot be encoded as JSON", [str(exc)]) from exc
 
 
+_JSON_TYPE_NAMES: Final[dict[type, str]] = {dict: "an object", list: "an array", str: "a string"}
+
+
 def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a scalar")
+    return _JSON_TYPE_NAMES.get(type(value), "a scalar")
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from handlers.core.app import App, Retry
-from handlers.core.engine import run_step
+from handlers.core.engine import StepOutcome, run_step
 from handlers.core.errors import PermanentError
 from handlers.core.ports import Ports
 
@@ -113,51 +113,50 @@ def _compensate(app: App, ports: Ports,
     if step.compensate is None:
         st["comp_index"] = index - 1
         return st, 0.0
-    outcome, failure = _attempt(app, ports, st, step.name, "compensate")
-    if outcome is not None and not outcome.ok:
-        _note(st, step.name, "compensate", "failed", outcome.reason)
-        st["status"] = "failed"
-        st["reason"] = f"{st['reason']}; compensation {step.name} refused: {outcome.reason}"
-        return st, None
-    if outcome is not None:
-        _note(st, step.name, "compensate", "ok")
-        st["results"][f"{step.name}:compensate"] = dict(outcome.result)
-        st["comp_index"], st["attempt"] = index - 1, 0
-        return st, 0.0
-    error, permanent = failure  # type: ignore[misc]
-    _note(st, step.name, "compensate", "error", str(error))
-    delay = _retry_or_none(step.compensate_retry, st, permanent)
-    if delay is not None:
-        return st, delay
-    st["status"] = "failed"
-    st["reason"] = f"{st['reason']}; compensation {step.name} failed: {error}"
-    return st, None
+    done = _must_succeed(app, ports, st, step.name, "compensate", step.compensate_retry,
+                         f"compensation {step.name}")
+    if not isinstance(done, StepOutcome):
+        return st, done
+    st["results"][f"{step.name}:compensate"] = dict(done.result)
+    st["comp_index"], st["attempt"] = index - 1, 0
+    return st, 0.0
 
 
 def _finish_failure(app: App, ports: Ports,
                     st: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     final = app.saga.on_failure
-    if final is None:
-        st["status"] = "cancelled"
-        return st, None
-    outcome, failure = _attempt(app, ports, st, final.name, "action")
+    if final is not None:
+        done = _must_succeed(app, ports, st, final.name, "action", final.retry, final.name)
+        if not isinstance(done, StepOutcome):
+            return st, done
+        st["results"][final.name] = dict(done.result)
+    st["status"] = "cancelled"
+    return st, None
+
+
+def _must_succeed(app: App, ports: Ports, st: dict[str, Any], name: str, phase: str,
+                  retry: Retry, what: str) -> StepOutcome | float | None:
+    """Run a step that has no failure path of its own (a compensation, `on_failure`).
+
+    Returns its outcome once it succeeds, else the delay before the next attempt, else
+    None after marking the saga `failed` (needs attention) when its retries are spent.
+    """
+    outcome, failure = _attempt(app, ports, st, name, phase)
     if outcome is not None and outcome.ok:
-        _note(st, final.name, "action", "ok")
-        st["results"][final.name] = dict(outcome.result)
-        st["status"] = "cancelled"
-        return st, None
-    if outcome is not None:
-        error: Exception = RuntimeError(outcome.reason)
+        _note(st, name, phase, "ok")
+        return outcome
+    if outcome is not None:  # a refusal cannot be retried away
+        error: Exception = RuntimeError(f"refused: {outcome.reason}")
         permanent = True
     else:
         error, permanent = failure  # type: ignore[misc]
-    _note(st, final.name, "action", "error", str(error))
-    delay = _retry_or_none(final.retry, st, permanent)
+    _note(st, name, phase, "error", str(error))
+    delay = _retry_or_none(retry, st, permanent)
     if delay is not None:
-        return st, delay
+        return delay
     st["status"] = "failed"
-    st["reason"] = f"{st['reason']}; {final.name} failed: {error}"
-    return st, None
+    st["reason"] = f"{st['reason']}; {what} failed: {error}"
+    return None
 
 
 def run_to_end(app: App, ports: Ports, state: dict[str, Any],

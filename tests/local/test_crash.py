@@ -97,6 +97,7 @@ def test_sigkill_mid_flight_loses_nothing_and_keeps_stock_consistent(tmp_path) -
     rng = random.Random(7)
     accepted: dict[str, dict] = {}
     in_flight: list[int] = []
+    accepted_ids: list[str] = []
     try:
         for item, qty in ITEMS.items():
             assert server.post(_entries("inventory", "Inventory Updated",
@@ -113,9 +114,10 @@ def test_sigkill_mid_flight_loses_nothing_and_keeps_stock_consistent(tmp_path) -
             # A client that retries until it gets a 202, across the crash.
             while True:
                 try:
-                    status, _ = server.post(_entries("orders", "Order Created", order))
+                    status, reply = server.post(_entries("orders", "Order Created", order))
                     assert status == 202
                     accepted[order["order_id"]] = order
+                    accepted_ids.extend(reply["ids"])
                     return
                 except (OSError, urllib.error.URLError):
                     time.sleep(0.05)
@@ -159,9 +161,14 @@ def test_sigkill_mid_flight_loses_nothing_and_keeps_stock_consistent(tmp_path) -
     finally:
         server.stop()
 
-    # Money moved exactly once per order: checked in the database itself.
+    # Every accepted event was handled to the end by its consumer (record status "done"),
+    # and money moved exactly once per order: checked in the database itself.
     import sqlite3
     conn = sqlite3.connect(tmp_path / "crash.db")
+    records = {key: json.loads(doc)["status"] for key, doc in
+               conn.execute("SELECT key, doc FROM items WHERE tbl = 'processed'")}
+    for event_id in accepted_ids:
+        assert records.get(f"orders|orders|{event_id}") == "done", event_id
     payments = [json.loads(r[0]) for r in
                 conn.execute("SELECT doc FROM items WHERE tbl = 'payments'")]
     charges = {p["order_id"]: p for p in payments if p["kind"] == "charge"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,9 @@ from handlers.catalog import (
 from handlers.core import eventbridge_binding as eb
 from handlers.core import http_binding as http
 from handlers.core.errors import ValidationError
-from handlers.core.events import CORE_ATTRIBUTES, Event
+from handlers.core.events import Event
 from handlers.core.ingress_binding import decode_request, read_request
+from tests.strategies import EXTENSION_NAMES, JSON_VALUES, RFC3339, TEXT
 
 GOLDEN = Path(__file__).resolve().parents[1] / "events" / "aws"
 
@@ -48,27 +48,6 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 # --- strategies -----------------------------------------------------------------------
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24)
-# Valid RFC 3339 timestamps in the spellings the spec allows (fractions, offsets, z/t).
-RFC3339 = st.builds(
-    lambda dt, frac, tz, t, z: dt.strftime(f"%Y-%m-%d{t}%H:%M:%S") + frac + (z if tz is None
-                                                                           else tz),
-    st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31)),
-    st.sampled_from(["", ".5", ".123", ".123456789"]),
-    st.none() | st.sampled_from(["+00:00", "-05:30", "+14:00"]),
-    st.sampled_from(["T", "t"]),
-    st.sampled_from(["Z", "z"]),
-)
-EXTENSION_NAMES = st.from_regex(r"[a-z0-9]{1,20}", fullmatch=True).filter(
-    lambda n: n not in CORE_ATTRIBUTES and n != "data"
-)
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=12)
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
 CATALOG_TYPES = st.sampled_from([t.type for t in CATALOG])
 
 
