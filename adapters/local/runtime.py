@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -87,16 +88,15 @@ class _SagaStarter:
         state = saga_runner.new_state(saga_id, dict(input), traceparent)
         now = time.time()
         with self._runtime.db.write() as conn:
-            cur = conn.execute(
+            started = conn.execute(
                 "INSERT OR IGNORE INTO sagas (saga_id, status, state, next_run_at, started_at,"
                 " updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
-                (saga_id, json.dumps(state), now, now, now))
-        started = cur.rowcount == 1
-        self._runtime._record(None, "saga.start", f"saga:{self._runtime.app.saga.name}", 0,
-                              "started" if started else "no-op",
-                              saga_id if started else f"{saga_id} already started",
-                              0.0, _subject_of_saga(state), saga_id=saga_id,
-                              traceparent=traceparent)
+                (saga_id, json.dumps(state), now, now, now)).rowcount == 1
+            self._runtime._record(None, "saga.start", f"saga:{self._runtime.app.saga.name}", 0,
+                                  "started" if started else "no-op",
+                                  saga_id if started else f"{saga_id} already started",
+                                  0.0, _subject_of_saga(state), saga_id=saga_id,
+                                  traceparent=traceparent, conn=conn)
         if started:
             self._runtime.wake()
         return started
@@ -262,12 +262,12 @@ class Runtime:
         except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
             self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started)
             return True
-        with self.db.write() as conn:
-            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
         detail = outcome.detail or (
             f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
-        self._record(event, event.type, consumer, attempts, outcome.status, detail,
-                     (time.perf_counter() - started) * 1000, _subject(event))
+        with self.db.write() as conn:  # ack and its timeline entry: one commit, one fsync
+            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+            self._record(event, event.type, consumer, attempts, outcome.status, detail,
+                         (time.perf_counter() - started) * 1000, _subject(event), conn=conn)
         return True
 
     def _retry_or_dead_letter(self, mid: int, consumer: str, event: Event, body: str,
@@ -283,8 +283,8 @@ class Runtime:
         with self.db.write() as conn:
             conn.execute("UPDATE queue SET visible_at = ?, last_error = ? WHERE mid = ?",
                          (time.time() + delay * self.settings.retry_scale, message, mid))
-        self._record(event, event.type, consumer, attempts, "retry", message, duration,
-                     _subject(event))
+            self._record(event, event.type, consumer, attempts, "retry", message, duration,
+                         _subject(event), conn=conn)
 
     def _dead_letter(self, mid: int, consumer: str, event: Event, body: str, attempts: int,
                      reason: str, started: float | None = None) -> None:
@@ -294,11 +294,11 @@ class Runtime:
                 "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
                 "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (consumer, event.id, event.type, reason, attempts, body, time.time()))
-        duration = (time.perf_counter() - started) * 1000 if started else 0.0
+            duration = (time.perf_counter() - started) * 1000 if started else 0.0
+            self._record(event, event.type, consumer, attempts, "dead-lettered", reason,
+                         duration, _subject(event), conn=conn)
         log.error("dead-lettered", extra={"consumer": consumer, "event_id": event.id,
                                           "event_type": event.type, "reason": reason})
-        self._record(event, event.type, consumer, attempts, "dead-lettered", reason, duration,
-                     _subject(event))
 
     # sagas ------------------------------------------------------------------
     def _advance_one_saga(self) -> bool:
@@ -329,16 +329,17 @@ class Runtime:
                     "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (f"saga:{self.app.saga.name}", saga_id, "saga.needs_attention",
                      state["reason"], len(state["history"]), json.dumps(state), time.time()))
-        subject = _subject_of_saga(state)
-        for entry in state["history"][seen:]:
-            self._record(None, f"saga.{entry['step']}.{entry['phase']}",
-                         f"saga:{self.app.saga.name}", entry["attempt"], entry["outcome"],
-                         entry["detail"], duration, subject, saga_id=saga_id,
-                         traceparent=state.get("traceparent"))
+            subject, scope = _subject_of_saga(state), f"saga:{self.app.saga.name}"
+            trace = state.get("traceparent")
+            for entry in state["history"][seen:]:
+                self._record(None, f"saga.{entry['step']}.{entry['phase']}", scope,
+                             entry["attempt"], entry["outcome"], entry["detail"], duration,
+                             subject, saga_id=saga_id, traceparent=trace, conn=conn)
+            if state["status"] in saga_runner.TERMINAL:
+                self._record(None, "saga.finished", scope, 0, state["status"],
+                             state.get("reason") or "", 0.0, subject, saga_id=saga_id,
+                             traceparent=trace, conn=conn)
         if state["status"] in saga_runner.TERMINAL:
-            self._record(None, "saga.finished", f"saga:{self.app.saga.name}", 0,
-                         state["status"], state.get("reason") or "", 0.0, subject,
-                         saga_id=saga_id, traceparent=state.get("traceparent"))
             if state["status"] == "failed":
                 log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
                                                                "reason": state["reason"]})
@@ -347,14 +348,19 @@ class Runtime:
     # observability ----------------------------------------------------------
     def _record(self, event: Event | None, type_: str, consumer: str, attempt: int,
                 outcome: str, detail: str, duration_ms: float, subject: str | None,
-                saga_id: str | None = None, traceparent: str | None = None) -> None:
-        with self.db.write() as conn:
-            conn.execute(
-                "INSERT INTO timeline (at, event_id, event_type, consumer, attempt, outcome, "
-                "detail, duration_ms, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (time.time(), event.id if event else saga_id, type_, consumer, attempt,
-                 outcome, detail, duration_ms, subject,
-                 _trace_id(event.traceparent if event else traceparent)))
+                saga_id: str | None = None, traceparent: str | None = None,
+                conn: sqlite3.Connection | None = None) -> None:
+        """Append to the timeline, inside the caller's transaction when it passes one."""
+        row = (time.time(), event.id if event else saga_id, type_, consumer, attempt, outcome,
+               detail, duration_ms, subject,
+               _trace_id(event.traceparent if event else traceparent))
+        sql = ("INSERT INTO timeline (at, event_id, event_type, consumer, attempt, outcome, "
+               "detail, duration_ms, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)")
+        if conn is not None:
+            conn.execute(sql, row)
+            return
+        with self.db.write() as own:
+            own.execute(sql, row)
 
     # queries ----------------------------------------------------------------
     def order(self, order_id: str) -> dict[str, Any] | None:
