@@ -23,7 +23,7 @@ from typing import Any, Final
 from adapters.local.database import Database
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core import jsonformat, saga_runner
-from handlers.core.app import App
+from handlers.core.app import App, load_app
 from handlers.core.engine import handle
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event, ensure_traceparent
@@ -128,10 +128,7 @@ class Runtime:
 
     def __init__(self, db_path: str | Path = DEFAULT_DB, app: App | None = None,
                  settings: RuntimeSettings | None = None) -> None:
-        if app is None:
-            from handlers.app import APP
-            app = APP
-        self.app = app
+        self.app = app or load_app()
         self.settings = settings or RuntimeSettings()
         self.db = Database(db_path)
         self.store = SQLiteStore(self.db)

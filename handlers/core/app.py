@@ -171,3 +171,28 @@ class App:
     def routes(self, type_: str) -> list[Consumer]:
         """The consumers an event of this type is delivered to (fan-out when several)."""
         return [c for c in self.consumers if type_ in c.consumes]
+
+
+#: Environment variable naming the app a runtime hosts, as "module:attribute".
+APP_ENV: Final = "SWITCHYARD_APP"
+DEFAULT_APP: Final = "handlers.app:APP"
+
+
+def load_app(spec: str | None = None) -> App:
+    """The app named by `spec`, else by $SWITCHYARD_APP, else the order system.
+
+    Runtimes (local, Lambda, Cloud Functions) load their app through this, so the same
+    entry points can host another app description — or a test's variant with a fault
+    injected — without a code change.
+    """
+    import importlib
+    import os
+
+    spec = spec or os.environ.get(APP_ENV) or DEFAULT_APP
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{APP_ENV} must look like 'package.module:ATTRIBUTE', got {spec!r}")
+    app = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(app, App):
+        raise ValueError(f"{spec!r} does not name an App (got {type(app).__name__})")
+    return app

@@ -180,3 +180,16 @@ def test_seed_payloads_validate_as_they_are() -> None:
                            {"item_id": "A", "quantity": 5, "action": "restock"})
     APP.catalog.check_data("com.switchyard.workflow.triggered",
                            {"workflow_id": "w1", "order_id": "1"})
+
+
+def test_load_app_defaults_to_the_order_system_and_honours_the_env(monkeypatch) -> None:
+    from handlers.core.app import load_app
+
+    monkeypatch.delenv("SWITCHYARD_APP", raising=False)
+    assert load_app() is APP
+    monkeypatch.setenv("SWITCHYARD_APP", "handlers.app:APP")
+    assert load_app() is APP
+    with pytest.raises(ValueError, match="does not name an App"):
+        load_app("handlers.catalog:CATALOG")
+    with pytest.raises(ValueError, match="must look like"):
+        load_app("handlers.app")

@@ -1,0 +1,109 @@
+"""What a backend must offer the contract scenarios, and the local implementation.
+
+Every scenario in this folder talks to a `Backend` only, so the same scenario runs on the
+embedded runtime (`local`), on AWS stand-ins (`aws`: moto) and on Google's emulators
+(`gcp`). A backend drives deliveries until the system is quiet, and reads state back the
+way an operator would (orders, stock, dead letters, payments).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from adapters.local.runtime import Runtime, RuntimeSettings
+from handlers.core.app import App, load_app
+from handlers.core.eventbridge_binding import from_put_events_body
+from handlers.core.events import Event
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    consumer: str
+    event_id: str | None
+    reason: str
+    attempts: int
+
+
+class Backend(Protocol):
+    name: str
+    max_deliveries: int
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Put events on the bus the way a producer on this platform does."""
+
+    def publish_entries(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Put EventBridge PutEvents entries (the seeds' shape) on the bus."""
+
+    def settle(self) -> None:
+        """Deliver, retry and run sagas until nothing is left to do."""
+
+    def order(self, order_id: str) -> dict[str, Any] | None: ...
+
+    def available(self, item_id: str) -> int: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def redrive(self) -> int:
+        """Send every dead-lettered event back to its consumer; how many went back."""
+
+    def deliveries(self, consumer: str, event_id: str) -> int:
+        """How many times `consumer` received the event."""
+
+    def payments(self) -> list[dict[str, Any]]: ...
+
+    def saga_status(self, order_id: str) -> str:
+        """`completed`, `cancelled`, or `failed` (needs attention)."""
+
+
+class LocalBackend:
+    """The embedded runtime on a fresh SQLite file, driven in the test's thread."""
+
+    name = "local"
+
+    def __init__(self, directory: Path, app: App | None = None, max_deliveries: int = 3
+                 ) -> None:
+        self.max_deliveries = max_deliveries
+        self.runtime = Runtime(directory / "contract.db", app=app or load_app(),
+                               settings=RuntimeSettings(max_deliveries=max_deliveries,
+                                                        retry_scale=0.001))
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.runtime.ingest(events)
+
+    def publish_entries(self, entries: Sequence[dict[str, Any]]) -> None:
+        self.runtime.ingest(from_put_events_body({"Entries": list(entries)},
+                                                 self.runtime.app.catalog))
+
+    def settle(self) -> None:
+        self.runtime.run_until_idle(timeout=120)
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self.runtime.order(order_id)
+
+    def available(self, item_id: str) -> int:
+        return self.runtime.available(item_id)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [DeadLetter(e["consumer"], e["event_id"], e["reason"], e["attempts"])
+                for e in self.runtime.dlq()]
+
+    def redrive(self) -> int:
+        return len(self.runtime.redrive())
+
+    def deliveries(self, consumer: str, event_id: str) -> int:
+        return sum(1 for row in self.runtime.timeline()
+                   if row["event_id"] == event_id and row["consumer"] == consumer)
+
+    def payments(self) -> list[dict[str, Any]]:
+        return self.runtime.store.scan("payments")
+
+    def saga_status(self, order_id: str) -> str:
+        rows = self.runtime.db.read("SELECT status FROM sagas WHERE saga_id = ?",
+                                    (f"order-{order_id}",))
+        return str(rows[0][0]) if rows else "absent"
+
+    def close(self) -> None:
+        self.runtime.close()

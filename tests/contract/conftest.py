@@ -1,0 +1,69 @@
+"""Backends for the contract scenarios, and the parity matrix printed after the run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from handlers.core.app import load_app
+from tests.contract.backends import Backend, LocalBackend
+
+BACKENDS = ["local"]
+MakeBackend = Callable[..., Backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def make_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[MakeBackend]:
+    """`make_backend(fault=None)`: a fresh backend hosting the order system, or the
+    variant named `fault` in tests/contract/faulty_apps.py."""
+    made: list[Any] = []
+
+    def make(fault: str | None = None) -> Backend:
+        spec = f"tests.contract.faulty_apps:{fault}" if fault else None
+        if request.param == "local":
+            backend = LocalBackend(tmp_path / f"b{len(made)}", app=load_app(spec))
+        else:  # pragma: no cover - every id in BACKENDS is handled above
+            raise AssertionError(request.param)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+_RESULTS: dict[str, dict[str, str]] = defaultdict(dict)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "make_backend" not in callspec.params:
+        return
+    backend = callspec.params["make_backend"]
+    scenario = item.name.split("[")[0].removeprefix("test_")
+    extra = [part for part in callspec.id.split("-") if part != backend]
+    if extra:
+        scenario += f"[{','.join(extra)}]"
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        state = "xfail" if hasattr(report, "wasxfail") else report.outcome
+        _RESULTS[scenario][backend] = state
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _RESULTS:
+        return
+    backends = [b for b in ("local", "aws", "gcp")
+                if any(b in row for row in _RESULTS.values())]
+    width = max(len(s) for s in _RESULTS)
+    terminalreporter.write_sep("=", "contract parity matrix (scenario x backend)")
+    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{b:<7}" for b in backends))
+    for scenario in sorted(_RESULTS):
+        row = _RESULTS[scenario]
+        terminalreporter.write_line(
+            f"{scenario:<{width}}  " + "  ".join(f"{row.get(b, '-'):<7}" for b in backends))
