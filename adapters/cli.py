@@ -23,12 +23,14 @@ def _db_default() -> str:
 
 def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from adapters.local.runtime import Runtime, RuntimeSettings
+    from handlers.money import to_cents
 
     visibility = getattr(args, "visibility_timeout", 30.0)
     settings = RuntimeSettings(
         max_deliveries=getattr(args, "max_deliveries", 5),
         visibility_timeout=visibility,
         saga_lease=visibility,  # one knob: how long a dead worker's claim blocks its work
+        decline_above_cents=to_cents(getattr(args, "decline_above", "1000.00")),
     )
     return Runtime(args.db, settings=settings)
 
@@ -154,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-deliveries", type=int, default=5)
     serve.add_argument("--visibility-timeout", type=float, default=30.0,
                        help="seconds before an unfinished delivery is retried")
+    serve.add_argument("--decline-above", default=os.environ.get(
+        "SWITCHYARD_PAYMENT_DECLINE_ABOVE", "1000.00"),
+        help="the simulated payment provider declines totals above this "
+             "(env SWITCHYARD_PAYMENT_DECLINE_ABOVE)")
     serve.set_defaults(func=cmd_serve)
 
     send = sub.add_parser("send", help="post an event (or a file of them) to a server")

@@ -85,3 +85,18 @@ def test_help_exits_cleanly(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 0
+
+
+def test_serve_settings_carry_the_decline_limit(monkeypatch, tmp_path) -> None:
+    from adapters.cli import _runtime, build_parser
+
+    monkeypatch.setenv("SWITCHYARD_PAYMENT_DECLINE_ABOVE", "50.00")
+    args = build_parser().parse_args(["serve", "--db", str(tmp_path / "x.db")])
+    runtime = _runtime(args)
+    try:
+        assert runtime.settings.decline_above_cents == 5000
+        args = build_parser().parse_args(["serve", "--db", str(tmp_path / "x.db"),
+                                          "--decline-above", "10"])
+        assert _runtime(args).settings.decline_above_cents == 1000
+    finally:
+        runtime.close()
