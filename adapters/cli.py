@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import urllib.error
@@ -190,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("SWITCHYARD_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    from handlers.core.observability import configure_logging
+
+    configure_logging(os.environ.get("SWITCHYARD_LOG", "INFO"),
+                      json_lines=os.environ.get("SWITCHYARD_LOG_FORMAT", "json") == "json")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

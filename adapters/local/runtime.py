@@ -27,6 +27,7 @@ from handlers.core.app import App, load_app
 from handlers.core.engine import handle
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event, ensure_traceparent
+from handlers.core.observability import trace_id_of
 from handlers.core.ports import Ports
 from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS, SimulatedPaymentGateway
 
@@ -77,7 +78,8 @@ class _Notifier:
         with self._db.write() as conn:
             conn.execute("INSERT OR IGNORE INTO notifications (id, message, sent_at) "
                          "VALUES (?, ?, ?)", (notification_id, json.dumps(message), time.time()))
-        log.info("notification", extra={"notification_id": notification_id, **message})
+        log.info("notification", extra={"notification_id": notification_id,
+                                        "notification": dict(message)})
 
 
 class _SagaStarter:
@@ -116,11 +118,6 @@ def _subject(event: Event) -> str | None:
             if key in data:
                 return str(data[key])
     return None
-
-
-def _trace_id(traceparent: str | None) -> str | None:
-    parts = (traceparent or "").split("-")
-    return parts[1] if len(parts) == 4 else None
 
 
 class Runtime:
@@ -173,7 +170,7 @@ class Runtime:
                         "outcome, detail, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?)",
                         (now, event.id, event.type, None, 0, "unrouted",
                          "no consumer for this type", _subject(event),
-                         _trace_id(event.traceparent)))
+                         trace_id_of(event.traceparent)))
         self.wake()
         return [event.id for event, _ in rows]
 
@@ -350,7 +347,7 @@ class Runtime:
         """Append to the timeline, inside the caller's transaction when it passes one."""
         row = (time.time(), event.id if event else saga_id, type_, consumer, attempt, outcome,
                detail, duration_ms, subject,
-               _trace_id(event.traceparent if event else traceparent))
+               trace_id_of(event.traceparent if event else traceparent))
         sql = ("INSERT INTO timeline (at, event_id, event_type, consumer, attempt, outcome, "
                "detail, duration_ms, subject, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)")
         if conn is not None:

@@ -33,6 +33,7 @@ from handlers.core import jsonformat
 from handlers.core.app import App, Saga
 from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
 from handlers.core.events import Event
+from handlers.core.observability import log_context, trace_id_of
 from handlers.core.ports import Op, Ports, Put, Update
 
 log = logging.getLogger("switchyard.engine")
@@ -162,12 +163,17 @@ def handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
 
     Raises PermanentError (dead-letter now) or TransientError (retry later).
     """
+    with log_context(trace_id=trace_id_of(event.traceparent), event_id=event.id,
+                     event_type=event.type, consumer=consumer_name):
+        return _handle(app, consumer_name, event, ports)
+
+
+def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
     consumer = app.consumer(consumer_name)
     if event.type not in consumer.consumes:
         known = app.catalog.get(event.type) is not None
         detail = "not consumed here" if known else "unknown event type"
-        log.warning("ignored event", extra={"consumer": consumer_name, "event_id": event.id,
-                                            "event_type": event.type, "why": detail})
+        log.warning("ignored event", extra={"why": detail})
         return Outcome("ignored", consumer_name, event.id, detail=f"{event.type}: {detail}")
     app.catalog.check_data(event.type, event.data)
     key = dedupe_key(consumer_name, event)
@@ -189,6 +195,13 @@ def run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
     A business failure (StepFailed) is recorded too, so a retry gets the same answer.
     Transient errors propagate for the orchestrator's retry policy.
     """
+    with log_context(trace_id=trace_id_of(state.get("traceparent")), saga_id=saga_id,
+                     step=step_name, phase=phase):
+        return _run_step(app, ports, saga_id, step_name, phase, state)
+
+
+def _run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
+              state: Mapping[str, Any]) -> StepOutcome:
     saga: Saga = app.saga
     step = saga.step(step_name)
     fn = step.action if phase == "action" else step.compensate
