@@ -124,6 +124,22 @@ def cmd_orders(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    rows = runtime.trace(args.order_id)
+    if not rows:
+        print(f"nothing recorded for order '{args.order_id}'", file=sys.stderr)
+        return 1
+    start = rows[0]["at"]
+    print(f"order {args.order_id}: {len(rows)} steps, trace "
+          f"{', '.join(sorted({r['trace_id'] for r in rows if r['trace_id']})) or '-'}")
+    print(_table(["+ms", "event / step", "consumer", "try", "outcome", "took ms", "detail"],
+                 [[f"{(r['at'] - start) * 1000:.0f}", r["type"], r["consumer"] or "-",
+                   r["attempt"], r["outcome"], f"{r['duration_ms'] or 0:.1f}",
+                   (r["detail"] or "")[:70]] for r in rows]))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from adapters.local.demo import run_demo
 
@@ -180,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     orders = with_db(sub.add_parser("orders", help="table of orders and their states"))
     orders.set_defaults(func=cmd_orders)
+
+    trace = with_db(sub.add_parser("trace", help="an order's full path as a timeline"))
+    trace.add_argument("order_id")
+    trace.set_defaults(func=cmd_trace)
 
     demo = sub.add_parser("demo", help="run the whole flow in-process and print a timeline")
     demo.add_argument("--verbose", action="store_true",

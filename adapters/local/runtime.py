@@ -422,6 +422,21 @@ class Runtime:
         return [dict(zip(names, row, strict=True))
                 for row in self.db.read(sql + " ORDER BY seq", params)]
 
+    def trace(self, order_id: str) -> list[dict[str, Any]]:
+        """Everything that happened to an order: rows about it, and rows sharing its trace."""
+        direct = self.timeline(subject=order_id)
+        traces = {row["trace_id"] for row in direct if row["trace_id"]}
+        if not traces:
+            return direct
+        marks = ",".join("?" * len(traces))
+        names = ("at", "event_id", "type", "consumer", "attempt", "outcome", "detail",
+                 "duration_ms", "subject", "trace_id")
+        rows = self.db.read(
+            "SELECT at, event_id, event_type, consumer, attempt, outcome, detail, duration_ms,"
+            f" subject, trace_id FROM timeline WHERE subject = ? OR trace_id IN ({marks})"
+            " ORDER BY seq", (order_id, *sorted(traces)))
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def counts(self) -> dict[str, int]:
         def one(sql: str) -> int:
             return int(self.db.read(sql)[0][0])

@@ -100,3 +100,22 @@ def test_serve_settings_carry_the_decline_limit(monkeypatch, tmp_path) -> None:
         assert _runtime(args).settings.decline_above_cents == 1000
     finally:
         runtime.close()
+
+
+def test_trace_prints_an_orders_full_path(tmp_path, capsys) -> None:
+    db = tmp_path / "trace.db"
+    rt = Runtime(db, settings=RuntimeSettings(retry_scale=0.001))
+    rt.ingest([restock("A", 1)])
+    rt.ingest([order_created("o1", [("A", 2, 5.0)])])  # out of stock: refund, cancel
+    rt.run_until_idle()
+    rt.close()
+    assert main(["trace", "o1", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    steps = [line.split()[1] for line in out.splitlines()[3:]]
+    for expected in ("com.switchyard.order.created", "saga.create_order.action",
+                     "saga.payment.action", "saga.reserve_inventory.action",
+                     "saga.payment.compensate", "saga.cancel_order.action", "saga.finished",
+                     "com.switchyard.notification.sent"):
+        assert expected in steps, (expected, out)
+    assert steps.index("saga.payment.action") < steps.index("saga.payment.compensate")
+    assert main(["trace", "nope", "--db", str(db)]) == 1
