@@ -393,12 +393,10 @@ class Runtime:
                 params = (consumer,)
             for did, name, body in conn.execute(sql, params).fetchall():
                 if name.startswith("saga:"):
-                    state = json.loads(body)
-                    # Resume the compensation that kept failing, from where it stopped.
-                    state.update(status="compensating", attempt=0)
-                    conn.execute("UPDATE sagas SET status = 'compensating', state = ?, "
-                                 "next_run_at = ?, lease_until = 0 WHERE saga_id = ?",
-                                 (json.dumps(state), now, state["saga_id"]))
+                    state = saga_runner.resume(json.loads(body))
+                    conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
+                                 "lease_until = 0 WHERE saga_id = ?",
+                                 (state["status"], json.dumps(state), now, state["saga_id"]))
                 else:
                     seq = conn.execute("SELECT seq FROM events WHERE id = ? LIMIT 1",
                                        (json.loads(body)["id"],)).fetchone()

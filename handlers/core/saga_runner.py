@@ -93,7 +93,8 @@ def _forward(app: App, ports: Ports, st: dict[str, Any]) -> tuple[dict[str, Any]
     reason = f"{step.name}_failed"
     st["reason_detail"] = f"{type(error).__name__}: {error}"
     if saga.on_success is not None and step.name == saga.on_success.name:
-        st["status"], st["reason"] = "failed", reason  # shipped: not ours to undo
+        # Shipped: not ours to undo. Resuming it means finishing it.
+        st["status"], st["reason"], st["failed_in"] = "failed", reason, "running"
         return st, None
     return _begin_compensation(st, reason, index)
 
@@ -154,9 +155,20 @@ def _must_succeed(app: App, ports: Ports, st: dict[str, Any], name: str, phase: 
     delay = _retry_or_none(retry, st, permanent)
     if delay is not None:
         return delay
-    st["status"] = "failed"
+    st["status"], st["failed_in"] = "failed", "compensating"
     st["reason"] = f"{st['reason']}; {what} failed: {error}"
     return None
+
+
+def resume(state: dict[str, Any]) -> dict[str, Any]:
+    """A `failed` saga, set to retry the step that stopped it (after an operator's fix).
+
+    It resumes where it stopped: in the forward steps for a saga that failed to finish,
+    in its compensations for one that failed to undo; never anywhere else.
+    """
+    if state["status"] != "failed":
+        raise ValueError(f"saga {state['saga_id']} is {state['status']}, not failed")
+    return dict(state, status=state.get("failed_in", "compensating"), attempt=0)
 
 
 def run_to_end(app: App, ports: Ports, state: dict[str, Any],

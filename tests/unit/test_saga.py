@@ -206,3 +206,29 @@ def test_saga_definition_is_declared_as_data() -> None:
         "create_order", "payment", "reserve_inventory", "ship"]
     assert all(isinstance(s, Step) for s in ORDER_SAGA.all_steps())
     assert ORDER_SAGA.step("payment").retry == Retry(3, 1.0, 2.0)
+
+
+def test_resume_continues_where_the_saga_stopped() -> None:
+    from handlers.core.saga_runner import resume
+
+    ports = _setup()
+    broken_finish = dataclasses.replace(
+        APP, saga=dataclasses.replace(ORDER_SAGA, on_success=dataclasses.replace(
+            ORDER_SAGA.on_success, action=_fail_with(TransientError("store down")),
+            retry=Retry(2, 0.0, 1.0))))
+    state = _run(broken_finish, ports)
+    assert (state["status"], state["failed_in"]) == ("failed", "running")
+    state = run_to_end(APP, ports, resume(state))  # after the fix: finish, don't undo
+    assert state["status"] == "completed"
+    assert ports.store.get("orders", "o1")["status"] == "completed"
+    assert _compensations(state) == []
+
+    ports = _setup(stock=1)
+    broken_refund = _with_step("payment", compensate=_fail_with(TransientError("down")),
+                               compensate_retry=Retry(1, 0.0, 1.0))
+    state = _run(broken_refund, ports)
+    assert state["failed_in"] == "compensating"
+    state = run_to_end(APP, ports, resume(state))
+    assert state["status"] == "cancelled" and _compensations(state) == ["payment"]
+    with pytest.raises(ValueError, match="not failed"):
+        resume(state)
