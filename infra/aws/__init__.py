@@ -1,9 +1,10 @@
-"""AWS: provisions the app on AWS (EventBridge, SQS, Lambda, DynamoDB, Step Functions).
+"""AWS: provisions the app on AWS (EventBridge, SQS, Lambda, DynamoDB, SNS, Step Functions).
 
 `deploy(app, config)` is the package's one entry point, called by `infra.program` when
-`switchyard:cloud` is `aws`. For now it registers only the top-level component, a
-placeholder the AWS work grows: every AWS resource is to be created inside `AwsStack`
-with `parent=self`. Nothing here may import `pulumi_gcp`.
+`switchyard:cloud` is `aws`. Everything is a child of one `AwsStack` component and is
+generated from the app description: a route (rule, queue, DLQ, alarm, function) per
+consumer, a table per declared table, the saga compiled to a state machine. Nothing here
+may import `pulumi_gcp`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
+from adapters.aws.topology import Names
+from infra.aws.api import IngestApi, IngestArgs
+from infra.aws.bus import EventBus
+from infra.aws.consumer import ConsumerArgs, ConsumerRoute
+from infra.aws.packaging import write_zip
+from infra.aws.saga import SagaArgs, SagaStateMachine
+from infra.aws.tables import Tables
+from infra.aws.topics import Topics
 from infra.config import StackConfig
 
 if TYPE_CHECKING:
@@ -32,10 +41,54 @@ class AwsStack(pulumi.ComponentResource):
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self.cloud = "aws"
-        self.register_outputs({"cloud": self.cloud, "prefix": config.prefix})
+        names = Names(config.prefix)
+        names.check(app, config.api)
+        child = pulumi.ResourceOptions(parent=self)
+        archive = write_zip()
+        code = pulumi.FileArchive(str(archive.path))
+
+        self.bus = EventBus(f"{name}-events", names, config.archive_days, opts=child)
+        self.tables = Tables(f"{name}-tables", app, names, opts=child)
+        self.topics = Topics(f"{name}-topics", names, config, opts=child)
+        bus_name, bus_arn = self.bus.bus.name, self.bus.bus.arn
+
+        self.saga = SagaStateMachine(f"{name}-saga", SagaArgs(
+            app=app, config=config, names=names, bus_name=bus_name, bus_arn=bus_arn,
+            table_names=self.tables.names, table_arns=self.tables.arns, code=code,
+            code_sha256=archive.sha256_base64, alarm_topic_arn=self.topics.alarms.arn),
+            opts=child)
+        self.consumers = {
+            consumer.name: ConsumerRoute(f"{name}-{consumer.name}", ConsumerArgs(
+                app=app, consumer=consumer, config=config, names=names, bus_name=bus_name,
+                bus_arn=bus_arn, table_names=self.tables.names, table_arns=self.tables.arns,
+                code=code, code_sha256=archive.sha256_base64,
+                alarm_topic_arn=self.topics.alarms.arn,
+                notification_topic_arn=self.topics.notifications.arn,
+                state_machine_arn=self.saga.state_machine.arn), opts=child)
+            for consumer in app.consumers
+        }
+        self.api = IngestApi(f"{name}-ingest", IngestArgs(
+            config=config, names=names, bus_name=bus_name, bus_arn=bus_arn, code=code,
+            code_sha256=archive.sha256_base64), opts=child) if config.api else None
+
+        self.outputs: dict[str, pulumi.Input[object]] = {
+            "cloud": self.cloud,
+            "busName": bus_name,
+            "busArn": bus_arn,
+            "queueUrls": {n: c.queue.url for n, c in self.consumers.items()},
+            "dlqUrls": {n: c.dlq.url for n, c in self.consumers.items()},
+            "tableNames": self.tables.names,
+            "stateMachineArn": self.saga.state_machine.arn,
+            "notificationTopicArn": self.topics.notifications.arn,
+            "alarmTopicArn": self.topics.alarms.arn,
+        }
+        if self.api is not None:
+            self.outputs["apiUrl"] = self.api.url
+        self.register_outputs({"prefix": config.prefix, **self.outputs})
 
 
 def deploy(app: App, config: StackConfig) -> None:
     """Provision `app` on AWS as described by `config`."""
     stack = AwsStack(config.prefix, app, config)
-    pulumi.export("cloud", stack.cloud)
+    for key, value in stack.outputs.items():
+        pulumi.export(key, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -11,8 +12,21 @@ import pytest
 from handlers.core.app import load_app
 from tests.contract.backends import Backend, LocalBackend
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "aws"]
 MakeBackend = Callable[..., Backend]
+
+
+@contextmanager
+def _platform(name: str) -> Iterator[None]:
+    """What a backend's stand-ins need around a test (moto's in-process AWS account)."""
+    if name == "aws":
+        from tests.aws.conftest import moto_account
+        from tests.aws.moto_stack import fast_saga_retries
+
+        with moto_account(), fast_saga_retries():
+            yield
+    else:
+        yield
 
 
 @pytest.fixture(params=BACKENDS)
@@ -22,17 +36,21 @@ def make_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[MakeBacke
     made: list[Any] = []
 
     def make(fault: str | None = None) -> Backend:
-        spec = f"tests.contract.faulty_apps:{fault}" if fault else None
+        app = load_app(f"tests.contract.faulty_apps:{fault}" if fault else None)
+        backend: Any
         if request.param == "local":
-            backend = LocalBackend(tmp_path / f"b{len(made)}", app=load_app(spec))
-        else:  # pragma: no cover - every id in BACKENDS is handled above
-            raise AssertionError(request.param)
+            backend = LocalBackend(tmp_path / f"b{len(made)}", app=app)
+        else:
+            from tests.aws.contract_backend import AwsBackend
+
+            backend = AwsBackend(app, prefix=f"c{len(made)}")
         made.append(backend)
         return backend
 
-    yield make
-    for backend in made:
-        backend.close()
+    with _platform(request.param):
+        yield make
+        for backend in made:
+            backend.close()
 
 
 _RESULTS: dict[str, dict[str, str]] = defaultdict(dict)

@@ -115,6 +115,7 @@ def test_workers_in_threads_process_everything(tmp_path) -> None:
                                                              poll_interval=0.01))
     try:
         rt.ingest([restock("A", 50)])
+        rt.run_until_idle()  # stock first: the orders below must not race their restock
         rt.ingest([order_created(f"o{n}", [("A", 1, 1.0)]) for n in range(30)])
         rt.start(workers=4)
         import time

@@ -1,0 +1,420 @@
+"""What the AWS stack looks like, as pure data generated from the app description.
+
+`infra/aws` turns these into Pulumi resources and `tests/aws` into moto resources, so the
+names, event patterns, queue attributes, table layouts and IAM documents proven in moto are
+exactly the ones deployed. No pulumi and no boto3 here: only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from adapters.aws.settings import Settings
+from handlers.core.app import App, Consumer
+from handlers.core.engine import PROCESSED
+
+#: SQS -> Lambda: AWS asks for a visibility timeout of at least 6x the function timeout,
+#: so a batch that is retried inside Lambda is not redelivered while still running.
+VISIBILITY_FACTOR: Final = 6
+MAX_VISIBILITY_S: Final = 12 * 60 * 60
+QUEUE_RETENTION_S: Final = 4 * 24 * 60 * 60
+#: Dead letters are kept for the longest SQS allows, so there is time to fix and redrive.
+DLQ_RETENTION_S: Final = 14 * 24 * 60 * 60
+#: EventBridge -> SQS target retries. The defaults (185 attempts over 24 h) hide a broken
+#: target for a day; this gives up after 4 hours and parks the event in the target DLQ.
+TARGET_MAX_RETRY_ATTEMPTS: Final = 24
+TARGET_MAX_EVENT_AGE_S: Final = 4 * 60 * 60
+#: Every table is keyed by one string attribute; items are the handlers' dicts.
+KEY_ATTRIBUTE: Final = "pk"
+#: The engine stamps idempotency records with this epoch-seconds attribute.
+TTL_ATTRIBUTE: Final = "expires_at"
+XRAY_ACTIONS: Final = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+#: CloudWatch Logs "vended log delivery" actions Step Functions needs to log to a group.
+#: They do not support resource-level permissions (AWS documents Resource "*" for them).
+LOG_DELIVERY_ACTIONS: Final = (
+    "logs:CreateLogDelivery", "logs:DeleteLogDelivery", "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy", "logs:UpdateLogDelivery",
+)  # fmt: skip
+TABLE_ACTIONS: Final = (
+    "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)  # fmt: skip
+QUEUE_CONSUME_ACTIONS: Final = (
+    "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+)  # fmt: skip
+LAMBDA_RUNTIME: Final = "python3.12"
+LAMBDA_ARCHITECTURE: Final = "arm64"
+SQS_HANDLER: Final = "adapters.aws.lambda_entry.sqs_handler"
+STEP_HANDLER: Final = "adapters.aws.lambda_entry.step_handler"
+API_HANDLER: Final = "adapters.aws.lambda_entry.api_handler"
+EVENTBRIDGE_HANDLER: Final = "adapters.aws.lambda_entry.eventbridge_handler"
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Physical names of everything in one stack, all derived from the config prefix.
+
+    Explicit names (rather than Pulumi auto-names) make the Lambda log group name known
+    before the function exists, so the function's policy can name exactly that group.
+    """
+
+    prefix: str
+
+    def bus(self) -> str:
+        return f"{self.prefix}-bus"
+
+    def archive(self) -> str:
+        return f"{self.prefix}-archive"
+
+    def rule(self, consumer: str) -> str:
+        return f"{self.prefix}-{consumer}"
+
+    def queue(self, consumer: str) -> str:
+        return f"{self.prefix}-{consumer}"
+
+    def dlq(self, consumer: str) -> str:
+        return f"{self.prefix}-{consumer}-dlq"
+
+    def function(self, consumer: str) -> str:
+        return f"{self.prefix}-{consumer}"
+
+    @staticmethod
+    def role(owner: str) -> str:
+        return f"{owner}-role"
+
+    def table(self, table: str) -> str:
+        return f"{self.prefix}-{table}"
+
+    def saga_function(self, saga: str) -> str:
+        return f"{self.prefix}-{saga}-saga-steps"
+
+    def state_machine(self, saga: str) -> str:
+        return f"{self.prefix}-{saga}-saga"
+
+    def ingest_function(self) -> str:
+        return f"{self.prefix}-ingest"
+
+    def api(self) -> str:
+        return f"{self.prefix}-api"
+
+    def notifications_topic(self) -> str:
+        return f"{self.prefix}-notifications"
+
+    def alarms_topic(self) -> str:
+        return f"{self.prefix}-alarms"
+
+    @staticmethod
+    def function_log_group(function: str) -> str:
+        return f"/aws/lambda/{function}"
+
+    @staticmethod
+    def state_machine_log_group(state_machine: str) -> str:
+        # The /aws/vendedlogs/ prefix keeps CloudWatch's resource policy short.
+        return f"/aws/vendedlogs/states/{state_machine}"
+
+    def all_functions(self, app: App, api: bool) -> list[str]:
+        names = [self.function(c.name) for c in app.consumers]
+        names.append(self.saga_function(app.saga.name))
+        if api:
+            names.append(self.ingest_function())
+        return names
+
+    def check(self, app: App, api: bool) -> None:
+        """Two things must never share a name (e.g. a consumer called `order-saga-steps`)."""
+        functions = self.all_functions(app, api)
+        queues = [self.queue(c.name) for c in app.consumers] + \
+                 [self.dlq(c.name) for c in app.consumers]
+        for kind, names in (("function", functions), ("queue", queues)):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} names collide: {', '.join(dupes)}")
+        owners = [*functions, self.state_machine(app.saga.name)]
+        too_long = [n for n in owners if len(self.role(n)) > 64]
+        if too_long:
+            raise ValueError(f"names too long for IAM roles (64 max): {', '.join(too_long)}")
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+def event_pattern(app: App, consumer: Consumer) -> dict[str, Any]:
+    """The EventBridge pattern matching exactly the (Source, DetailType) pairs it consumes.
+
+    Producers (the seeds, and our publisher) send `Source` = the catalog source and
+    `DetailType` = the catalog's detail-type, so that is what is matched. Types from one
+    source share a branch; several sources use `$or`, so no cross-product of sources and
+    detail-types is matched by accident.
+    """
+    by_source: dict[str, set[str]] = {}
+    for type_ in consumer.consumes:
+        spec = app.catalog[type_]
+        by_source.setdefault(spec.source, set()).add(spec.detail_type)
+    branches = [
+        {"source": [source], "detail-type": sorted(detail_types)}
+        for source, detail_types in sorted(by_source.items())
+    ]
+    if len(branches) == 1:
+        return branches[0]
+    return {"$or": branches}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A consumer queue and its dead-letter queue, as both clouds' tools need them."""
+
+    visibility_timeout_s: int
+    max_receive_count: int
+    retention_s: int = QUEUE_RETENTION_S
+    dlq_retention_s: int = DLQ_RETENTION_S
+    sse: bool = True  # SQS-managed keys: EventBridge can deliver without a key policy
+
+    def redrive_policy(self, dlq_arn: str) -> str:
+        return json.dumps({"deadLetterTargetArn": dlq_arn,
+                           "maxReceiveCount": self.max_receive_count})
+
+    @staticmethod
+    def redrive_allow_policy(queue_arn: str) -> str:
+        """Only the consumer's own queue may redrive into its DLQ."""
+        return json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [queue_arn]})
+
+    def sqs_attributes(self, dlq_arn: str) -> dict[str, str]:
+        """CreateQueue attributes for the consumer queue (boto3 / moto)."""
+        return {
+            "VisibilityTimeout": str(self.visibility_timeout_s),
+            "MessageRetentionPeriod": str(self.retention_s),
+            "RedrivePolicy": self.redrive_policy(dlq_arn),
+            "SqsManagedSseEnabled": "true" if self.sse else "false",
+        }
+
+    def dlq_attributes(self) -> dict[str, str]:
+        return {
+            "MessageRetentionPeriod": str(self.dlq_retention_s),
+            "SqsManagedSseEnabled": "true" if self.sse else "false",
+        }
+
+
+def queue_spec(max_deliveries: int, function_timeout_s: int) -> QueueSpec:
+    if max_deliveries < 1:
+        raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+    visibility = VISIBILITY_FACTOR * function_timeout_s
+    if visibility > MAX_VISIBILITY_S:
+        raise ValueError(f"a function timeout of {function_timeout_s}s needs a visibility "
+                         f"timeout of {visibility}s, over the SQS maximum {MAX_VISIBILITY_S}s")
+    return QueueSpec(visibility_timeout_s=visibility, max_receive_count=max_deliveries)
+
+
+def target_retry_policy() -> dict[str, int]:
+    """EventBridge target RetryPolicy (PutTargets spelling)."""
+    return {"MaximumRetryAttempts": TARGET_MAX_RETRY_ATTEMPTS,
+            "MaximumEventAgeInSeconds": TARGET_MAX_EVENT_AGE_S}
+
+
+def queue_policy(queue_arn: str, rule_arns: Sequence[str]) -> dict[str, Any]:
+    """Resource policy letting only these rules (aws:SourceArn) send to the queue."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "OnlyTheConsumerRule",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": list(rule_arns)}},
+        }],
+    }
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """One DynamoDB table: on-demand, point-in-time recovery, encrypted, TTL if it has one."""
+
+    logical: str
+    ttl_attribute: str | None = None
+    key: str = KEY_ATTRIBUTE
+
+    def create_table_kwargs(self, physical: str) -> dict[str, Any]:
+        """CreateTable arguments (boto3 / moto); PITR and TTL are separate calls there."""
+        return {
+            "TableName": physical,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": self.key, "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": self.key, "KeyType": "HASH"}],
+            "SSESpecification": {"Enabled": True},
+        }
+
+
+def table_specs(app: App) -> list[TableSpec]:
+    """Every table the app declares; only the idempotency records expire."""
+    return [TableSpec(t, TTL_ATTRIBUTE if t == PROCESSED else None) for t in app.tables]
+
+
+def consumer_tables(consumer: Consumer) -> list[str]:
+    """Tables a consumer touches: what it declares, plus its idempotency records."""
+    return sorted({*consumer.stores, PROCESSED})
+
+
+def saga_tables(app: App) -> list[str]:
+    return sorted({*app.saga.stores, PROCESSED})
+
+
+# --- function settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """Stack-wide values a function may be given (resolved names and ARNs)."""
+
+    table_names: Mapping[str, str]
+    bus_name: str
+    notification_topic_arn: str
+    state_machine_arn: str
+    decline_above_cents: int
+    max_deliveries: int | None = None
+
+
+def consumer_settings(consumer: Consumer, wiring: Wiring, queue_url: str,
+                      dlq_url: str) -> Settings:
+    """What a consumer's function is told: only what its declaration says it uses."""
+    return Settings(
+        consumer=consumer.name,
+        tables={t: wiring.table_names[t] for t in consumer_tables(consumer)},
+        bus_name=wiring.bus_name if consumer.emits else None,
+        queue_url=queue_url, dlq_url=dlq_url,
+        notification_topic_arn=wiring.notification_topic_arn if consumer.notifies else None,
+        state_machine_arn=wiring.state_machine_arn if consumer.starts_saga else None,
+        decline_above_cents=wiring.decline_above_cents,
+        max_deliveries=wiring.max_deliveries,
+    )
+
+
+def saga_settings(app: App, wiring: Wiring) -> Settings:
+    return Settings(
+        tables={t: wiring.table_names[t] for t in saga_tables(app)},
+        bus_name=wiring.bus_name if app.saga.emits else None,
+        decline_above_cents=wiring.decline_above_cents,
+    )
+
+
+# --- IAM -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """Exact ARNs one function may touch; each non-empty field becomes one statement."""
+
+    log_group_arn: str
+    consume_queue_arn: str | None = None
+    dead_letter_queue_arn: str | None = None
+    table_arns: Sequence[str] = ()
+    bus_arn: str | None = None
+    topic_arn: str | None = None
+    state_machine_arn: str | None = None
+    extra: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+def _statement(sid: str, actions: Iterable[str], resources: Sequence[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions),
+            "Resource": list(resources) if len(resources) > 1 else resources[0]}
+
+
+def log_stream_arn(log_group_arn: str) -> str:
+    """The streams of exactly one log group: Lambda names its streams itself, so they
+    cannot be listed ahead of time; this is scoped to the group, not a wildcard group."""
+    return f"{log_group_arn}:log-stream:*"
+
+
+def function_policy(grants: Grants) -> dict[str, Any]:
+    """The inline policy of one function's own role: exact ARNs, X-Ray the one exception."""
+    statements = [
+        _statement("OwnLogGroup", ["logs:CreateLogStream"], [grants.log_group_arn]),
+        _statement("OwnLogStreams", ["logs:PutLogEvents"], [log_stream_arn(grants.log_group_arn)]),
+        # X-Ray's trace APIs have no resource-level permissions: "*" is the only form.
+        _statement("XRay", XRAY_ACTIONS, ["*"]),
+    ]
+    if grants.consume_queue_arn:
+        statements.append(_statement("ConsumeOwnQueue", QUEUE_CONSUME_ACTIONS,
+                                     [grants.consume_queue_arn]))
+    if grants.dead_letter_queue_arn:
+        statements.append(_statement("DeadLetterPermanentErrors", ["sqs:SendMessage"],
+                                     [grants.dead_letter_queue_arn]))
+    if grants.table_arns:
+        statements.append(_statement("Tables", TABLE_ACTIONS, sorted(grants.table_arns)))
+    if grants.bus_arn:
+        statements.append(_statement("PublishToBus", ["events:PutEvents"], [grants.bus_arn]))
+    if grants.topic_arn:
+        statements.append(_statement("Notify", ["sns:Publish"], [grants.topic_arn]))
+    if grants.state_machine_arn:
+        statements.append(_statement("StartSaga", ["states:StartExecution"],
+                                     [grants.state_machine_arn]))
+    statements.extend(dict(s) for s in grants.extra)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def consumer_grants(consumer: Consumer, *, log_group_arn: str, queue_arn: str, dlq_arn: str,
+                    table_arns: Mapping[str, str], bus_arn: str, topic_arn: str,
+                    state_machine_arn: str) -> Grants:
+    """What a consumer's role may touch: exactly what `consumer_settings` tells it about."""
+    return Grants(
+        log_group_arn=log_group_arn, consume_queue_arn=queue_arn, dead_letter_queue_arn=dlq_arn,
+        table_arns=[table_arns[t] for t in consumer_tables(consumer)],
+        bus_arn=bus_arn if consumer.emits else None,
+        topic_arn=topic_arn if consumer.notifies else None,
+        state_machine_arn=state_machine_arn if consumer.starts_saga else None,
+    )
+
+
+def saga_grants(app: App, *, log_group_arn: str, table_arns: Mapping[str, str],
+                bus_arn: str) -> Grants:
+    """What the saga steps' role may touch (no queue: Step Functions invokes it)."""
+    return Grants(log_group_arn=log_group_arn,
+                  table_arns=[table_arns[t] for t in saga_tables(app)],
+                  bus_arn=bus_arn if app.saga.emits else None)
+
+
+def state_machine_policy(function_arns: Sequence[str]) -> dict[str, Any]:
+    """The state machine may invoke exactly the saga's functions, trace, and log."""
+    return {"Version": "2012-10-17", "Statement": [
+        _statement("InvokeSagaSteps", ["lambda:InvokeFunction"], sorted(function_arns)),
+        _statement("XRay", (*XRAY_ACTIONS, "xray:GetSamplingRules", "xray:GetSamplingTargets"),
+                   ["*"]),
+        _statement("LogDelivery", LOG_DELIVERY_ACTIONS, ["*"]),
+    ]}
+
+
+def assume_role_policy(service: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
+    }]}
+
+
+def alarm_key_policy(account_id: str) -> dict[str, Any]:
+    """Key policy of the alarm topic's key: CloudWatch alarms cannot publish to a topic
+    under the AWS-managed SNS key, so the alarm topic gets its own key that lets them.
+    In a key policy "Resource": "*" means "this key" (the only form AWS accepts)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountAdministers", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
+         "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+    ]}
+
+
+__all__ = [
+    "Grants", "Names", "QueueSpec", "TableSpec", "consumer_tables", "event_pattern",
+    "function_policy", "queue_policy", "queue_spec", "saga_tables", "state_machine_policy",
+    "table_specs", "target_retry_policy",
+]

@@ -1,0 +1,134 @@
+"""The contract suite's `Backend` on AWS stand-ins: a `MotoStack` driven like Lambda would.
+
+Dead letters are read the way an operator would: the consumers' DLQs (each message's
+reason and delivery count are message attributes) and the saga executions that failed
+(the NeedsAttention state's cause). Redrive sends each dead-lettered message back to its
+consumer's queue once; the DLQ messages are moved into a ledger when listed, so a second
+redrive finds nothing to send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from adapters.aws.dynamodb_store import from_dynamo
+from adapters.aws.stepfunctions_starter import execution_name
+from adapters.aws.topology import KEY_ATTRIBUTE
+from handlers.core.app import App
+from handlers.core.eventbridge_binding import AWS_MAX_ENTRIES, to_put_events_entry
+from handlers.core.events import Event
+from handlers.orders import saga_id_for
+from tests.aws.moto_stack import REGION, MotoStack
+from tests.contract.backends import DeadLetter
+
+
+@dataclass
+class _Dead:
+    consumer: str
+    body: str
+    event_id: str | None
+    reason: str
+    attempts: int
+    redriven: bool = False
+
+
+class AwsBackend:
+    name = "aws"
+
+    def __init__(self, app: App, prefix: str, max_deliveries: int = 3) -> None:
+        self.max_deliveries = max_deliveries
+        self.stack = MotoStack.create(app, prefix=prefix, max_deliveries=max_deliveries)
+        self._exit = ExitStack()
+        self._exit.enter_context(self.stack.lambda_service())
+        self._ledger: list[_Dead] = []
+
+    def _events(self) -> Any:
+        # A client per call: producers may publish from several threads at once.
+        return boto3.session.Session(region_name=REGION).client("events")
+
+    def publish(self, events: Sequence[Event]) -> None:
+        bus = self.stack.names.bus()
+        self.publish_entries([to_put_events_entry(e, self.stack.app.catalog, bus)
+                              for e in events])
+
+    def publish_entries(self, entries: Sequence[dict[str, Any]]) -> None:
+        client, bus = self._events(), self.stack.names.bus()
+        for start in range(0, len(entries), AWS_MAX_ENTRIES):
+            batch = [{**e, "EventBusName": bus} for e in entries[start:start + AWS_MAX_ENTRIES]]
+            assert client.put_events(Entries=batch)["FailedEntryCount"] == 0
+
+    def settle(self) -> None:
+        self.stack.run_until_quiet(timeout=120)
+
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self.stack.item("orders", order_id)
+
+    def available(self, item_id: str) -> int:
+        return int((self.stack.item("inventory", item_id) or {}).get("available", 0))
+
+    def _collect(self) -> None:
+        for consumer, url in self.stack.dlq_urls.items():
+            for message in self.stack.drain(url):
+                attributes = {k: v.get("StringValue", "")
+                              for k, v in message.get("MessageAttributes", {}).items()}
+                event_id = self.stack.event_id(message["Body"])
+                attempts = int(attributes.get("receive_count") or
+                               self.stack.receives[(consumer, event_id)])
+                reason = attributes.get("reason") or \
+                    f"moved by the queue's redrive after {attempts} receives"
+                self._ledger.append(_Dead(consumer, message["Body"],
+                                          None if event_id == "?" else event_id, reason,
+                                          attempts))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        self._collect()
+        dead = [DeadLetter(d.consumer, d.event_id, d.reason, d.attempts)
+                for d in self._ledger if not d.redriven]
+        sfn = self.stack.client("stepfunctions")
+        for execution in sfn.list_executions(stateMachineArn=self.stack.state_machine_arn,
+                                             statusFilter="FAILED")["executions"]:
+            details = sfn.describe_execution(executionArn=execution["executionArn"])
+            dead.append(DeadLetter(f"saga:{self.stack.app.saga.name}", execution["name"],
+                                   details.get("cause", ""), 1))
+        return dead
+
+    def redrive(self) -> int:
+        self._collect()
+        sqs = self.stack.client("sqs")
+        sent = 0
+        for dead in self._ledger:
+            if not dead.redriven:
+                sqs.send_message(QueueUrl=self.stack.queue_urls[dead.consumer],
+                                 MessageBody=dead.body)
+                dead.redriven = True
+                sent += 1
+        return sent
+
+    def deliveries(self, consumer: str, event_id: str) -> int:
+        return self.stack.receives[(consumer, event_id)]
+
+    def payments(self) -> list[dict[str, Any]]:
+        items = self.stack.scan("payments")
+        return [from_dynamo({k: v for k, v in i.items() if k != KEY_ATTRIBUTE}) for i in items]
+
+    def saga_status(self, order_id: str) -> str:
+        sfn = self.stack.client("stepfunctions")
+        name = execution_name(saga_id_for(order_id))
+        found = [e for e in sfn.list_executions(
+            stateMachineArn=self.stack.state_machine_arn)["executions"] if e["name"] == name]
+        if not found:
+            return "absent"
+        execution = sfn.describe_execution(executionArn=found[0]["executionArn"])
+        if execution["status"] == "SUCCEEDED":
+            return str(json.loads(execution["output"])["status"])
+        return {"FAILED": "failed", "RUNNING": "running"}.get(execution["status"],
+                                                             execution["status"].lower())
+
+    def close(self) -> None:
+        self._exit.close()

@@ -1,0 +1,221 @@
+"""The Lambda entries with real event shapes, over moto (tables, DLQ, bus, topic)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from adapters.aws import lambda_entry
+from adapters.aws.lambda_entry import PermanentStepError, saga_state
+from adapters.aws.runtime import AwsRuntime, reset_runtime, runtime
+from adapters.aws.settings import ENV_CONSUMER, ENV_TABLES, SettingMissing, Settings
+from adapters.aws.sns_notifier import SnsNotifier
+from adapters.aws.stepfunctions_starter import execution_name
+from adapters.aws.topology import TableSpec
+from handlers.app import APP
+from handlers.catalog import CATALOG
+from handlers.core.eventbridge_binding import to_put_events_entry
+from tests.factories import restock
+
+TABLES = {t: f"t-{t}" for t in APP.tables}
+
+
+@pytest.fixture
+def wired(aws: None) -> Iterator[dict[str, Any]]:
+    ddb = boto3.client("dynamodb")
+    for logical, physical in TABLES.items():
+        ddb.create_table(**TableSpec(logical).create_table_kwargs(physical))
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="inventory-dlq")["QueueUrl"]
+    boto3.client("events").create_event_bus(Name="bus")
+    settings = Settings(consumer="inventory", tables=TABLES, dlq_url=dlq, bus_name="bus")
+    reset_runtime(AwsRuntime(settings, APP))
+    yield {"dlq": dlq, "sqs": sqs}
+    reset_runtime(None)
+
+
+def sqs_record(n: int, body: str) -> dict[str, Any]:
+    return {"messageId": f"m-{n}", "receiptHandle": f"rh-{n}", "body": body,
+            "attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1700000000000"},
+            "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+
+
+def delivered(data: dict[str, Any], event_id: str) -> str:
+    """An Inventory Updated as EventBridge delivers it to SQS (seed-style plain detail)."""
+    return json.dumps({"version": "0", "id": event_id, "detail-type": "Inventory Updated",
+                       "source": "inventory", "account": "123456789012",
+                       "time": "2024-01-01T00:00:00Z", "region": "us-east-1",
+                       "resources": [], "detail": data})
+
+
+def test_partial_batch_reports_exactly_the_failed_records(
+    wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RELIABILITY 9: records 3 and 7 fail (transiently) -> exactly those two are reported."""
+    original = runtime().store.transact
+    calls = {"n": 0}
+
+    def flaky(ops: Any) -> bool:
+        item = ops[0].key if ops else ""
+        if item in ("item-3", "item-7"):
+            from handlers.core.errors import TransientError
+            raise TransientError("throttled")
+        calls["n"] += 1
+        return original(ops)
+
+    monkeypatch.setattr(runtime().store, "transact", flaky)
+    records = [sqs_record(n, delivered({"item_id": f"item-{n}", "quantity": 1,
+                                        "action": "restock"}, f"e-{n}")) for n in range(10)]
+    answer = lambda_entry.sqs_handler({"Records": records})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-3"},
+                                            {"itemIdentifier": "m-7"}]}
+    assert runtime().store.get("inventory", "item-0") == {"item_id": "item-0", "available": 1}
+
+
+def test_permanent_errors_go_to_the_dlq_at_once_with_the_reason(wired: dict[str, Any]) -> None:
+    bad = [sqs_record(0, "not json {"),
+           sqs_record(1, delivered({"item_id": "A", "quantity": -1, "action": "melt"}, "e-1"))]
+    assert lambda_entry.sqs_handler({"Records": bad}) == {"batchItemFailures": []}
+    messages = wired["sqs"].receive_message(QueueUrl=wired["dlq"], MaxNumberOfMessages=10,
+                                            MessageAttributeNames=["All"])["Messages"]
+    by_id = {m["MessageAttributes"]["source_message_id"]["StringValue"]: m for m in messages}
+    assert by_id["m-0"]["Body"] == "not json {"
+    reason = by_id["m-1"]["MessageAttributes"]["reason"]["StringValue"]
+    assert "quantity" in reason and "action" in reason  # every problem is named
+    assert by_id["m-1"]["MessageAttributes"]["receive_count"]["StringValue"] == "2"
+    assert by_id["m-1"]["MessageAttributes"]["consumer"]["StringValue"] == "inventory"
+
+
+def test_a_permanent_error_that_cannot_be_dead_lettered_is_retried(wired: dict[str, Any]) -> None:
+    reset_runtime(AwsRuntime(Settings(consumer="inventory", tables=TABLES,
+                                      dlq_url="https://sqs.us-east-1.amazonaws.com/1/nope"),
+                             APP))
+    answer = lambda_entry.sqs_handler({"Records": [sqs_record(0, "{}")]})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+
+
+def test_unknown_types_are_acknowledged_and_counted(wired: dict[str, Any],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    body = json.dumps({"version": "0", "id": "x", "detail-type": "Order Created",
+                       "source": "orders", "time": "2024-01-01T00:00:00Z",
+                       "detail": {"order_id": "1", "customer_id": "c", "total": 1,
+                                  "items": [{"item_id": "A", "quantity": 1, "price": 1}]}})
+    assert lambda_entry.sqs_handler({"Records": [sqs_record(0, body)]}) == {
+        "batchItemFailures": []}
+    metric = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metric["IgnoredEvents"] == 1 and metric["Consumer"] == "inventory"
+
+
+def test_direct_eventbridge_invocation(wired: dict[str, Any]) -> None:
+    event = json.loads(delivered({"item_id": "Z", "quantity": 4, "action": "restock"}, "d-1"))
+    assert lambda_entry.eventbridge_handler(event)["status"] == "processed"
+    assert lambda_entry.eventbridge_handler(event)["status"] == "duplicate"
+    assert runtime().store.get("inventory", "Z") == {"item_id": "Z", "available": 4}
+
+
+def test_api_accepts_events_with_202_and_refuses_bad_ones_with_every_problem(
+    wired: dict[str, Any]
+) -> None:
+    entry = to_put_events_entry(restock("A", 3), CATALOG)
+    body = json.dumps({"Entries": [entry]})
+    ok = lambda_entry.api_handler({"body": base64.b64encode(body.encode()).decode(),
+                                   "isBase64Encoded": True,
+                                   "headers": {"Content-Type": "application/json"}})
+    assert ok["statusCode"] == 202
+    assert json.loads(ok["body"])["accepted"] == 1
+    bad = lambda_entry.api_handler({"body": json.dumps({"Entries": [{"Source": "orders"}]}),
+                                    "headers": {}})
+    assert bad["statusCode"] == 400
+    problems = json.loads(bad["body"])["problems"]
+    assert any("DetailType" in p for p in problems) and any("Detail" in p for p in problems)
+
+
+def test_step_handler_refuses_a_mismatched_key_and_wraps_permanent_errors(
+    wired: dict[str, Any]
+) -> None:
+    reset_runtime(AwsRuntime(Settings(tables=TABLES), APP))
+    state = {"saga_id": "s", "input": {"order_id": "o"}, "results": {}, "reason": None,
+             "reason_detail": None, "traceparent": None}
+    with pytest.raises(PermanentStepError, match="does not match"):
+        lambda_entry.step_handler({"step": "payment", "phase": "action",
+                                   "idempotency_key": "s:ship:action", "state": state})
+    with pytest.raises(PermanentStepError, match="no step"):
+        lambda_entry.step_handler({"step": "nope", "phase": "action", "state": state})
+
+
+def test_saga_state_turns_a_caught_error_into_the_reason_detail() -> None:
+    raw = {"saga_id": "s", "results": {}, "reason": "payment_failed", "reason_detail": None,
+           "outcome": "ok", "error": {"Error": "TransientError", "Cause": json.dumps(
+               {"errorType": "TransientError", "errorMessage": "gateway down"})}}
+    state = saga_state(raw)
+    assert state["reason_detail"] == "TransientError: gateway down"
+    assert "error" not in state and "outcome" not in state
+
+
+def test_settings_round_trip_through_the_environment() -> None:
+    settings = Settings(consumer="orders", tables={"orders": "o"}, bus_name="b",
+                        queue_url="q", dlq_url="d", state_machine_arn="sm",
+                        notification_topic_arn="t", decline_above_cents=123)
+    assert Settings.from_env(settings.environment()) == settings
+    assert Settings.from_env({ENV_CONSUMER: "x", ENV_TABLES: "{}"}).tables == {}
+    with pytest.raises(SettingMissing, match="SWITCHYARD_BUS_NAME"):
+        Settings().require("bus_name")
+    with pytest.raises(SettingMissing, match="table 'orders'"):
+        Settings().table("orders")
+
+
+def test_clients_are_created_lazily_and_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[str] = []
+
+    class Session:
+        def client(self, service: str, config: Any = None) -> object:
+            created.append(service)
+            return object()
+
+        def resource(self, service: str, config: Any = None) -> Any:
+            created.append(service)
+            return type("R", (), {"meta": type("M", (), {"client": object()})})()
+
+    rt = AwsRuntime(Settings(), APP, Session())
+    assert created == []
+    assert rt.client("sqs") is rt.client("sqs")
+    ports = rt.ports  # every function uses the store; the other clients wait for use
+    assert created == ["sqs", "dynamodb"]
+    with pytest.raises(SettingMissing, match="SWITCHYARD_BUS_NAME"):
+        ports.publisher.publish([])
+    assert created == ["sqs", "dynamodb", "events"]
+
+
+@pytest.mark.parametrize(("saga_id", "expected"), [
+    ("order-123", "order-123"),
+    ("order 1/2", None),
+    ("x" * 81, None),
+])
+def test_execution_names_are_valid_and_distinct(saga_id: str, expected: str | None) -> None:
+    name = execution_name(saga_id)
+    assert len(name) <= 80 and all(c.isalnum() or c in "-_" for c in name)
+    if expected:
+        assert name == expected
+    assert execution_name(saga_id + "!") != name
+
+
+def test_sns_notifier_sends_the_id_as_an_attribute(aws: None) -> None:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="n")["TopicArn"]
+    url = sqs.create_queue(QueueName="tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    SnsNotifier(sns, topic).notify("n-1", {"subject": "Order\n1 done", "message": "hi",
+                                           "channel": "email"})
+    [message] = sqs.receive_message(QueueUrl=url)["Messages"]
+    envelope = json.loads(message["Body"])
+    assert envelope["Subject"] == "Order 1 done"
+    assert envelope["MessageAttributes"]["notification_id"]["Value"] == "n-1"
+    assert json.loads(envelope["Message"])["notification_id"] == "n-1"

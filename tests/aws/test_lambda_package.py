@@ -1,0 +1,98 @@
+"""The Lambda archive: deterministic, small, only handlers/ + adapters/ sources, and its
+entry points import from an extracted copy with nothing of the checkout on the path."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+from adapters.aws import topology
+from infra.aws.packaging import ROOT, build_zip, source_files, write_zip
+
+MAX_BYTES = 300 * 1024
+ENTRIES = [topology.SQS_HANDLER, topology.STEP_HANDLER, topology.API_HANDLER,
+           topology.EVENTBRIDGE_HANDLER]
+
+
+def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
+    first = build_zip()
+    copy = tmp_path / "copy"
+    for relative in source_files():
+        target = copy / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+        target.chmod(0o600)  # different permissions and mtimes must not matter
+    assert build_zip(copy) == first
+    written = write_zip(out_dir=tmp_path / "out")
+    assert written.path.read_bytes() == first and written.size == len(first)
+
+
+def test_archive_holds_only_sources_in_order_with_fixed_metadata() -> None:
+    archive = zipfile.ZipFile(io.BytesIO(build_zip()))
+    names = archive.namelist()
+    assert names == sorted(names)
+    assert all(n.endswith(".py") for n in names)
+    assert all(n.startswith(("handlers/", "adapters/")) for n in names)
+    assert not [n for n in names if n.startswith(("adapters/gcp", "adapters/local", "tests"))
+                or "__pycache__" in n]
+    assert "adapters/aws/lambda_entry.py" in names and "handlers/app.py" in names
+    for info in archive.infolist():
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        assert info.external_attr >> 16 == 0o100644
+
+
+def test_archive_is_small() -> None:
+    assert len(build_zip()) < MAX_BYTES
+
+
+def _purelib() -> str:
+    return sysconfig.get_paths()["purelib"]
+
+
+def test_entry_points_import_from_an_extracted_copy(tmp_path: Path) -> None:
+    """`-I -S`: no PYTHON* variables, no user site, no site-packages and no .pth files
+    (so no editable install). The path is the extracted archive, then the venv's
+    site-packages only for boto3, as the Lambda runtime provides it."""
+    zipfile.ZipFile(io.BytesIO(build_zip())).extractall(tmp_path / "code")
+    script = f"""
+import sys
+sys.path[:0] = [{str(tmp_path / 'code')!r}, {_purelib()!r}]
+import importlib
+for dotted in {ENTRIES!r}:
+    module, _, name = dotted.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name)), dotted
+assert "boto3" not in sys.modules, "clients are built on first use, not at import"
+import handlers, adapters
+assert handlers.__file__.startswith({str(tmp_path)!r}), handlers.__file__
+assert adapters.__file__.startswith({str(tmp_path)!r}), adapters.__file__
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"pulumi", "moto", "infra",
+                 "pulumi_aws", "google", "waitress", "tests"}})
+assert not loaded, loaded
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_lambda_code_imports_only_the_standard_library_and_boto3() -> None:
+    import ast
+
+    allowed_third_party = {"boto3", "botocore"}
+    stdlib = set(sys.stdlib_module_names)
+    for relative in source_files():
+        tree = ast.parse((ROOT / relative).read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and \
+                node.level == 0 else []
+            for name in names:
+                top = name.split(".")[0]
+                assert top in stdlib or top in allowed_third_party or top in (
+                    "handlers", "adapters"), f"{relative} imports {name}"
