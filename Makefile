@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint clean
+.PHONY: demo test serve lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,18 @@ demo: $(VENV)/.base
 serve: $(VENV)/.base
 	$(BIN)/switchyard serve
 
-test: $(VENV)/.dev
+# workflows-emulator pins an old fastapi: it gets its own venv (tests/gcp runs it).
+WF_VENV ?= .venv-workflows
+$(WF_VENV)/.installed:
+	$(PYTHON) -m venv $(WF_VENV)
+	$(WF_VENV)/bin/pip install -q workflows-emulator==1.10.0
+	touch $@
+
+test: $(VENV)/.dev $(WF_VENV)/.installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis

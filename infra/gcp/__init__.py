@@ -1,41 +1,203 @@
-"""GCP: provisions the app on GCP (Pub/Sub, Cloud Functions, Firestore, Workflows).
+"""GCP: provisions the app on GCP (Pub/Sub, Cloud Functions gen2, Firestore, Workflows).
 
 `deploy(app, config)` is the package's one entry point, called by `infra.program` when
-`switchyard:cloud` is `gcp`. For now it registers only the top-level component, a
-placeholder the GCP work grows: every GCP resource is to be created inside `GcpStack`
-with `parent=self`. Nothing here may import `pulumi_aws`.
+`switchyard:cloud` is `gcp`. Everything is generated from the app description: one
+consumer in `handlers/app.py` becomes a function, an identity, a push subscription, a
+dead-letter topic with a pull subscription, grants and an alert. All resources are
+children of `GcpStack`. Nothing here may import `pulumi_aws`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import pulumi
+import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from adapters.gcp import settings as env
+from adapters.gcp import source_archive
+from adapters.gcp.topology import INGRESS_ENTRY, SAGA_ENTRY, Topology, topology
+from adapters.gcp.workflows import saga_yaml
+from infra.config import ConfigError, StackConfig
+from infra.gcp.components import (
+    Alerts,
+    Bus,
+    ConsumerArgs,
+    ConsumerRoute,
+    Database,
+    Function,
+    FunctionSpec,
+    Place,
+    SagaWorkflow,
+    Services,
+    Source,
+    member_of,
+)
 
 if TYPE_CHECKING:
     from handlers.core.app import App
 
-COMPONENT_TYPE = "switchyard:gcp:Stack"
+COMPONENT_TYPE: Final = "switchyard:gcp:Stack"
+DEFAULT_REGION: Final = "us-central1"
+#: Where the functions' zip is written before upload (git-ignored).
+BUILD_DIR: Final = source_archive.ROOT / "build" / "gcp"
+
+
+@dataclass(frozen=True, slots=True)
+class GcpStackArgs:
+    """Everything the stack needs, already validated: the app, the switchyard config and
+    the provider's project and region."""
+
+    app: App
+    config: StackConfig
+    project: str
+    region: str
+    archive: Path
+    archive_sha256: str
 
 
 class GcpStack(pulumi.ComponentResource):
     """Everything one stack deploys on GCP, as children of one component."""
 
-    def __init__(
-        self,
-        name: str,
-        app: App,
-        config: StackConfig,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: GcpStackArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self.cloud = "gcp"
-        self.register_outputs({"cloud": self.cloud, "prefix": config.prefix})
+        app, config = args.app, args.config
+        self.topology: Topology = topology(
+            app, config.prefix, max_deliveries=config.max_deliveries,
+            timeout_s=config.timeout_s, retention_days=config.archive_days)
+        top = self.topology
+        here = pulumi.ResourceOptions(parent=self)
+        project_number = gcp.organizations.get_project_output(
+            project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)).number
+        place = Place(args.project, args.region, project_number)
+
+        services = Services(f"{name}-services", place, opts=here)
+        # Every other resource waits for the APIs: a transformation is inherited by all
+        # descendants of the components it is given to, unlike depends_on.
+        after_services = services.services
+        here = pulumi.ResourceOptions(parent=self,
+                                      transformations=[_depends_on(after_services)])
+        bus = Bus(f"{name}-bus", top, place, opts=here)
+        database = Database(f"{name}-firestore", top, place, opts=here)
+        source = Source(f"{name}-source", args.archive, args.archive_sha256, place, opts=here)
+
+        common: dict[str, pulumi.Input[str]] = {
+            env.PROJECT: args.project, env.REGION: args.region,
+            env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,
+            env.DATABASE: database.database.name,
+            env.DECLINE_ABOVE_CENTS: str(int(config.payment_decline_above * 100)),
+        }
+        max_instances = config.max_concurrency
+
+        # Saga: the step function, then the workflow compiled against its URL.
+        steps = Function(top.saga_function, FunctionSpec(
+            name=top.saga_function, entry_point=SAGA_ENTRY, account_id=top.saga_account_id,
+            memory_mb=config.memory_mb, timeout_s=config.timeout_s,
+            max_instances=max_instances, environment=common,
+            description=f"Steps of the {app.saga.name} saga, called by its workflow."),
+            source, place, opts=here)
+        database.grant(f"{name}-saga-datastore", steps.account, place, here)
+        gcp.pubsub.TopicIAMMember(
+            f"{name}-saga-bus-publisher", project=args.project, topic=bus.events.name,
+            role="roles/pubsub.publisher",
+            member=member_of(steps.account, place), opts=here)
+        source_yaml = steps.url.apply(
+            lambda url: saga_yaml(app.saga, url, timeout_s=config.timeout_s + 30))
+        saga = SagaWorkflow(f"{name}-saga", top, steps, source_yaml, place, opts=here)
+
+        self.consumers: dict[str, ConsumerRoute] = {}
+        for consumer in app.consumers:
+            environment = dict(common)
+            if consumer.starts_saga:
+                environment[env.WORKFLOW] = top.workflow
+            self.consumers[consumer.name] = ConsumerRoute(
+                f"{name}-{consumer.name}",
+                ConsumerArgs(consumer=consumer, route=top.route(consumer.name), bus=bus,
+                             database=database, source=source, memory_mb=config.memory_mb,
+                             timeout_s=config.timeout_s, max_instances=max_instances,
+                             environment=environment,
+                             workflow_grant=saga.resource_name if consumer.starts_saga
+                             else None),
+                place, opts=here)
+
+        self.api: Function | None = None
+        if config.api:
+            # Authenticated HTTPS: reachable from outside, but only callers granted
+            # run.invoker on it (nobody by default, never allUsers) get through.
+            self.api = Function(top.ingress_function, FunctionSpec(
+                name=top.ingress_function, entry_point=INGRESS_ENTRY,
+                account_id=top.ingress_account_id, memory_mb=config.memory_mb,
+                timeout_s=config.timeout_s, ingress="ALLOW_ALL",
+                max_instances=max_instances, environment=common,
+                description="POST /events: CloudEvents or PutEvents in, 202 out."),
+                source, place, opts=here)
+            gcp.pubsub.TopicIAMMember(
+                f"{name}-ingress-bus-publisher", project=args.project, topic=bus.events.name,
+                role="roles/pubsub.publisher",
+                member=member_of(self.api.account, place),
+                opts=here)
+
+        email: Any = config.alarm_email
+        if email is not None and config.is_secret("alarmEmail"):
+            email = pulumi.Output.secret(email)
+        Alerts(f"{name}-alerts",
+               {r.consumer: r.dead_letter_subscription for r in top.routes},
+               top.workflow, place, email, opts=here)
+
+        self.outputs: dict[str, Any] = {
+            "busTopic": bus.events.name,
+            "notificationsTopic": bus.notifications.name,
+            "subscriptions": {c: r.subscription.name for c, r in self.consumers.items()},
+            "deadLetterTopics": {c: r.dead_letter_topic.name
+                                 for c, r in self.consumers.items()},
+            "deadLetterSubscriptions": {c: r.dead_letter_subscription.name
+                                        for c, r in self.consumers.items()},
+            "functionUrls": {**{c: r.function.url for c, r in self.consumers.items()},
+                             "saga": steps.url},
+            "workflow": saga.workflow.name,
+            "database": database.database.name,
+            "sourceBucket": source.bucket.name,
+        }
+        if self.api is not None:
+            self.outputs["apiUrl"] = self.api.url
+        self.register_outputs({"cloud": self.cloud, "prefix": config.prefix, **self.outputs})
+
+
+def _depends_on(resources: list[pulumi.Resource]) -> pulumi.ResourceTransformation:
+    def transform(args: pulumi.ResourceTransformationArgs
+                  ) -> pulumi.ResourceTransformationResult | None:
+        if not isinstance(args.resource, pulumi.CustomResource):
+            return None
+        opts = pulumi.ResourceOptions.merge(args.opts,
+                                            pulumi.ResourceOptions(depends_on=resources))
+        return pulumi.ResourceTransformationResult(args.props, opts)
+    return transform
+
+
+def _provider_location() -> tuple[str, str]:
+    """gcp:project and gcp:region, which the switchyard config does not own.
+
+    Without gcp:project the provider's own default applies (GOOGLE_PROJECT, gcloud's
+    config...), asked for through `getProject`; without gcp:region, us-central1.
+    """
+    provider = pulumi.Config("gcp")
+    project = provider.get("project") or gcp.organizations.get_project().project_id
+    if not project:
+        raise ConfigError(pulumi.get_stack(), [
+            "no GCP project: set one with `pulumi config set gcp:project <id>`"])
+    return str(project), provider.get("region") or DEFAULT_REGION
 
 
 def deploy(app: App, config: StackConfig) -> None:
     """Provision `app` on GCP as described by `config`."""
-    stack = GcpStack(config.prefix, app, config)
+    project, region = _provider_location()
+    archive, digest = source_archive.write(BUILD_DIR)
+    stack = GcpStack(config.prefix, GcpStackArgs(app, config, project, region, archive,
+                                                 digest))
     pulumi.export("cloud", stack.cloud)
+    for key, value in stack.outputs.items():
+        pulumi.export(key, value)

@@ -1,0 +1,1 @@
+"""GCP adapters: functions-framework entry, Pub/Sub binding, Firestore store, Workflows."""

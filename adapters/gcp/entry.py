@@ -1,0 +1,250 @@
+"""Cloud Functions entry points (functions-framework) and the GCP composition root.
+
+Three targets, all HTTP (the zip's `main.py` re-exports them):
+
+- `consume`: a consumer function, named by `SWITCHYARD_CONSUMER`. Its push subscription
+  POSTs the raw Pub/Sub envelope; an Eventarc trigger would POST a `messagePublished`
+  CloudEvent; both are decoded by `pubsub_binding.read_push`. Status codes are the retry
+  decision Pub/Sub acts on: 204 acks (success, duplicate, type not consumed here, and a
+  permanent error once it is safely on the consumer's dead-letter topic with its reason);
+  503 nacks (transient errors, and a dead-letter publish that failed: nothing is lost).
+- `saga_step`: what the compiled workflow calls for each step; 200 with the step outcome
+  (a business failure is `ok: false`, not an HTTP error), 422 for a permanent error (the
+  workflow does not retry it), 503 for a transient one (the workflow retries it).
+- `ingest`: optional HTTP ingress, `POST /events` -> publish on the bus -> 202.
+
+Clients are built lazily, once per instance, on first use.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import functions_framework
+
+from adapters.gcp import pubsub_binding
+from adapters.gcp.pubsub_binding import PubSubMessage
+from adapters.gcp.redrive import CONSUMER_ATTRIBUTE, FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE
+from adapters.gcp.settings import Settings
+from handlers.core import http_binding, ingress_binding
+from handlers.core.app import App
+from handlers.core.engine import handle, run_step
+from handlers.core.errors import PermanentError, ValidationError
+from handlers.core.events import ensure_traceparent
+from handlers.core.ports import Ports
+
+log = logging.getLogger("switchyard.gcp")
+
+#: Body of a dead letter whose original attributes leave no room for ours.
+WRAPPED_CONTENT_TYPE: Final = "application/vnd.switchyard.dead-letter+json"
+_ACK: Final = ("", 204)
+_JSON: Final = {"content-type": "application/json"}
+
+
+class _Missing:
+    """A port this function was not deployed to use: fails loudly, naming the setting."""
+
+    def __init__(self, port: str, setting: str) -> None:
+        self._why = f"this function has no {port} ({setting} is not set)"
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(self._why)
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Runtime:
+    app: App
+    settings: Settings
+    ports: Ports
+    dead_letters: Any  # PubSubPublisher for this consumer's dead-letter topic, or _Missing
+    bus: Any  # PubSubPublisher for the bus, or _Missing
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """The composition root: settings, clients and ports, built once per instance."""
+    from google.cloud import firestore, pubsub_v1
+
+    from adapters.gcp.firestore_store import FirestoreStore
+    from adapters.gcp.pubsub_notifier import PubSubNotifier
+    from adapters.gcp.pubsub_publisher import PubSubPublisher
+    from adapters.gcp.topology import topic_path
+    from adapters.gcp.workflows_starter import (
+        RestExecutionsApi,
+        WorkflowsSagaStarter,
+        anonymous_session,
+    )
+    from handlers.app import APP
+    from handlers.payments import SimulatedPaymentGateway
+
+    settings = Settings.from_env()
+    publisher_client = pubsub_v1.PublisherClient()
+    store = FirestoreStore(firestore.Client(project=settings.project,
+                                            database=settings.database))
+    clock = _SystemClock()
+
+    def publisher(topic: str | None, setting: str) -> Any:
+        if not topic:
+            return _Missing("topic", setting)
+        return PubSubPublisher(publisher_client, topic_path(settings.project, topic))
+
+    bus = publisher(settings.bus_topic, "SWITCHYARD_BUS_TOPIC")
+    notifications = publisher(settings.notifications_topic, "SWITCHYARD_NOTIFICATIONS_TOPIC")
+    sagas: Any = _Missing("saga starter", "SWITCHYARD_WORKFLOW")
+    if settings.workflow:
+        emulator = settings.workflows_emulator
+        api = RestExecutionsApi(
+            settings.project, settings.region, settings.workflow,
+            **({"base_url": emulator, "session_factory": anonymous_session} if emulator
+               else {}))
+        sagas = WorkflowsSagaStarter(store, clock, api)
+    ports = Ports(
+        store=store, publisher=bus,
+        notifier=PubSubNotifier(notifications) if settings.notifications_topic else
+        _Missing("notifier", "SWITCHYARD_NOTIFICATIONS_TOPIC"),
+        sagas=sagas, clock=clock,
+        payments=SimulatedPaymentGateway(store, clock, settings.decline_above_cents),
+    )
+    return Runtime(APP, settings, ports,
+                   publisher(settings.dead_letter_topic, "SWITCHYARD_DEAD_LETTER_TOPIC"), bus)
+
+
+# --- consume ------------------------------------------------------------------------
+
+
+def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[str, int]:
+    """Decode and handle one push delivery; returns (body, status) for Pub/Sub."""
+    consumer = rt.settings.consumer
+    if not consumer:
+        raise RuntimeError("SWITCHYARD_CONSUMER is not set on this function")
+    try:
+        event, delivery = pubsub_binding.read_push(headers, body)
+    except ValidationError as error:
+        return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
+    try:
+        outcome = handle(rt.app, consumer, event, rt.ports)
+    except PermanentError as error:
+        return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
+    except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries
+        log.warning("retrying delivery", extra={
+            "consumer": consumer, "event_id": event.id, "attempt": delivery.attempt,
+            "error": f"{type(error).__name__}: {error}"})
+        return f"retry: {type(error).__name__}: {error}", 503
+    log.info("delivered", extra={"consumer": consumer, "event_id": event.id,
+                                 "status": outcome.status, "detail": outcome.detail})
+    return _ACK
+
+
+def _original_message(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
+    """The message as published, recovered from the push as far as it can be."""
+    try:
+        envelope = json.loads(body)
+        if http_binding.content_mode(headers) is not None:  # Eventarc: envelope in data
+            envelope = envelope.get("data", envelope)
+        message = envelope["message"]
+        data = base64.b64decode(message.get("data", ""), validate=False)
+        attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+        return PubSubMessage(data, attributes)
+    except Exception:  # noqa: BLE001 - unreadable: keep the whole request body instead
+        return PubSubMessage(body, {})
+
+
+def _dead_letter(rt: Runtime, consumer: str, original: PubSubMessage,
+                 reason: str) -> tuple[str, int]:
+    reason_value = reason.encode()[:pubsub_binding.MAX_ATTRIBUTE_VALUE_BYTES].decode(
+        errors="ignore")
+    ours = {REASON_ATTRIBUTE: reason_value, CONSUMER_ATTRIBUTE: consumer,
+            FAILED_AT_ATTRIBUTE: datetime.now(UTC).isoformat()}
+    letter = PubSubMessage(original.data, {**original.attributes, **ours})
+    if pubsub_binding.limit_problems(letter):
+        wrapped = {"attributes": dict(original.attributes), "reason": reason,
+                   "data_base64": base64.b64encode(original.data).decode()}
+        letter = PubSubMessage(json.dumps(wrapped).encode(),
+                               {**ours, "content-type": WRAPPED_CONTENT_TYPE})
+    try:
+        rt.dead_letters.publish_messages([letter])
+    except Exception as error:  # noqa: BLE001 - not acked, so Pub/Sub delivers it again
+        log.error("dead-letter publish failed", extra={"consumer": consumer, "error": str(error)})
+        return f"dead-letter publish failed: {error}", 503
+    log.error("dead-lettered", extra={"consumer": consumer, "reason": reason})
+    return _ACK
+
+
+@functions_framework.http
+def consume(request: Any) -> tuple[str, int]:
+    return process_push(runtime(), dict(request.headers), request.get_data())
+
+
+# --- saga steps -----------------------------------------------------------------------
+
+
+def process_step(rt: Runtime, body: bytes) -> tuple[str, int, dict[str, str]]:
+    """Run one saga step for the workflow; see the module docstring for status codes."""
+    try:
+        request = json.loads(body)
+    except ValueError as error:
+        return json.dumps({"error": f"body is not JSON: {error}"}), 422, _JSON
+    problems = [f"'{name}' must be a {kind.__name__}"
+                for name, kind in (("saga_id", str), ("step", str), ("phase", str),
+                                   ("state", dict))
+                if not isinstance(request, dict) or not isinstance(request.get(name), kind)]
+    if not problems and request["phase"] not in ("action", "compensate"):
+        problems.append("'phase' must be 'action' or 'compensate'")
+    if problems:
+        return json.dumps({"error": "invalid step request", "problems": problems}), 422, _JSON
+    try:
+        outcome = run_step(rt.app, rt.ports, request["saga_id"], request["step"],
+                           request["phase"], request["state"])
+    except PermanentError as error:
+        return json.dumps({"error": str(error)}), 422, _JSON
+    except Exception as error:  # noqa: BLE001 - the workflow's retry policy decides
+        return json.dumps({"error": f"{type(error).__name__}: {error}"}), 503, _JSON
+    return json.dumps({"ok": outcome.ok, "result": dict(outcome.result),
+                       "reason": outcome.reason, "detail": outcome.detail,
+                       "replayed": outcome.replayed}), 200, _JSON
+
+
+@functions_framework.http
+def saga_step(request: Any) -> tuple[str, int, dict[str, str]]:
+    return process_step(runtime(), request.get_data())
+
+
+# --- ingress --------------------------------------------------------------------------
+
+
+def process_ingest(rt: Runtime, method: str, path: str, headers: Mapping[str, str],
+                   body: bytes) -> tuple[str, int, dict[str, str]]:
+    if path.rstrip("/") not in ("/events", ""):
+        return json.dumps({"error": f"no route {path}"}), 404, _JSON
+    if method != "POST":
+        return json.dumps({"error": "use POST /events"}), 405, _JSON
+    try:
+        events = [ensure_traceparent(e)
+                  for e in ingress_binding.decode_request(headers, body, rt.app.catalog)]
+        rt.bus.publish(events)
+    except ValidationError as error:
+        return json.dumps({"error": "invalid request", "problems": list(error.problems)
+                           or [str(error)]}), 400, _JSON
+    except PermanentError as error:
+        return json.dumps({"error": str(error)}), 400, _JSON
+    except Exception as error:  # noqa: BLE001 - the producer may retry
+        return json.dumps({"error": f"{type(error).__name__}: {error}"}), 503, _JSON
+    return json.dumps({"accepted": [e.id for e in events]}), 202, _JSON
+
+
+@functions_framework.http
+def ingest(request: Any) -> tuple[str, int, dict[str, str]]:
+    return process_ingest(runtime(), request.method, request.path, dict(request.headers),
+                          request.get_data())

@@ -1,0 +1,68 @@
+"""Runtime settings of a Cloud Function, read once from its environment.
+
+The stack sets these variables on every function (`infra/gcp`); the emulator tests set
+the same ones on their functions-framework servers. One typed place, so a missing
+variable is reported at cold start with every other missing one, not at first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS
+
+# Variable names, shared with infra/gcp so the two cannot drift apart.
+PROJECT: Final = "SWITCHYARD_PROJECT"
+REGION: Final = "SWITCHYARD_REGION"
+CONSUMER: Final = "SWITCHYARD_CONSUMER"
+BUS_TOPIC: Final = "SWITCHYARD_BUS_TOPIC"
+NOTIFICATIONS_TOPIC: Final = "SWITCHYARD_NOTIFICATIONS_TOPIC"
+DEAD_LETTER_TOPIC: Final = "SWITCHYARD_DEAD_LETTER_TOPIC"
+DATABASE: Final = "SWITCHYARD_DATABASE"
+WORKFLOW: Final = "SWITCHYARD_WORKFLOW"
+DECLINE_ABOVE_CENTS: Final = "SWITCHYARD_DECLINE_ABOVE_CENTS"
+#: A workflows-emulator base URL to start executions on (tests), as PUBSUB_EMULATOR_HOST
+#: does for Pub/Sub; never set by the stack.
+WORKFLOWS_EMULATOR: Final = "SWITCHYARD_WORKFLOWS_EMULATOR"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    project: str
+    region: str = "us-central1"
+    consumer: str | None = None  # set on consumer functions only
+    bus_topic: str | None = None
+    notifications_topic: str | None = None
+    dead_letter_topic: str | None = None
+    database: str = "(default)"
+    workflow: str | None = None  # short workflow name; set where sagas are started
+    decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
+    workflows_emulator: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        project = env.get(PROJECT) or env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCP_PROJECT")
+        problems: list[str] = []
+        if not project:
+            problems.append(f"{PROJECT} (or GOOGLE_CLOUD_PROJECT) is not set")
+        decline = env.get(DECLINE_ABOVE_CENTS, str(DEFAULT_DECLINE_ABOVE_CENTS))
+        if not decline.isdigit():
+            problems.append(f"{DECLINE_ABOVE_CENTS} must be whole cents, got {decline!r}")
+        if problems:
+            raise RuntimeError("invalid function settings: " + "; ".join(problems))
+        return cls(
+            project=str(project),
+            region=env.get(REGION, "us-central1"),
+            consumer=env.get(CONSUMER) or None,
+            bus_topic=env.get(BUS_TOPIC) or None,
+            notifications_topic=env.get(NOTIFICATIONS_TOPIC) or None,
+            dead_letter_topic=env.get(DEAD_LETTER_TOPIC) or None,
+            database=env.get(DATABASE) or "(default)",
+            workflow=env.get(WORKFLOW) or None,
+            decline_above_cents=int(decline),
+            workflows_emulator=env.get(WORKFLOWS_EMULATOR) or None,
+        )

@@ -1,0 +1,71 @@
+"""The Workflows compiler's output, structurally (behaviour: test_workflow_emulator)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from adapters.gcp.workflows import compile_saga, saga_yaml
+from handlers.app import APP
+from handlers.core.app import Saga, Step
+
+URL = "https://us-central1-p.cloudfunctions.net/saga"
+
+
+def _steps(workflow: dict) -> dict[str, dict]:
+    return {name: body for step in workflow["main"]["steps"] for name, body in step.items()}
+
+
+def test_yaml_is_the_compiled_definition_in_execution_order() -> None:
+    source = saga_yaml(APP.saga, URL)
+    assert yaml.safe_load(source) == compile_saga(APP.saga, URL)
+    names = [next(iter(s)) for s in compile_saga(APP.saga, URL)["main"]["steps"]]
+    forward = [n for n in names if n.startswith("do_")]
+    assert forward == [f"do_{s.name}" for s in APP.saga.all_steps()]
+    undo = [n for n in names if n.startswith("undo_")]
+    assert undo == [f"undo_{s.name}" for s in reversed(APP.saga.steps) if s.compensate]
+
+
+def test_each_step_retries_as_declared_and_only_transient_errors() -> None:
+    steps = _steps(compile_saga(APP.saga, URL))
+    for step in APP.saga.all_steps():
+        call = steps[f"do_{step.name}"]
+        assert call["try"]["args"] == {"url": URL, "step": step.name, "phase": "action",
+                                       "state": "${state}"}
+        assert call["retry"]["max_retries"] == step.retry.max_attempts - 1
+        assert call["retry"]["predicate"] == "${transient_error}"
+        assert call["retry"]["backoff"]["multiplier"] == step.retry.backoff
+    for step in (s for s in APP.saga.steps if s.compensate):
+        assert steps[f"undo_{step.name}"]["retry"]["max_retries"] == \
+            step.compensate_retry.max_attempts - 1
+
+
+def test_failure_targets_follow_the_saga_rules() -> None:
+    steps = _steps(compile_saga(APP.saga, URL))
+    # business failure at k -> compensations k-1..1; exhausted at k -> k..1
+    assert steps["failed_reserve_inventory"]["next"] == "undo_payment"
+    assert steps["do_reserve_inventory"]["except"]["steps"][0][
+        "gave_up_reserve_inventory"]["next"] == "undo_reserve_inventory"
+    assert steps["failed_payment"]["next"] == "finish"
+    assert steps["do_payment"]["except"]["steps"][0]["gave_up_payment"]["next"] == \
+        "undo_payment"
+    assert steps["do_ship"]["except"]["steps"][0]["gave_up_ship"]["next"] == \
+        "undo_reserve_inventory"
+    # the success hook that keeps failing is not undone: needs attention
+    assert steps["do_complete_order"]["except"]["steps"][0][
+        "gave_up_complete_order"]["next"] == "needs_attention"
+    assert "raise" in steps["needs_attention"]
+
+
+def test_calls_are_authenticated_and_carry_the_idempotency_key() -> None:
+    run_step = compile_saga(APP.saga, URL)["run_step"]["steps"][0]["call_function"]
+    assert run_step["call"] == "http.post"
+    assert run_step["args"]["auth"] == {"type": "OIDC"}
+    assert run_step["args"]["headers"]["Idempotency-Key"] == \
+        '${state.saga_id + ":" + step + ":" + phase}'
+
+
+def test_step_names_that_cannot_be_workflow_identifiers_are_refused() -> None:
+    bad = Saga("s", (Step("Bad-Name", lambda ctx: {}),))
+    with pytest.raises(ValueError, match="Bad-Name"):
+        compile_saga(bad, URL)

@@ -1,0 +1,350 @@
+"""The dev-gcp stack under Pulumi mocks: every resource and property issue 4 asks for.
+
+Properties are checked per consumer (parametrised), from the app description, so a new
+consumer is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import yaml
+
+from adapters.gcp.topology import topology
+from adapters.gcp.workflows import compile_saga
+from handlers.app import APP
+from handlers.core.engine import PROCESSED
+from infra.config import ConfigError
+from infra.gcp.components import SERVICES
+from tests.infra.pulumi_harness import FAKE_PROJECT_NUMBER, Recorded, RecordedResource, run_program
+
+PROJECT, REGION, PREFIX = "switchyard-dev", "us-central1", "switchyard-dev-gcp"
+DEV = {"cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
+AGENT = f"serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+TOP = topology(APP, PREFIX)
+CONSUMERS = APP.consumer_names()
+
+T_TOPIC = "gcp:pubsub/topic:Topic"
+T_SUB = "gcp:pubsub/subscription:Subscription"
+T_TOPIC_IAM = "gcp:pubsub/topicIAMMember:TopicIAMMember"
+T_SUB_IAM = "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember"
+T_FUNCTION = "gcp:cloudfunctionsv2/function:Function"
+T_ACCOUNT = "gcp:serviceaccount/account:Account"
+T_RUN_IAM = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+T_PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
+T_ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
+
+
+@functools.cache
+def dev(**extra: Any) -> Recorded:
+    return run_program({**DEV, **extra}, "dev-gcp")
+
+
+def email(account_id: str) -> str:
+    return f"{account_id}@{PROJECT}.iam.gserviceaccount.com"
+
+
+def url(function: str) -> str:
+    return f"https://{REGION}-{PROJECT}.cloudfunctions.net/{function}"
+
+
+def by_name(rec: Recorded, type_: str, name: str) -> RecordedResource:
+    found = [r for r in rec.of_type(type_) if r.inputs.get("name") == name]
+    assert len(found) == 1, (type_, name, [r.inputs.get("name") for r in rec.of_type(type_)])
+    return found[0]
+
+
+def grants(rec: Recorded, type_: str, member: str) -> list[dict[str, Any]]:
+    return [r.inputs for r in rec.of_type(type_) if r.inputs["member"] == member]
+
+
+# --- whole stack -------------------------------------------------------------------------
+
+
+def test_every_resource_is_inside_the_stack_component_and_nothing_leaks() -> None:
+    rec = dev()
+    stack = rec.one("switchyard:gcp:Stack", PREFIX)
+    assert {r.urn for r in rec.descendants(stack)} == {r.urn for r in rec.resources} - {stack.urn}
+    assert rec.none_leaks() == []
+    assert not [r for r in rec.resources if r.type.startswith("aws:")]
+    for component in (r for r in rec.resources if not r.custom):
+        assert component.urn in rec.component_outputs, component.name
+
+
+def test_resource_inventory() -> None:
+    counts = dev().types()
+    n = len(CONSUMERS)
+    assert counts[T_FUNCTION] == n + 1  # consumers + saga steps
+    assert counts[T_TOPIC] == 2 + n  # bus, notifications, a dead-letter topic each
+    assert counts[T_SUB] == 2 * n  # push + dead-letter pull, per consumer
+    assert counts[T_ACCOUNT] == 2 * n + 2  # function + push identity each; saga; workflow
+    assert counts["gcp:workflows/workflow:Workflow"] == 1
+    assert counts["gcp:firestore/database:Database"] == 1
+    assert counts[T_ALERT] == n + 1
+    assert counts["gcp:projects/service:Service"] == len(SERVICES)
+
+
+def test_project_services_are_enabled() -> None:
+    rec = dev()
+    enabled = {r.inputs["service"] for r in rec.of_type("gcp:projects/service:Service")}
+    for api in ("pubsub", "cloudfunctions", "run", "cloudbuild", "artifactregistry",
+                "firestore", "workflows", "monitoring"):
+        assert f"{api}.googleapis.com" in enabled
+    assert all(r.inputs["disableOnDestroy"] is False
+               for r in rec.of_type("gcp:projects/service:Service"))
+
+
+def test_bus_and_notification_topics() -> None:
+    rec = dev()
+    bus = by_name(rec, T_TOPIC, f"{PREFIX}-events")
+    assert bus.inputs["messageRetentionDuration"] == f"{7 * 86400}s"
+    notes = by_name(rec, T_TOPIC, f"{PREFIX}-notifications")
+    assert notes.inputs["messageRetentionDuration"] == f"{7 * 86400}s"
+    assert dev(archiveDays="3").one(T_TOPIC, f"{PREFIX}-events").inputs[
+        "messageRetentionDuration"] == f"{3 * 86400}s"
+
+
+def test_firestore_native_with_ttl_on_dedupe_records() -> None:
+    rec = dev()
+    db = rec.one("gcp:firestore/database:Database").inputs
+    assert db["type"] == "FIRESTORE_NATIVE" and db["locationId"] == REGION
+    assert db["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+    ttl = rec.one("gcp:firestore/field:Field").inputs
+    assert (ttl["collection"], ttl["field"], ttl["database"]) == (
+        PROCESSED, "expires_at", db["name"])
+    assert "ttlConfig" in ttl
+
+
+def test_source_bucket_is_private_and_holds_the_zip() -> None:
+    rec = dev()
+    bucket = rec.one("gcp:storage/bucket:Bucket").inputs
+    assert bucket["uniformBucketLevelAccess"] is True
+    assert bucket["publicAccessPrevention"] == "enforced"
+    obj = rec.one("gcp:storage/bucketObject:BucketObject").inputs
+    assert obj["bucket"] == bucket["name"] and obj["name"].endswith(".zip")
+    assert not rec.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+
+
+# --- per consumer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_consumer_function(consumer: str) -> None:
+    rec, route = dev(), TOP.route(consumer)
+    fn = by_name(rec, T_FUNCTION, route.function).inputs
+    assert fn["location"] == REGION
+    assert fn["buildConfig"]["runtime"] == "python312"
+    assert fn["buildConfig"]["entryPoint"] == "consume"
+    source = fn["buildConfig"]["source"]["storageSource"]
+    assert source["bucket"] == rec.one("gcp:storage/bucket:Bucket").inputs["name"]
+    service = fn["serviceConfig"]
+    assert service["availableMemory"] == "256M" and service["timeoutSeconds"] == 30
+    assert service["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["serviceAccountEmail"] == email(route.account_id)
+    variables = service["environmentVariables"]
+    assert variables["SWITCHYARD_CONSUMER"] == consumer
+    assert variables["SWITCHYARD_DEAD_LETTER_TOPIC"] == route.dead_letter_topic
+    assert variables["SWITCHYARD_PROJECT"] == PROJECT
+    assert ("SWITCHYARD_WORKFLOW" in variables) == APP.consumer(consumer).starts_saga
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_push_subscription(consumer: str) -> None:
+    rec, route = dev(), TOP.route(consumer)
+    sub = by_name(rec, T_SUB, route.subscription).inputs
+    assert sub["topic"] == f"{PREFIX}-events"
+    types = sorted(APP.consumer(consumer).consumes)
+    assert sub["filter"] == " OR ".join(f'attributes.ce-type = "{t}"' for t in types)
+    assert sub["ackDeadlineSeconds"] >= 30
+    push = sub["pushConfig"]
+    assert push["pushEndpoint"] == url(route.function)
+    assert push["oidcToken"] == {"serviceAccountEmail": email(route.invoker_account_id),
+                                 "audience": url(route.function)}
+    assert sub["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
+    assert sub["deadLetterPolicy"] == {
+        "deadLetterTopic": f"projects/{PROJECT}/topics/{route.dead_letter_topic}",
+        "maxDeliveryAttempts": 5}
+    assert sub["expirationPolicy"] == {"ttl": ""}
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_dead_letter_topic_has_a_pull_subscription_that_never_expires(consumer: str) -> None:
+    rec, route = dev(), TOP.route(consumer)
+    by_name(rec, T_TOPIC, route.dead_letter_topic)
+    pull = by_name(rec, T_SUB, route.dead_letter_subscription).inputs
+    assert pull["topic"] == route.dead_letter_topic
+    assert "pushConfig" not in pull and "deadLetterPolicy" not in pull
+    assert pull["expirationPolicy"] == {"ttl": ""}
+    assert pull["messageRetentionDuration"] == f"{7 * 86400}s"
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_pubsub_service_agent_can_dead_letter(consumer: str) -> None:
+    rec, route = dev(), TOP.route(consumer)
+    assert {"role": "roles/pubsub.publisher", "topic": route.dead_letter_topic} in [
+        {"role": g["role"], "topic": g["topic"]} for g in grants(rec, T_TOPIC_IAM, AGENT)]
+    assert {"role": "roles/pubsub.subscriber", "subscription": route.subscription} in [
+        {"role": g["role"], "subscription": g["subscription"]}
+        for g in grants(rec, T_SUB_IAM, AGENT)]
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_push_identity_may_invoke_only_its_function(consumer: str) -> None:
+    rec, route = dev(), TOP.route(consumer)
+    member = f"serviceAccount:{email(route.invoker_account_id)}"
+    invokes = [g for t in (T_RUN_IAM, T_PROJECT_IAM, T_TOPIC_IAM, T_SUB_IAM)
+               for g in grants(rec, t, member)]
+    assert invokes == [{"project": PROJECT, "location": REGION, "name": route.function,
+                        "role": "roles/run.invoker", "member": member}]
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_function_identity_has_exactly_what_the_consumer_declares(consumer: str) -> None:
+    rec, route, spec = dev(), TOP.route(consumer), APP.consumer(consumer)
+    member = f"serviceAccount:{email(route.account_id)}"
+    topics = sorted(g["topic"] for g in grants(rec, T_TOPIC_IAM, member))
+    expected = [route.dead_letter_topic]
+    if spec.emits:
+        expected.append(f"{PREFIX}-events")
+    if spec.notifies:
+        expected.append(f"{PREFIX}-notifications")
+    assert topics == sorted(expected)
+    assert all(g["role"] == "roles/pubsub.publisher" for g in grants(rec, T_TOPIC_IAM, member))
+    project = {g["role"]: g["condition"]["expression"]
+               for g in grants(rec, T_PROJECT_IAM, member)}
+    db = f'resource.name == "projects/{PROJECT}/databases/{PREFIX}-db"'
+    wf = f'resource.name == "projects/{PROJECT}/locations/{REGION}/workflows/{TOP.workflow}"'
+    assert project == {"roles/datastore.user": db,
+                       **({"roles/workflows.invoker": wf} if spec.starts_saga else {})}
+    assert not grants(rec, T_SUB_IAM, member) and not grants(rec, T_RUN_IAM, member)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_dead_letter_backlog_alert(consumer: str) -> None:
+    route = TOP.route(consumer)
+    policies = [p.inputs for p in dev().of_type(T_ALERT)
+                if f'subscription_id = "{route.dead_letter_subscription}"'
+                in p.inputs["conditions"][0]["conditionThreshold"]["filter"]]
+    assert len(policies) == 1
+    threshold = policies[0]["conditions"][0]["conditionThreshold"]
+    assert "num_undelivered_messages" in threshold["filter"]
+    assert threshold["comparison"] == "COMPARISON_GT" and threshold["thresholdValue"] == 0
+    assert "notificationChannels" not in policies[0]  # no alarmEmail set
+
+
+# --- saga ------------------------------------------------------------------------------------
+
+
+def test_workflow_is_compiled_from_the_saga_with_its_own_identity() -> None:
+    rec = dev()
+    workflow = rec.one("gcp:workflows/workflow:Workflow").inputs
+    assert workflow["name"] == TOP.workflow and workflow["region"] == REGION
+    assert workflow["serviceAccount"] == email(TOP.workflow_account_id)
+    source = yaml.safe_load(workflow["sourceContents"])
+    assert source == compile_saga(APP.saga, url(TOP.saga_function), timeout_s=60)
+    calls = source["run_step"]["steps"][0]["call_function"]
+    assert calls["call"] == "http.post" and calls["args"]["auth"] == {"type": "OIDC"}
+    assert "Idempotency-Key" in calls["args"]["headers"]
+    member = f"serviceAccount:{email(TOP.workflow_account_id)}"
+    assert grants(rec, T_RUN_IAM, member) == [{
+        "project": PROJECT, "location": REGION, "name": TOP.saga_function,
+        "role": "roles/run.invoker", "member": member}]
+    steps = by_name(rec, T_FUNCTION, TOP.saga_function).inputs
+    assert steps["buildConfig"]["entryPoint"] == "saga_step"
+    assert steps["serviceConfig"]["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
+
+
+def test_saga_needs_attention_alert() -> None:
+    filters = [p.inputs["conditions"][0]["conditionThreshold"]["filter"]
+               for p in dev().of_type(T_ALERT)]
+    assert any(f'workflow_id = "{TOP.workflow}"' in f and 'status = "FAILED"' in f
+               for f in filters)
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+def test_alarm_email_gets_a_channel_on_every_policy_and_stays_secret() -> None:
+    rec = run_program({**DEV, "alarmEmail": "ops@example.com"}, "dev-gcp",
+                      secrets=("alarmEmail",))
+    channel = rec.one("gcp:monitoring/notificationChannel:NotificationChannel")
+    assert channel.inputs["type"] == "email"
+    assert channel.inputs["labels"] == {"email_address": "ops@example.com"}
+    assert "labels.email_address" in channel.secret_inputs or "labels" in channel.secret_inputs
+    for policy in rec.of_type(T_ALERT):
+        assert len(policy.inputs["notificationChannels"]) == 1
+    assert "ops@example.com" not in repr(rec.outputs)
+
+
+def test_api_ingress_is_an_authenticated_https_function() -> None:
+    rec = dev(api=True)
+    fn = by_name(rec, T_FUNCTION, TOP.ingress_function).inputs
+    assert fn["buildConfig"]["entryPoint"] == "ingest"
+    assert fn["serviceConfig"]["ingressSettings"] == "ALLOW_ALL"
+    assert not [g for t in (T_RUN_IAM,) for g in grants(rec, t, "allUsers")]
+    member = f"serviceAccount:{email(TOP.ingress_account_id)}"
+    assert [g["topic"] for g in grants(rec, T_TOPIC_IAM, member)] == [f"{PREFIX}-events"]
+    assert rec.outputs["apiUrl"] == url(TOP.ingress_function)
+    assert not [f for f in dev().of_type(T_FUNCTION)
+                if f.inputs["name"] == TOP.ingress_function]
+
+
+def test_settings_flow_into_every_function_and_subscription() -> None:
+    rec = dev(maxDeliveries="12", memory="512", timeout="120")
+    for consumer in CONSUMERS:
+        route = TOP.route(consumer)
+        sub = by_name(rec, T_SUB, route.subscription).inputs
+        assert sub["deadLetterPolicy"]["maxDeliveryAttempts"] == 12
+        assert sub["ackDeadlineSeconds"] >= 120
+        service = by_name(rec, T_FUNCTION, route.function).inputs["serviceConfig"]
+        assert (service["availableMemory"], service["timeoutSeconds"]) == ("512M", 120)
+
+
+def test_stack_outputs() -> None:
+    outputs = dev().outputs
+    assert outputs["busTopic"] == f"{PREFIX}-events"
+    assert outputs["notificationsTopic"] == f"{PREFIX}-notifications"
+    assert outputs["subscriptions"] == {c: TOP.route(c).subscription for c in CONSUMERS}
+    assert outputs["deadLetterSubscriptions"] == {
+        c: TOP.route(c).dead_letter_subscription for c in CONSUMERS}
+    assert outputs["functionUrls"] == {**{c: url(TOP.route(c).function) for c in CONSUMERS},
+                                       "saga": url(TOP.saga_function)}
+    assert outputs["workflow"] == TOP.workflow and outputs["database"] == f"{PREFIX}-db"
+
+
+# --- invalid config --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"maxDeliveries": "4"}, "maxDeliveries must be between 5 and 100 on gcp, got 4"),
+    ({"maxDeliveries": "101"}, "maxDeliveries must be between 5 and 100 on gcp, got 101"),
+    ({"archiveDays": "32"}, "archiveDays must be between 1 and 31 on gcp"),
+])
+def test_invalid_config_is_a_config_error_not_a_deploy_failure(
+        extra: dict[str, str], fragment: str) -> None:
+    config = {k: v for k, v in {**DEV, **extra}.items() if v}
+    with pytest.raises(ConfigError) as caught:
+        run_program(config, "dev-gcp")
+    assert fragment in str(caught.value)
+
+
+def test_project_and_region_default_to_the_provider_s() -> None:
+    rec = run_program({"cloud": "gcp"}, "dev-gcp")  # the fake provider's project
+    fn = by_name(rec, T_FUNCTION, TOP.route("orders").function).inputs
+    assert (fn["project"], fn["location"]) == ("switchyard-test", "us-central1")
+    assert rec.none_leaks() == []
+
+
+def test_timeout_too_long_for_the_ack_deadline_is_refused() -> None:
+    with pytest.raises(ValueError, match="ack deadline"):
+        topology(APP, PREFIX, timeout_s=595)
+
+
+def test_every_resource_waits_for_the_project_services() -> None:
+    rec = dev()
+    services = {r.urn for r in rec.of_type("gcp:projects/service:Service")}
+    waiting = [r for r in rec.resources if r.custom and r.urn not in services]
+    assert waiting and all(services <= set(r.dependencies) for r in waiting), [
+        r.name for r in waiting if not services <= set(r.dependencies)]
