@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test serve lint clean
+.PHONY: demo test bench serve lint soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: $(VENV)/.dev $(WF_VENV)/.installed
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra tests
+
+# 50,000 events through `switchyard serve` with two SIGKILLs, then the randomised fault
+# schedules under the long hypothesis profile; both check the invariants.
+soak: $(VENV)/.dev
+	$(BIN)/python -m bench.soak
+	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q tests/faults
 
 clean:
 	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis

@@ -3,87 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.factories import order_data
+from tests.serve_process import ServeProcess, pending_work
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = {"A": 40, "B": 25, "C": 10}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, db: Path, port: int, log: Path) -> None:
-        self.db, self.port, self.log = db, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "adapters.cli", "serve", "--db", str(self.db),
-                 "--port", str(self.port), "--workers", "4", "--visibility-timeout", "1"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/health")
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"server did not start; log:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
-            return json.loads(response.read())
-
-    def post(self, body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(self.url + "/events", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-
-
-def _pending(db: Path) -> int:
-    import sqlite3
-    conn = sqlite3.connect(db)
-    try:
-        return int(conn.execute("SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM"
-                                " sagas WHERE status IN ('running', 'compensating'))")
-                   .fetchone()[0])
-    finally:
-        conn.close()
 
 
 def _entries(source: str, detail_type: str, detail: dict) -> dict:
@@ -92,7 +23,7 @@ def _entries(source: str, detail_type: str, detail: dict) -> dict:
 
 
 def test_sigkill_mid_flight_loses_nothing_and_keeps_stock_consistent(tmp_path) -> None:
-    server = Server(tmp_path / "crash.db", _free_port(), tmp_path / "server.log")
+    server = ServeProcess(tmp_path / "crash.db", tmp_path / "server.log")
     server.start()
     rng = random.Random(7)
     accepted: dict[str, dict] = {}
@@ -126,21 +57,14 @@ def test_sigkill_mid_flight_loses_nothing_and_keeps_stock_consistent(tmp_path) -
             send(order)
             if n == 40:
                 server.kill()  # events queued, sagas mid-way, workers mid-transaction
-                in_flight.append(_pending(tmp_path / "crash.db"))
+                in_flight.append(pending_work(tmp_path / "crash.db"))
                 killer = threading.Timer(0.3, server.start)
                 killer.start()
         killer.join()
         assert len(accepted) == 80
         assert in_flight[0] > 0, "the kill found no work in flight: the test proved nothing"
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            health = server.get("/health")
-            if health["queued"] == 0 and health["sagas_active"] == 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"not quiet: {health}")
+        server.wait_quiet(timeout=120)
 
         completed: dict[str, int] = {item: 0 for item in ITEMS}
         statuses = {}

@@ -1,0 +1,1 @@
+"""Benchmarks and the soak: numbers and long runs, not unit tests."""
