@@ -1,8 +1,12 @@
 """The local runtime's one SQLite database: schema, connections and transactions.
 
-WAL mode with `synchronous=FULL`: a commit is on disk before we answer 202, so nothing
-accepted is lost to `kill -9` or to a power cut. Each thread gets its own connection;
-writes use `BEGIN IMMEDIATE` so two writers queue on the lock instead of deadlocking.
+WAL mode. Every commit survives `kill -9` (it is in the WAL before COMMIT returns). For a
+power cut, commits that accept events from outside are made with `synchronous=FULL`
+(`write(durable=True)`): on disk before we answer 202. Processing commits use `NORMAL`,
+which skips that fsync; the WAL is a log, so a later FULL commit also makes every earlier
+frame durable, and a power cut can only lose the newest processing steps, in order,
+which the idempotent engine redoes. Each thread gets its own connection; writes use
+`BEGIN IMMEDIATE` so two writers queue on the lock instead of deadlocking.
 """
 
 from __future__ import annotations
@@ -56,9 +60,8 @@ CREATE TABLE IF NOT EXISTS timeline (
 
 
 class Database:
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._synchronous = synchronous
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -70,15 +73,20 @@ class Database:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
+            self._local.durable = False
         return conn
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on exit, rolled back on error."""
+    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on exit, rolled back on error. `durable`: the
+        commit is fsynced before it returns (for what we acknowledge to a producer)."""
         conn = self.connection()
+        if self._local.durable != durable:
+            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._local.durable = durable
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn

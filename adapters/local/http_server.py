@@ -199,14 +199,16 @@ def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     server = make_server(runtime, host, port, threads)
 
     def _stop(signum: int, frame: object) -> None:
-        server.close()
+        # Interrupt the event loop the way Ctrl-C does: waitress then lets the requests in
+        # progress finish before run() returns. Closing sockets from here instead would
+        # pull them out from under the threads answering those requests.
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
     runtime.start(workers)
     print(f"switchyard: listening on http://{host}:{server.effective_port}", flush=True)
     try:
-        server.run()
-    except (KeyboardInterrupt, OSError):
-        pass
+        server.run()  # returns after SIGINT/SIGTERM, once in-flight requests are answered
     finally:
+        server.close()
         runtime.stop()

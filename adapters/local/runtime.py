@@ -36,6 +36,8 @@ log = logging.getLogger("switchyard.local")
 #: The local bus's per-event size limit (the transport constant; EventBridge allows 1 MB).
 MAX_EVENT_BYTES: Final = 1024 * 1024
 DEFAULT_DB: Final = "switchyard.db"
+#: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
+_STEPS_PER_CLAIM: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ class Runtime:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._turn = False
 
     # ingress ----------------------------------------------------------------
     def ingest(self, events: Iterable[Event], origin: str = "http") -> list[str]:
@@ -153,7 +156,7 @@ class Runtime:
                 raise PermanentError(f"event '{event.id}' is {len(body.encode())} bytes, over "
                                      f"the local bus limit of {MAX_EVENT_BYTES} bytes")
             rows.append((event, body))
-        with self.db.write() as conn:
+        with self.db.write(durable=origin != "emit") as conn:
             for event, body in rows:
                 seq = conn.execute(
                     "INSERT INTO events (id, source, type, body, accepted_at, origin) "
@@ -205,8 +208,13 @@ class Runtime:
                 self._wake.wait(self.settings.poll_interval)
 
     def work_once(self) -> bool:
-        """Do one unit of work (a delivery or a saga step); False when nothing was due."""
-        return self._deliver_one() or self._advance_one_saga()
+        """Do one unit of work (a delivery, or a saga's run of due steps); False when
+        nothing was due. Alternates which kind goes first, so a backlog of deliveries
+        never starves the sagas (or the other way round)."""
+        self._turn = not self._turn
+        if self._turn:
+            return self._deliver_one() or self._advance_one_saga()
+        return self._advance_one_saga() or self._deliver_one()
 
     def run_until_idle(self, timeout: float = 60.0) -> None:
         """Process in the calling thread until no delivery or saga step is pending."""
@@ -308,15 +316,36 @@ class Runtime:
             return False
         saga_id, state_json = row
         state = json.loads(state_json)
-        seen = len(state["history"])
-        started = time.perf_counter()
-        state, delay = saga_runner.tick(self.app, self.ports, state)
-        duration = (time.perf_counter() - started) * 1000
-        next_run = time.time() + (delay or 0.0) * self.settings.retry_scale
+        # Keep the lease while the next step is due at once: one claim per run of steps,
+        # and an order finishes in one go instead of queueing behind every other saga.
+        for _ in range(_STEPS_PER_CLAIM):
+            seen = len(state["history"])
+            started = time.perf_counter()
+            state, delay = saga_runner.tick(self.app, self.ports, state)
+            duration = (time.perf_counter() - started) * 1000
+            keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
+                    and not self._stopping.is_set())
+            now = time.time()
+            lease = now + self.settings.saga_lease if keep else 0.0
+            self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
+                            self.settings.retry_scale, lease)
+            if not keep:
+                break
+        if state["status"] in saga_runner.TERMINAL:
+            if state["status"] == "failed":
+                log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
+                                                               "reason": state["reason"]})
+        return True
+
+    def _save_saga(self, saga_id: str, state: dict[str, Any], seen: int, duration: float,
+                   next_run: float, lease_until: float) -> None:
+        """Persist a saga's state with its new timeline entries (and its DLQ entry when it
+        needs attention) in one commit."""
         with self.db.write() as conn:
             conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
-                         "lease_until = 0, updated_at = ? WHERE saga_id = ?",
-                         (state["status"], json.dumps(state), next_run, time.time(), saga_id))
+                         "lease_until = ?, updated_at = ? WHERE saga_id = ?",
+                         (state["status"], json.dumps(state), next_run, lease_until,
+                          time.time(), saga_id))
             if state["status"] == "failed":
                 conn.execute(
                     "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
@@ -333,11 +362,6 @@ class Runtime:
                 self._record(None, "saga.finished", scope, 0, state["status"],
                              state.get("reason") or "", 0.0, subject, saga_id=saga_id,
                              traceparent=trace, conn=conn)
-        if state["status"] in saga_runner.TERMINAL:
-            if state["status"] == "failed":
-                log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
-                                                               "reason": state["reason"]})
-        return True
 
     # observability ----------------------------------------------------------
     def _record(self, event: Event | None, type_: str, consumer: str, attempt: int,

@@ -181,11 +181,11 @@ class FaultyDatabase:
         return getattr(self._inner, name)
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         fault = self._plan._next("db.write")
         if fault is not None and fault.when == "before":
             _raise(fault)
-        with self._inner.write() as conn:
+        with self._inner.write(durable) as conn:
             yield conn
         if fault is not None and fault.when == "after":
             _raise(fault)
