@@ -17,8 +17,9 @@ from adapters.aws.topology import Names
 from infra.aws.api import IngestApi, IngestArgs
 from infra.aws.bus import EventBus
 from infra.aws.consumer import ConsumerArgs, ConsumerRoute
+from infra.aws.function import StackContext
 from infra.aws.packaging import write_zip
-from infra.aws.saga import SagaArgs, SagaStateMachine
+from infra.aws.saga import SagaStateMachine
 from infra.aws.tables import Tables
 from infra.aws.topics import Topics
 from infra.config import StackConfig
@@ -52,17 +53,14 @@ class AwsStack(pulumi.ComponentResource):
         self.topics = Topics(f"{name}-topics", names, config, opts=child)
         bus_name, bus_arn = self.bus.bus.name, self.bus.bus.arn
 
-        self.saga = SagaStateMachine(f"{name}-saga", SagaArgs(
+        stack = StackContext(
             app=app, config=config, names=names, bus_name=bus_name, bus_arn=bus_arn,
             table_names=self.tables.names, table_arns=self.tables.arns, code=code,
-            code_sha256=archive.sha256_base64, alarm_topic_arn=self.topics.alarms.arn),
-            opts=child)
+            code_sha256=archive.sha256_base64, alarm_topic_arn=self.topics.alarms.arn)
+        self.saga = SagaStateMachine(f"{name}-saga", stack, opts=child)
         self.consumers = {
             consumer.name: ConsumerRoute(f"{name}-{consumer.name}", ConsumerArgs(
-                app=app, consumer=consumer, config=config, names=names, bus_name=bus_name,
-                bus_arn=bus_arn, table_names=self.tables.names, table_arns=self.tables.arns,
-                code=code, code_sha256=archive.sha256_base64,
-                alarm_topic_arn=self.topics.alarms.arn,
+                stack=stack, consumer=consumer,
                 notification_topic_arn=self.topics.notifications.arn,
                 state_machine_arn=self.saga.state_machine.arn), opts=child)
             for consumer in app.consumers

@@ -16,25 +16,15 @@ import pulumi
 import pulumi_aws as aws
 
 from adapters.aws import topology
-from adapters.aws.topology import Names
-from handlers.core.app import App, Consumer
-from infra.aws.function import FunctionArgs, LambdaFunction
+from handlers.core.app import Consumer
+from infra.aws.function import FunctionArgs, LambdaFunction, StackContext
 from infra.config import StackConfig
 
 
 @dataclass(frozen=True)
 class ConsumerArgs:
-    app: App
+    stack: StackContext
     consumer: Consumer
-    config: StackConfig
-    names: Names
-    bus_name: pulumi.Input[str]
-    bus_arn: pulumi.Input[str]
-    table_names: Mapping[str, pulumi.Input[str]]
-    table_arns: Mapping[str, pulumi.Input[str]]
-    code: pulumi.Archive
-    code_sha256: str
-    alarm_topic_arn: pulumi.Input[str]
     notification_topic_arn: pulumi.Input[str]
     state_machine_arn: pulumi.Input[str]
 
@@ -44,7 +34,7 @@ class ConsumerRoute(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:aws:Consumer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        consumer, names, config = args.consumer, args.names, args.config
+        consumer, names, config = args.consumer, args.stack.names, args.stack.config
         spec = topology.queue_spec(config.max_deliveries, config.timeout_s)
 
         self.dlq = aws.sqs.Queue(
@@ -62,9 +52,9 @@ class ConsumerRoute(pulumi.ComponentResource):
             redrive_allow_policy=self.queue.arn.apply(spec.redrive_allow_policy), opts=child)
 
         self.rule = aws.cloudwatch.EventRule(
-            f"{name}-rule", name=names.rule(consumer.name), event_bus_name=args.bus_name,
+            f"{name}-rule", name=names.rule(consumer.name), event_bus_name=args.stack.bus_name,
             description=f"Events consumed by '{consumer.name}'",
-            event_pattern=json.dumps(topology.event_pattern(args.app, consumer)), opts=child)
+            event_pattern=json.dumps(topology.event_pattern(args.stack.app, consumer)), opts=child)
         retry = topology.target_retry_policy()
         # Queue policies first: EventBridge must be allowed to send before it targets.
         queue_policy = aws.sqs.QueuePolicy(
@@ -76,7 +66,7 @@ class ConsumerRoute(pulumi.ComponentResource):
             policy=pulumi.Output.all(self.dlq.arn, self.rule.arn).apply(
                 lambda v: json.dumps(topology.queue_policy(v[0], [v[1]]))), opts=child)
         self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target", rule=self.rule.name, event_bus_name=args.bus_name,
+            f"{name}-target", rule=self.rule.name, event_bus_name=args.stack.bus_name,
             target_id=f"{consumer.name}-queue", arn=self.queue.arn,
             retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
                 maximum_retry_attempts=retry["MaximumRetryAttempts"],
@@ -91,12 +81,12 @@ class ConsumerRoute(pulumi.ComponentResource):
             namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
             dimensions={"QueueName": self.dlq.name}, statistic="Maximum", period=60,
             evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching", alarm_actions=[args.alarm_topic_arn],
-            ok_actions=[args.alarm_topic_arn], opts=child)
+            treat_missing_data="notBreaching", alarm_actions=[args.stack.alarm_topic_arn],
+            ok_actions=[args.stack.alarm_topic_arn], opts=child)
 
         function_name = names.function(consumer.name)
         settings = pulumi.Output.all(
-            table_names=args.table_names, bus_name=args.bus_name,
+            table_names=args.stack.table_names, bus_name=args.stack.bus_name,
             notification_topic_arn=args.notification_topic_arn,
             state_machine_arn=args.state_machine_arn, queue_url=self.queue.url,
             dlq_url=self.dlq.url,
@@ -105,12 +95,12 @@ class ConsumerRoute(pulumi.ComponentResource):
         self.function = LambdaFunction(function_name, FunctionArgs(
             name=function_name, handler=topology.SQS_HANDLER,
             description=consumer.description or f"Consumer '{consumer.name}'",
-            code=args.code, code_sha256=args.code_sha256, memory_mb=config.memory_mb,
+            code=args.stack.code, code_sha256=args.stack.code_sha256, memory_mb=config.memory_mb,
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
             environment=settings,
             grant_inputs={
                 "queue_arn": self.queue.arn, "dlq_arn": self.dlq.arn,
-                "table_arns": args.table_arns, "bus_arn": args.bus_arn,
+                "table_arns": args.stack.table_arns, "bus_arn": args.stack.bus_arn,
                 "topic_arn": args.notification_topic_arn,
                 "state_machine_arn": args.state_machine_arn,
             },

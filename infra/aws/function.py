@@ -16,6 +16,24 @@ import pulumi_aws as aws
 
 from adapters.aws import topology
 from adapters.aws.topology import Grants, Names
+from handlers.core.app import App
+from infra.config import StackConfig
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """What every function-bearing component of the stack is built against."""
+
+    app: App
+    config: StackConfig
+    names: Names
+    bus_name: pulumi.Input[str]
+    bus_arn: pulumi.Input[str]
+    table_names: Mapping[str, pulumi.Input[str]]
+    table_arns: Mapping[str, pulumi.Input[str]]
+    code: pulumi.Archive
+    code_sha256: str
+    alarm_topic_arn: pulumi.Input[str]
 
 
 @dataclass(frozen=True)

@@ -10,35 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from adapters.aws import asl, topology
 from adapters.aws.topology import Names
-from handlers.core.app import App
-from infra.aws.function import FunctionArgs, LambdaFunction
-from infra.config import StackConfig
-
-
-@dataclass(frozen=True)
-class SagaArgs:
-    app: App
-    config: StackConfig
-    names: Names
-    bus_name: pulumi.Input[str]
-    bus_arn: pulumi.Input[str]
-    table_names: Mapping[str, pulumi.Input[str]]
-    table_arns: Mapping[str, pulumi.Input[str]]
-    code: pulumi.Archive
-    code_sha256: str
-    alarm_topic_arn: pulumi.Input[str]
+from infra.aws.function import FunctionArgs, LambdaFunction, StackContext
 
 
 class SagaStateMachine(pulumi.ComponentResource):
-    def __init__(self, name: str, args: SagaArgs,
+    def __init__(self, name: str, args: StackContext,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:aws:Saga", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
