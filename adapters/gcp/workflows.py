@@ -123,43 +123,38 @@ class _Compiler:
     def compensation_steps(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for step in reversed(self.saga.steps):
-            if step.compensate is None:
-                continue
-            name = step.name
-            failed = _literal(f"; compensation {name} failed: ")
-            refused = _literal(f"; compensation {name} refused: ")
-            out.append({f"undo_{name}": self.call(step, "compensate", step.compensate_retry, [
-                {f"gave_up_undo_{name}": {
-                    "assign": [{f"{STATE}.reason":
-                                _x(f"{STATE}.reason + {failed} + e.message")}],
-                    "next": NEEDS_ATTENTION}}])})
-            out.append({f"check_undo_{name}": {
-                "switch": [{"condition": _x("resp.ok"), "next": f"undone_{name}"}],
-                "next": f"refused_undo_{name}"}})
-            out.append({f"refused_undo_{name}": {
-                "assign": [{f"{STATE}.reason": _x(f"{STATE}.reason + {refused} + resp.reason")}],
-                "next": NEEDS_ATTENTION}})
-            out.append({f"undone_{name}": {
-                "assign": [{f"{STATE}.results.undo_{name}": _x("resp.result")}]}})
+            if step.compensate is not None:
+                out += self.must_succeed(f"undo_{step.name}", step, "compensate",
+                                         step.compensate_retry, f"compensation {step.name}",
+                                         f"undo_{step.name}")
         return out
+
+    def must_succeed(self, label: str, step: Step, phase: str, retry: Retry, what: str,
+                     result_key: str) -> list[dict[str, Any]]:
+        """A call with no failure path of its own (a compensation, `on_failure`): a refusal
+        or spent retries -> needs attention, worded as `saga_runner._must_succeed` does."""
+        failed = _literal(f"; {what} failed: ")
+        refused = _literal(f"; {what} failed: refused: ")
+        return [
+            {label: self.call(step, phase, retry, [{f"gave_up_{label}": {
+                "assign": [{f"{STATE}.reason": _x(f"{STATE}.reason + {failed} + e.message")}],
+                "next": NEEDS_ATTENTION}}])},
+            {f"check_{label}": {
+                "switch": [{"condition": _x("resp.ok"), "next": f"done_{label}"}],
+                "next": f"refused_{label}"}},
+            {f"refused_{label}": {
+                "assign": [{f"{STATE}.reason": _x(f"{STATE}.reason + {refused} + resp.reason")}],
+                "next": NEEDS_ATTENTION}},
+            {f"done_{label}": {
+                "assign": [{f"{STATE}.results.{result_key}": _x("resp.result")}]}},
+        ]
 
     def finish_steps(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         final = self.saga.on_failure
         if final is not None:
-            failed = _literal(f"; {final.name} failed: ")
-            out.append({"finish": self.call(final, "action", final.retry, [
-                {f"gave_up_{final.name}": {
-                    "assign": [{f"{STATE}.reason": _x(f"{STATE}.reason + {failed} + e.message")}],
-                    "next": NEEDS_ATTENTION}}])})
-            out.append({f"check_{final.name}": {
-                "switch": [{"condition": _x("resp.ok"), "next": f"record_{final.name}"}],
-                "next": f"refused_{final.name}"}})
-            out.append({f"refused_{final.name}": {
-                "assign": [{f"{STATE}.reason": _x(f"{STATE}.reason + {failed} + resp.reason")}],
-                "next": NEEDS_ATTENTION}})
-            out.append({f"record_{final.name}": {
-                "assign": [{f"{STATE}.results.{final.name}": _x("resp.result")}]}})
+            out += self.must_succeed("finish", final, "action", final.retry, final.name,
+                                     final.name)
         out.append({CANCELLED: {"return": {
             "status": CANCELLED, "saga_id": _x(f"{STATE}.saga_id"),
             "reason": _x(f"{STATE}.reason"), "reason_detail": _x(f"{STATE}.reason_detail"),
