@@ -13,6 +13,7 @@ from handlers.catalog import (
 )
 from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
+from handlers.core.ports import SAGAS
 from handlers.inventory import INVENTORY, on_inventory_updated
 from handlers.notifications import on_notification
 from handlers.orders import ORDERS, on_order_event
@@ -34,5 +35,5 @@ APP: Final = App(
                  description="Delivers notifications through the notifier, once."),
     ),
     saga=ORDER_SAGA,
-    tables=(ORDERS, INVENTORY, PAYMENTS, PROCESSED),
+    tables=(ORDERS, INVENTORY, PAYMENTS, PROCESSED, SAGAS),
 )

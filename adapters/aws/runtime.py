@@ -92,7 +92,8 @@ class AwsRuntime:
             notifier=_Lazy(lambda: SnsNotifier(
                 self.client("sns"), settings.require("notification_topic_arn"))),
             sagas=_Lazy(lambda: StepFunctionsStarter(
-                self.client("stepfunctions"), settings.require("state_machine_arn"))),
+                self.client("stepfunctions"), settings.require("state_machine_arn"),
+                self.store)),
             clock=clock,
             payments=SimulatedPaymentGateway(self.store, clock, settings.decline_above_cents),
         )

@@ -1,9 +1,11 @@
 """The SagaStarter port on Step Functions: one execution per saga id.
 
-The execution name is derived from the saga id, and Step Functions refuses a second
-execution of a name (`ExecutionAlreadyExists`, for 90 days after the first closed): that is
-what makes a duplicate `Workflow Triggered` or a redelivered `Order Created` a no-op. The
-input is serialised canonically, so a retried start of a *running* execution, which
+A saga id starts one execution, ever. The saga-start registry (table `sagas`) records
+each start and is checked first: it has no expiry, while Step Functions only refuses a
+second execution of a name (`ExecutionAlreadyExists`) for 90 days after the first closed.
+The execution name is derived from the saga id, which covers the gap between starting and
+recording (a crash there is retried: the restart is refused by name and then recorded).
+The input is serialised canonically, so a retried start of a *running* execution, which
 STANDARD workflows answer with the same execution instead of an error, is the same too.
 """
 
@@ -17,6 +19,7 @@ from typing import Any, Final
 
 from adapters.aws.asl import execution_input
 from handlers.core.errors import TransientError
+from handlers.core.ports import SAGAS, Store
 
 MAX_NAME: Final = 80
 _INVALID: Final = re.compile(r"[^A-Za-z0-9_-]")
@@ -36,11 +39,22 @@ def execution_name(saga_id: str) -> str:
 
 
 class StepFunctionsStarter:
-    def __init__(self, client: Any, state_machine_arn: str) -> None:
+    def __init__(self, client: Any, state_machine_arn: str, store: Store) -> None:
         self._client = client
         self._arn = state_machine_arn
+        self._store = store
 
     def start(self, saga_id: str, input: Mapping[str, Any], traceparent: str | None) -> bool:
+        if self._store.get(SAGAS, saga_id) is not None:
+            return False
+        started = self._start_execution(saga_id, input, traceparent)
+        self._store.put_if_absent(SAGAS, saga_id, {
+            "saga_id": saga_id, "execution": execution_name(saga_id),
+            "state_machine": self._arn})
+        return started
+
+    def _start_execution(self, saga_id: str, input: Mapping[str, Any],
+                         traceparent: str | None) -> bool:
         payload = json.dumps(execution_input(saga_id, dict(input), traceparent),
                              sort_keys=True, separators=(",", ":"))
         try:

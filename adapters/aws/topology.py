@@ -15,6 +15,7 @@ from typing import Any, Final
 from adapters.aws.settings import Settings
 from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
+from handlers.core.ports import SAGAS
 
 #: SQS -> Lambda: AWS asks for a visibility timeout of at least 6x the function timeout,
 #: so a batch that is retried inside Lambda is not redelivered while still running.
@@ -260,8 +261,9 @@ def table_specs(app: App) -> list[TableSpec]:
 
 
 def consumer_tables(consumer: Consumer) -> list[str]:
-    """Tables a consumer touches: what it declares, plus its idempotency records."""
-    return sorted({*consumer.stores, PROCESSED})
+    """Tables a consumer touches: what it declares, its idempotency records, and the
+    saga-start registry when it starts sagas."""
+    return sorted({*consumer.stores, PROCESSED, *([SAGAS] if consumer.starts_saga else [])})
 
 
 def saga_tables(app: App) -> list[str]:

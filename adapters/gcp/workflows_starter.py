@@ -25,9 +25,9 @@ from typing import Any, Final, Protocol
 
 from handlers.core.errors import PermanentError, TransientError
 from handlers.core.events import new_traceparent
-from handlers.core.ports import Clock, Store, Update
+from handlers.core.ports import SAGAS, Clock, Store, Update
 
-STARTS: Final = "saga_starts"
+STARTS: Final = SAGAS  # the app's saga-start registry
 LEASE_S: Final = 120.0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core.errors import UnknownEventType, ValidationError
+from handlers.core.ports import SAGAS
 from handlers.core.schema import validate
 
 if TYPE_CHECKING:
@@ -156,6 +157,9 @@ class App:
             for table in consumer.stores:
                 if table not in self.tables:
                     problems.append(f"consumer '{consumer.name}' names unknown table '{table}'")
+            if consumer.starts_saga and SAGAS not in self.tables:
+                problems.append(f"consumer '{consumer.name}' starts sagas: the app needs the "
+                                f"'{SAGAS}' table")
         if problems:
             raise ValueError("invalid app description: " + "; ".join(problems))
 

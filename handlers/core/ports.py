@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from handlers.core.events import Event
 
 Item = Mapping[str, Any]
+
+#: The saga-start registry: one record per saga id, never expiring, so a saga starts once
+#: per order however late a duplicate trigger arrives (execution names alone are only
+#: unique for a while: 90 days after close on Step Functions).
+SAGAS: Final = "sagas"
 
 
 @dataclass(frozen=True, slots=True)

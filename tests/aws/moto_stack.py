@@ -332,9 +332,12 @@ class MotoStack:
         return self.client("events").put_events(
             Entries=[{**e, "EventBusName": self.names.bus()} for e in entries])
 
+    def store(self) -> Any:
+        """The stack's tables through the same Store the functions use."""
+        return AwsRuntime(Settings(tables=self.table_names), self.app, self.session).store
+
     def item(self, table: str, key: str) -> dict[str, Any] | None:
-        return AwsRuntime(Settings(tables=self.table_names), self.app,
-                          self.session).store.get(table, key)
+        return self.store().get(table, key)
 
     def scan(self, table: str) -> list[dict[str, Any]]:
         ddb = self.session.resource("dynamodb").Table(self.table_names[table])

@@ -26,6 +26,7 @@ from handlers.core import saga_runner
 from handlers.core.app import App, Retry, Saga, Step
 from handlers.core.engine import PROCESSED, StepContext
 from handlers.core.errors import StepFailed, TransientError
+from handlers.core.ports import SAGAS
 from handlers.saga import ORDER_SAGA
 from tests.aws.moto_stack import MotoStack, fast_saga_retries
 
@@ -63,7 +64,8 @@ SYNTHETIC = Saga(
     on_failure=Step("cancel", _act("cancel", "action"), retry=FAST),
     stores=(),
 )
-APP = App(name="demo", catalog=CATALOG, consumers=(), saga=SYNTHETIC, tables=(PROCESSED,))
+APP = App(name="demo", catalog=CATALOG, consumers=(), saga=SYNTHETIC,
+          tables=(PROCESSED, SAGAS))
 STATUS = {"completed": "SUCCEEDED", "cancelled": "SUCCEEDED", "failed": "FAILED"}
 
 
@@ -85,7 +87,8 @@ def _local(plan: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]
 def _moto(stack: MotoStack, plan: dict[str, Any], saga_id: str) -> tuple[
         list[tuple[str, str]], dict[str, Any]]:
     CALLS.clear()
-    starter = StepFunctionsStarter(stack.client("stepfunctions"), stack.state_machine_arn)
+    starter = StepFunctionsStarter(stack.client("stepfunctions"), stack.state_machine_arn,
+                                   stack.store())
     assert starter.start(saga_id, plan, None) is True
     # A duplicate start while it runs: STANDARD answers with the same execution.
     starter.start(saga_id, plan, None)

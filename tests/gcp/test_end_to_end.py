@@ -19,6 +19,7 @@ from adapters.gcp.pubsub_binding import PubSubMessage
 from adapters.gcp.topology import subscription_path, topic_path
 from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.events import Event
+from handlers.core.ports import SAGAS
 from handlers.orders import saga_id_for
 from tests.factories import order_created, restock, workflow_triggered
 from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, wait_until
@@ -148,7 +149,7 @@ def test_duplicate_publish_has_one_effect(gcp: GcpEmulated, store: Any, bus: Any
 
     assert store.get("inventory", item) == {"item_id": item, "available": 6, "reserved": 4}
     saga = saga_id_for(order_id)
-    starts = store.get("saga_starts", saga)
+    starts = store.get(SAGAS, saga)
     assert starts["status"] == "started"
     # "Workflow Triggered" for an order whose saga already ran starts nothing new.
     trigger = workflow_triggered(order_id)

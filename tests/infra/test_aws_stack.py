@@ -598,3 +598,12 @@ def test_a_timeout_too_long_for_sqs_visibility_is_refused() -> None:
         topology.queue_spec(5, 7201)
     with pytest.raises(ValueError, match="max_deliveries must be >= 1"):
         topology.queue_spec(0, 30)
+
+
+def test_saga_start_registry_is_a_table_only_saga_starters_may_use(rec: Recorded) -> None:
+    registry = by_name(rec, "aws:dynamodb/table:Table", NAMES.table("sagas"))
+    assert "ttl" not in registry.inputs  # one saga per order, forever
+    for consumer in APP.consumers:
+        resources = {r for _, (_, rs) in statements(role_policy(
+            rec, NAMES.function(consumer.name))).items() for r in rs}
+        assert (out(registry) in resources) == consumer.starts_saga, consumer.name
