@@ -106,9 +106,10 @@ class Processes:
 
     def start(self, name: str, args: list[str], *, cwd: Path | None = None,
               env_vars: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, cwd=cwd, env=env_vars, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        # The child keeps its own copy of the log's descriptor; ours can close at once.
+        with open(self.logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(args, cwd=cwd, env=env_vars, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append(proc)
         return proc
 
