@@ -86,7 +86,7 @@ def runtime() -> Runtime:
         WorkflowsSagaStarter,
         anonymous_session,
     )
-    from handlers.app import APP
+    from handlers.core.app import load_app
     from handlers.payments import SimulatedPaymentGateway
 
     settings = Settings.from_env()
@@ -117,7 +117,8 @@ def runtime() -> Runtime:
         sagas=sagas, clock=clock,
         payments=SimulatedPaymentGateway(store, clock, settings.decline_above_cents),
     )
-    return Runtime(APP, settings, ports,
+    # The hosted app: `handlers.app.APP` unless $SWITCHYARD_APP names another.
+    return Runtime(load_app(), settings, ports,
                    publisher(settings.dead_letter_topic, "SWITCHYARD_DEAD_LETTER_TOPIC"), bus)
 
 
