@@ -17,6 +17,7 @@ Only the standard library and boto3 are imported (the Lambda runtime provides bo
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import time
@@ -198,7 +199,26 @@ def next_state(on_failure_step: str | None, state: Mapping[str, Any], step: str,
     return {**state, "reason": reason, "reason_detail": detail, OUTCOME_FIELD: FAILED}
 
 
+def _step_input_problems(event: Any) -> list[str]:
+    """Every problem with a task's input: a malformed one is permanent, never retried."""
+    if not isinstance(event, Mapping):
+        return ["the task input must be a JSON object"]
+    problems = [f"'{name}' must be a string" for name in ("step", "phase")
+                if not isinstance(event.get(name), str)]
+    if isinstance(event.get("phase"), str) and event["phase"] not in ("action", "compensate"):
+        problems.append(f"'phase' must be 'action' or 'compensate', not {event['phase']!r}")
+    state = event.get("state")
+    if not isinstance(state, Mapping):
+        problems.append("'state' must be an object")
+    elif not isinstance(state.get("saga_id"), str):
+        problems.append("'state' must carry a string 'saga_id'")
+    return problems
+
+
 def step_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    problems = _step_input_problems(event)
+    if problems:
+        raise PermanentStepError("invalid step task input: " + "; ".join(problems))
     rt = runtime()
     step, phase = str(event["step"]), str(event["phase"])
     state = saga_state(event["state"])
@@ -227,14 +247,19 @@ def _response(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
 def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     raw = event.get("body") or ""
-    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
+    try:
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") \
+            else raw.encode("utf-8")
+    except (binascii.Error, ValueError) as error:
+        return _response(400, {"error": "invalid request",
+                               "problems": [f"body is not valid base64: {error}"]})
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     try:
         events = ingress_binding.decode_request(headers, body, rt.app.catalog)
         events = [ensure_traceparent(e) for e in events]
         rt.ports.publisher.publish(events)
     except EntryTooLarge as error:
-        return _response(413, {"error": "event too large", "problems": list(error.problems)})
+        return _response(413, {"error": str(error), "problems": list(error.problems)})
     except PermanentError as error:
         problems = list(getattr(error, "problems", ())) or [str(error)]
         return _response(400, {"error": "invalid request", "problems": problems})

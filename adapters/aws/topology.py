@@ -403,14 +403,16 @@ def assume_role_policy(service: str) -> dict[str, Any]:
 def alarm_key_policy(account_id: str) -> dict[str, Any]:
     """Key policy of the alarm topic's key: CloudWatch alarms cannot publish to a topic
     under the AWS-managed SNS key, so the alarm topic gets its own key that lets them.
-    In a key policy "Resource": "*" means "this key" (the only form AWS accepts)."""
+    In a key policy "Resource": "*" means "this key" (the only form AWS accepts). SNS
+    asks KMS for a data key (GenerateDataKey) and CloudWatch needs Decrypt; AWS's sample
+    policy says `kms:GenerateDataKey*`, which also allows key pairs: no wildcard here."""
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "AccountAdministers", "Effect": "Allow",
          "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
          "Action": "kms:*", "Resource": "*"},
         {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
          "Principal": {"Service": "cloudwatch.amazonaws.com"},
-         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
     ]}
 

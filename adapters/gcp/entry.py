@@ -6,8 +6,11 @@ Three targets, all HTTP (the zip's `main.py` re-exports them):
   POSTs the raw Pub/Sub envelope; an Eventarc trigger would POST a `messagePublished`
   CloudEvent; both are decoded by `pubsub_binding.read_push`. Status codes are the retry
   decision Pub/Sub acts on: 204 acks (success, duplicate, type not consumed here, and a
-  permanent error once it is safely on the consumer's dead-letter topic with its reason);
-  503 nacks (transient errors, and a dead-letter publish that failed: nothing is lost).
+  permanent error once it is safely on the consumer's dead-letter topic with its reason,
+  and, when `SWITCHYARD_MAX_DELIVERIES` is set, a transient error on the last delivery
+  attempt, dead-lettered with that error rather than left to the dead_letter_policy,
+  which would carry only the count); 503 nacks (transient errors, and a dead-letter
+  publish that failed: nothing is lost).
 - `saga_step`: what the compiled workflow calls for each step; 200 with the step outcome
   (a business failure is `ok: false`, not an HTTP error), 422 for a permanent error (the
   workflow does not retry it), 503 for a transient one (the workflow retries it).
@@ -139,6 +142,12 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     except PermanentError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
     except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries
+        limit = rt.settings.max_deliveries
+        if limit and delivery.attempt and delivery.attempt >= limit:
+            # Pub/Sub would move it with only a count: dead-letter it here, with the error.
+            return _dead_letter(rt, consumer, _original_message(headers, body), (
+                f"failed {delivery.attempt} deliveries (maxDeliveries={limit}); last error: "
+                f"{type(error).__name__}: {error}"))
         log.warning("retrying delivery", extra={
             "consumer": consumer, "event_id": event.id, "attempt": delivery.attempt,
             "error": f"{type(error).__name__}: {error}"})

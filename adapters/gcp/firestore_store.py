@@ -2,9 +2,16 @@
 
 - `put_if_absent` is `DocumentReference.create()`: Firestore refuses it atomically with
   `AlreadyExists`, which becomes `False` here (nothing vendor-shaped leaks inward).
-- `transact` reads every document in a Firestore transaction, applies the shared condition
-  semantics of `handlers.core.ports.apply_op`, and writes all or nothing. Firestore retries
-  the transaction on contention; when it gives up that is a `TransientError`.
+- `transact` is optimistic concurrency: read every document, apply the shared condition
+  semantics of `handlers.core.ports.apply_op`, then write all or nothing in one batch whose
+  preconditions say each document is unchanged since it was read (`create` for an absent
+  one, its update time for a present one). Not a Firestore transaction: those take
+  read locks, so N writers of one document (12 buyers of the last units) all hold a read
+  lock, all wait to commit, and all abort together after the lock timeout, round after
+  round (the emulator's pessimistic locks livelock like that). With preconditions the
+  first commit wins and the others fail fast, re-read, and retry, a bounded number of
+  times with jittered exponential backoff; when the retries are spent, contention is a
+  `TransientError`: the platform redelivers, which is one more retry later.
 - `expires_at` (epoch seconds in the engine's idempotency records) is stored as a
   Timestamp, because Firestore TTL policies only delete documents whose TTL field is a
   Timestamp; it is read back as epoch seconds, so callers never notice.
@@ -12,13 +19,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from handlers.core.errors import TransientError
 from handlers.core.ports import Op, Put, apply_op
@@ -29,6 +39,12 @@ TTL_FIELD: Final = "expires_at"
 _TRANSIENT: Final = (gexc.Aborted, gexc.DeadlineExceeded, gexc.ServiceUnavailable,
                      gexc.TooManyRequests, gexc.InternalServerError, gexc.ResourceExhausted)
 _SAFE: Final = "|:@-_.~+=,"
+#: Transaction attempts before contention becomes a TransientError, and the backoff
+#: between them: a random delay in [0, min(cap, base * 2**attempt)] ("full jitter"), so
+#: contending writers spread out instead of retrying in lock-step.
+MAX_ATTEMPTS: Final = 6
+BACKOFF_BASE_S: Final = 0.02
+BACKOFF_CAP_S: Final = 0.5
 
 
 def doc_id(key: str) -> str:
@@ -61,9 +77,18 @@ def _from_firestore(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
 class FirestoreStore:
     """Key-value tables with conditional, transactional writes on Firestore."""
 
-    def __init__(self, client: firestore.Client, *, max_attempts: int = 5) -> None:
+    def __init__(self, client: firestore.Client, *, max_attempts: int = MAX_ATTEMPTS,
+                 backoff_base_s: float = BACKOFF_BASE_S, backoff_cap_s: float = BACKOFF_CAP_S,
+                 sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[float, float], float] = random.uniform) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self._client = client
         self._max_attempts = max_attempts
+        self._backoff_base = backoff_base_s
+        self._backoff_cap = backoff_cap_s
+        self._sleep = sleep
+        self._jitter = jitter
 
     def _ref(self, table: str, key: str) -> firestore.DocumentReference:
         return self._client.collection(table).document(doc_id(key))
@@ -89,31 +114,50 @@ class FirestoreStore:
             op = ops[0]
             if op.if_absent:
                 return self.put_if_absent(op.table, op.key, op.item)
-        # All reads happen before any write, as Firestore transactions require.
         refs = {(op.table, op.key): self._ref(op.table, op.key) for op in ops}
+        last: Exception | None = None
+        for attempt in range(self._max_attempts):
+            if attempt:
+                self._sleep(self._jitter(0.0, min(self._backoff_cap,
+                                                  self._backoff_base * 2 ** attempt)))
+            try:
+                outcome = self._try_once(ops, refs)
+            except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted) as error:
+                last = error  # a document changed since it was read: read again
+                continue
+            except _TRANSIENT as error:
+                raise TransientError(f"firestore write failed: {error}") from error
+            return outcome
+        raise TransientError(
+            f"firestore contention: {sorted(f'{t}/{k}' for t, k in refs)} changed under "
+            f"{self._max_attempts} attempts in a row: {last}") from last
 
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> bool:
-            staged: dict[tuple[str, str], dict[str, Any] | None] = {}
-            for where, ref in refs.items():
-                snapshot = ref.get(transaction=transaction)
-                staged[where] = _from_firestore(snapshot.to_dict()) if snapshot.exists else None
-            for op in ops:
-                new = apply_op(staged[(op.table, op.key)], op)
-                if new is None:
-                    return False  # nothing written: the transaction commits no change
-                staged[(op.table, op.key)] = new
-            for where, ref in refs.items():
-                transaction.set(ref, _to_firestore(staged[where] or {}))
-            return True
-
-        try:
-            return bool(run(self._client.transaction(max_attempts=self._max_attempts)))
-        except _TRANSIENT as error:
-            raise TransientError(f"firestore transaction gave up: {error}") from error
-        except ValueError as error:
-            # google-cloud-firestore reports "Failed to commit transaction in N attempts"
-            # as ValueError after retrying contention itself.
-            if "attempts" in str(error):
-                raise TransientError(f"firestore contention: {error}") from error
-            raise
+    def _try_once(self, ops: Sequence[Op],
+                  refs: Mapping[tuple[str, str], firestore.DocumentReference]) -> bool:
+        """Read, apply the shared conditions, then write every item in one atomic batch
+        whose preconditions say "unchanged since read" (absent: `create`; present: the
+        update time read). Optimistic, so no locks are held between read and write."""
+        snapshots = {where: ref.get() for where, ref in refs.items()}
+        staged = {where: _from_firestore(snap.to_dict()) if snap.exists else None
+                  for where, snap in snapshots.items()}
+        for op in ops:
+            new = apply_op(staged[(op.table, op.key)], op)
+            if new is None:
+                return False  # a condition does not hold: nothing is written
+            staged[(op.table, op.key)] = new
+        batch = self._client.batch()
+        for where, ref in refs.items():
+            snapshot, item = snapshots[where], _to_firestore(staged[where] or {})
+            if not snapshot.exists:
+                batch.create(ref, item)
+                continue
+            # A full replacement: every new field set, every field that went away deleted.
+            fields: dict[str, Any] = {FieldPath(name).to_api_repr(): value
+                                      for name, value in item.items()}
+            for name in (snapshot.to_dict() or {}):
+                if name not in item:
+                    fields[FieldPath(name).to_api_repr()] = firestore.DELETE_FIELD
+            batch.update(ref, fields, option=self._client.write_option(
+                last_update_time=snapshot.update_time))
+        batch.commit()
+        return True

@@ -20,6 +20,19 @@ from handlers.core.events import Event
 _ATTEMPTS: Final = 3
 _BACKOFF_S: Final = 0.2
 _RESULT_TIMEOUT_S: Final = 30.0
+#: What the Pub/Sub API takes in one publish request, topic name and framing included:
+#: the client library refuses (synchronously) a message whose request would exceed it,
+#: so a message within MAX_MESSAGE_BYTES by data plus attributes can still be too big.
+MAX_REQUEST_BYTES: Final = 10 * 1000 * 1000
+
+
+def request_size(topic: str, message: PubSubMessage) -> int:
+    """Bytes of the publish request carrying `message` alone, as the client counts them."""
+    from google.pubsub_v1 import types
+
+    request = types.PublishRequest(topic=topic, messages=[types.PubsubMessage(
+        data=message.data, attributes=dict(message.attributes))])
+    return int(types.PublishRequest.pb(request).ByteSize())
 
 
 class _Future(Protocol):
@@ -70,17 +83,27 @@ class PubSubPublisher:
 
     def publish_messages(self, messages: Sequence[PubSubMessage],
                          keys: Sequence[str] | None = None) -> None:
+        too_big = [f"message #{i}{_named(m)} makes a {size}-byte publish request, over "
+                   f"Pub/Sub's limit of {MAX_REQUEST_BYTES} bytes"
+                   for i, m in enumerate(messages)
+                   if (size := request_size(self._topic, m)) > MAX_REQUEST_BYTES]
+        if too_big:
+            raise PermanentError("refusing to publish; nothing was sent", too_big)
         pending = list(range(len(messages)))
         keys = list(keys) if keys is not None else [""] * len(messages)
         errors: dict[int, str] = {}
         for attempt in range(_ATTEMPTS):
             if attempt:
                 self._sleep(_BACKOFF_S * 2 ** (attempt - 1))
-            futures = [(i, self._client.publish(self._topic, messages[i].data,
-                                                ordering_key=keys[i],
-                                                **dict(messages[i].attributes)))
-                       for i in pending]
             errors = {}
+            futures = []
+            for i in pending:
+                try:
+                    futures.append((i, self._client.publish(
+                        self._topic, messages[i].data, ordering_key=keys[i],
+                        **dict(messages[i].attributes))))
+                except Exception as error:  # noqa: BLE001 - refused at once: resend that one
+                    errors[i] = f"{type(error).__name__}: {error}"
             for i, future in futures:
                 try:
                     future.result(timeout=_RESULT_TIMEOUT_S)
@@ -92,3 +115,8 @@ class PubSubPublisher:
         raise TransientError(
             f"{len(pending)} of {len(messages)} messages not accepted by {self._topic} after "
             f"{_ATTEMPTS} attempts: " + "; ".join(f"#{i}: {errors[i]}" for i in pending))
+
+
+def _named(message: PubSubMessage) -> str:
+    event_id = message.attributes.get(pubsub_binding.PREFIX + "id")
+    return f" (event '{event_id}')" if event_id else ""

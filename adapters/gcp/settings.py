@@ -27,6 +27,10 @@ DECLINE_ABOVE_CENTS: Final = "SWITCHYARD_DECLINE_ABOVE_CENTS"
 #: A workflows-emulator base URL to start executions on (tests), as PUBSUB_EMULATOR_HOST
 #: does for Pub/Sub; never set by the stack.
 WORKFLOWS_EMULATOR: Final = "SWITCHYARD_WORKFLOWS_EMULATOR"
+#: The subscription's max_delivery_attempts. When set, a consumer that fails the last
+#: attempt dead-letters the message itself with the last error as its reason; unset, the
+#: subscription's dead_letter_policy moves it with only the attempt count.
+MAX_DELIVERIES: Final = "SWITCHYARD_MAX_DELIVERIES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class Settings:
     workflow: str | None = None  # short workflow name; set where sagas are started
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     workflows_emulator: str | None = None
+    max_deliveries: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +57,9 @@ class Settings:
         decline = env.get(DECLINE_ABOVE_CENTS, str(DEFAULT_DECLINE_ABOVE_CENTS))
         if not decline.isdigit():
             problems.append(f"{DECLINE_ABOVE_CENTS} must be whole cents, got {decline!r}")
+        deliveries = env.get(MAX_DELIVERIES) or ""
+        if deliveries and not deliveries.isdigit():
+            problems.append(f"{MAX_DELIVERIES} must be a whole number, got {deliveries!r}")
         if problems:
             raise RuntimeError("invalid function settings: " + "; ".join(problems))
         return cls(
@@ -65,4 +73,5 @@ class Settings:
             workflow=env.get(WORKFLOW) or None,
             decline_above_cents=int(decline),
             workflows_emulator=env.get(WORKFLOWS_EMULATOR) or None,
+            max_deliveries=int(deliveries) if deliveries else None,
         )

@@ -23,6 +23,10 @@ log = logging.getLogger("switchyard.http")
 
 #: A batch may carry many events; each one is still held to MAX_EVENT_BYTES.
 MAX_BODY_BYTES: Final = 8 * MAX_EVENT_BYTES
+#: Request line plus headers: waitress answers 431 above it (its default, 256 KiB, would
+#: let a 64 KiB `ce-` header become a 64 KiB event attribute). The clouds' front doors
+#: cap headers too (API Gateway 10 KiB a header); binary-mode CloudEvents need far less.
+MAX_HEADER_BYTES: Final = 32 * 1024
 _ORDER: Final = re.compile(r"^/orders/([^/]+)$")
 _ITEM: Final = re.compile(r"^/inventory/([^/]+)$")
 
@@ -48,7 +52,8 @@ def decode_events(headers: dict[str, str], body: bytes, catalog: Any) -> list[Ev
         try:
             parsed = json.loads(body)
         except ValueError as error:
-            raise ValidationError("body is not valid JSON", [str(error)]) from None
+            raise ValidationError("invalid request",
+                                  [f"body is not valid JSON: {error}"]) from None
         if isinstance(parsed, dict) and "Entries" in parsed:
             return from_put_events_body(parsed, catalog)
     return from_http(headers, body)
@@ -188,7 +193,8 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     import waitress
 
     return waitress.create_server(App(runtime), host=host, port=port, threads=threads,
-                                  max_request_body_size=MAX_BODY_BYTES, ident="switchyard")
+                                  max_request_body_size=MAX_BODY_BYTES,
+                                  max_request_header_size=MAX_HEADER_BYTES, ident="switchyard")
 
 
 def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from handlers.core import jsonformat
+from handlers.core.errors import PermanentError
 from handlers.core.events import Event
 from handlers.core.ports import Op, Ports, apply_op
 from handlers.payments import SimulatedPaymentGateway
@@ -47,11 +49,24 @@ class MemoryStore:
             return copy.deepcopy(self.tables.get(table, {}))
 
 
+#: The fake bus's per-event limit (JSON format bytes), the local bus's: a fake that took
+#: any size would let a test pass that every real transport fails.
+MAX_EVENT_BYTES = 1024 * 1024
+
+
 class MemoryPublisher:
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.published: list[Event] = []
+        self.max_event_bytes = max_event_bytes
 
     def publish(self, events: Sequence[Event]) -> None:
+        # Checked for every event before any is kept, like the real publishers.
+        too_big = [f"event '{e.id}' is {size} bytes"
+                   for e in events if (size := len(jsonformat.dumps(e).encode()))
+                   > self.max_event_bytes]
+        if too_big:
+            raise PermanentError(f"over the bus limit of {self.max_event_bytes} bytes; "
+                                 "nothing was published", too_big)
         self.published.extend(events)
 
 

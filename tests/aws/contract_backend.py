@@ -10,6 +10,7 @@ redrive finds nothing to send.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import boto3
 
 from adapters.aws.dynamodb_store import from_dynamo
+from adapters.aws.eventbridge_publisher import EventBridgePublisher
 from adapters.aws.stepfunctions_starter import execution_name
 from adapters.aws.topology import KEY_ATTRIBUTE
 from handlers.core.app import App
@@ -130,5 +132,76 @@ class AwsBackend:
         return {"FAILED": "failed", "RUNNING": "running"}.get(execution["status"],
                                                              execution["status"].lower())
 
+    def deliver_batch(self, consumer: str, events: Sequence[Event]) -> list[str]:
+        """A batch is what the SQS event source mapping hands the consumer's Lambda: the
+        records of one receive (up to 10), answered with `batchItemFailures`; the failed
+        messages are left on the queue (visibility reset), the rest deleted."""
+        assert len(events) <= 10, "an SQS batch holds at most 10 records"
+        self.publish(events)
+        sqs, url = self.stack.client("sqs"), self.stack.queue_urls[consumer]
+        ids = {e.id for e in events}
+        messages: list[dict[str, Any]] = []
+        for _ in range(20):  # one receive may return fewer than are waiting
+            messages += sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10 - len(messages), AttributeNames=["All"],
+                MessageAttributeNames=["All"]).get("Messages", [])
+            if len(messages) == len(ids):
+                break
+        records = [self.stack._record(m, consumer) for m in messages]
+        by_message = {r["messageId"]: self.stack.event_id(r["body"]) for r in records}
+        assert set(by_message.values()) == ids, f"batch is not the published events: {messages}"
+        for event_id in by_message.values():
+            self.stack.receives[(consumer, event_id)] += 1
+        answer = self.stack.invoke(self.stack.names.function(consumer), {"Records": records})
+        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] in failed:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+            else:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return [by_message[m] for m in (r["messageId"] for r in records) if m in failed]
+
+    def publish_with_failures(self, events: Sequence[Event], refuse: Sequence[int]
+                              ) -> Counter[str]:
+        """Through `EventBridgePublisher` (what the functions publish with), on a client
+        whose PutEvents answers `InternalFailure` for the refused entries the first time,
+        as EventBridge does per entry, and hands the rest to moto's bus."""
+        client = _RefusingEvents(self._events())
+        publisher = EventBridgePublisher(client, self.stack.names.bus(), self.stack.app.catalog,
+                                         sleep=lambda _: None)
+        entries = publisher.entries(events)
+        client.ids = {e["Detail"]: ev.id for e, ev in zip(entries, events, strict=True)}
+        client.refuse = {entries[i]["Detail"] for i in refuse}
+        publisher.publish(events)
+        return client.sent
+
     def close(self) -> None:
         self._exit.close()
+
+
+class _RefusingEvents:
+    """An EventBridge client that fails chosen PutEvents entries once, counting sends."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.ids: dict[str, str] = {}
+        self.refuse: set[str] = set()
+        self.sent: Counter[str] = Counter()
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        results: list[dict[str, Any] | None] = []
+        forward = []
+        for entry in Entries:
+            self.sent[self.ids[entry["Detail"]]] += 1
+            if entry["Detail"] in self.refuse:
+                self.refuse.discard(entry["Detail"])
+                results.append({"ErrorCode": "InternalFailure",
+                                "ErrorMessage": "injected: entry refused once"})
+            else:
+                results.append(None)
+                forward.append(entry)
+        accepted = iter(self._client.put_events(Entries=forward)["Entries"] if forward else [])
+        merged = [r if r is not None else next(accepted) for r in results]
+        return {"FailedEntryCount": sum(1 for r in merged if r.get("ErrorCode")),
+                "Entries": merged}

@@ -12,8 +12,24 @@ import pytest
 from handlers.core.app import load_app
 from tests.contract.backends import Backend, LocalBackend
 
-BACKENDS = ["local", "aws"]
+BACKENDS = ["local", "aws", "gcp"]
 MakeBackend = Callable[..., Backend]
+
+
+@pytest.fixture(scope="session")
+def gcp_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Google's Pub/Sub and Firestore emulators (and workflows-emulators on demand), once
+    per session; a missing gcloud, Java or workflows-emulator fails with what to install."""
+    from tests.gcp.conftest import Processes, start_emulators
+    from tests.gcp.contract_backend import Emulators
+
+    base = tmp_path_factory.mktemp("contract-gcp")
+    procs = Processes(base)
+    try:
+        pubsub_host, firestore_host = start_emulators(procs)
+        yield Emulators(pubsub_host, firestore_host, procs, base)
+    finally:
+        procs.stop_all()
 
 
 @contextmanager
@@ -40,6 +56,10 @@ def make_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[MakeBacke
         backend: Any
         if request.param == "local":
             backend = LocalBackend(tmp_path / f"b{len(made)}", app=app)
+        elif request.param == "gcp":
+            from tests.gcp.contract_backend import GcpBackend
+
+            backend = GcpBackend(app, request.getfixturevalue("gcp_emulators"))
         else:
             from tests.aws.contract_backend import AwsBackend
 

@@ -1,4 +1,4 @@
-"""Variants of the order system with one fault injected, for the saga scenarios.
+"""Variants of the order system with one fault injected, for the contract scenarios.
 
 Each is a complete `App`, loadable by name (`SWITCHYARD_APP=tests.contract.faulty_apps:X`)
 so backends whose handlers run in another process can host it too.
@@ -12,8 +12,9 @@ from typing import Any
 
 from handlers.app import APP
 from handlers.core.app import App, Retry
-from handlers.core.engine import StepContext
+from handlers.core.engine import Context, StepContext
 from handlers.core.errors import StepFailed, TransientError
+from handlers.inventory import INVENTORY
 from handlers.saga import ORDER_SAGA, process_payment
 
 STEP_NAMES = [s.name for s in ORDER_SAGA.steps]
@@ -52,3 +53,21 @@ REFUND_BROKEN = _with_step("payment", compensate=_raise(TransientError("refund A
                            compensate_retry=FAST)
 #: The payment step times out after the provider charged (case 14).
 PAYMENT_TIMES_OUT_AFTER_CHARGE = _with_step("payment", action=_charge_then_time_out)
+
+
+def _fail_first_delivery_of_flaky_items(handler: Callable[[Context], None]
+                                        ) -> Callable[[Context], None]:
+    def flaky(ctx: Context) -> None:
+        """Records for items named `flaky-*` fail once, transiently (case 9)."""
+        item = str(ctx.event.data.get("item_id", ""))
+        if item.startswith("flaky-") and ctx.ports.store.put_if_absent(
+                INVENTORY, f"fault|{ctx.event.id}", {"kind": "fault"}):
+            raise TransientError(f"injected: first delivery of {item} fails")
+        handler(ctx)
+    return flaky
+
+
+#: The inventory consumer fails the first delivery of each `flaky-*` record (case 9).
+FLAKY_RECORDS_FAIL_ONCE = dataclasses.replace(APP, consumers=tuple(
+    dataclasses.replace(c, handler=_fail_first_delivery_of_flaky_items(c.handler))
+    if c.name == "inventory" else c for c in APP.consumers))

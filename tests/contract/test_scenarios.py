@@ -138,6 +138,36 @@ def test_case08_poison_message_gets_exactly_max_deliveries(make_backend: MakeBac
     assert backend.available("A") == 3
 
 
+def test_case09_partial_batch_only_failed_records_are_retried(make_backend: MakeBackend
+                                                              ) -> None:
+    backend = make_backend(fault="FLAKY_RECORDS_FAIL_ONCE")
+    # Records 3 and 7 (1-based) of a batch of 10 fail on their first delivery.
+    events = [restock(f"flaky-{n}" if n in (3, 7) else f"ok-{n}", n) for n in range(1, 11)]
+    failed = backend.deliver_batch("inventory", events)
+    assert failed == [events[2].id, events[6].id]
+    done = [e for n, e in enumerate(events, 1) if n not in (3, 7)]
+    assert [backend.available(e.data["item_id"]) for e in done] == \
+        [e.data["quantity"] for e in done]
+    assert backend.available("flaky-3") == 0 and backend.available("flaky-7") == 0
+    backend.settle()
+    assert [backend.available(e.data["item_id"]) for e in events] == list(range(1, 11))
+    assert [backend.deliveries("inventory", e.id) for e in events] == \
+        [2 if n in (3, 7) else 1 for n in range(1, 11)]
+    assert backend.dead_letters() == []
+
+
+def test_case11_publish_with_failed_entries_resends_only_those(make_backend: MakeBackend
+                                                               ) -> None:
+    backend = make_backend()
+    events = [restock(f"p-{n}", n) for n in range(1, 7)]
+    sent = backend.publish_with_failures(events, refuse=[1, 4])
+    assert [sent[e.id] for e in events] == [1, 2, 1, 1, 2, 1]
+    backend.settle()
+    assert [backend.available(f"p-{n}") for n in range(1, 7)] == list(range(1, 7))
+    assert [backend.deliveries("inventory", e.id) for e in events] == [1] * 6
+    assert backend.dead_letters() == []
+
+
 @pytest.mark.parametrize("k", range(len(STEP_NAMES)), ids=STEP_NAMES)
 def test_case12_step_k_fails_compensations_run_in_reverse_once(make_backend: MakeBackend,
                                                                k: int) -> None:

@@ -351,6 +351,68 @@ def _port_open(port: int) -> bool:
         return True
 
 
+# --- building blocks for other suites (tests/contract) ----------------------------------
+
+
+def start_emulators(procs: Processes) -> tuple[str, str]:
+    """Start the Pub/Sub and Firestore emulators under `procs`; returns their hosts
+    (`PUBSUB_EMULATOR_HOST`, `FIRESTORE_EMULATOR_HOST` values) once both answer. Missing
+    gcloud or Java fails the test with the install hint."""
+    platform = _sdk_root()
+    pubsub_port, firestore_port = free_port(), free_port()
+    procs.start("pubsub-emulator", [
+        str(platform / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"),
+        "--host=127.0.0.1", f"--port={pubsub_port}"])
+    procs.start("firestore-emulator", [
+        str(platform / "cloud-firestore-emulator" / "cloud_firestore_emulator"), "start",
+        "--host=127.0.0.1", f"--port={firestore_port}"])
+    firestore_host = f"127.0.0.1:{firestore_port}"
+    wait_until(lambda: _http_ok(f"http://{firestore_host}/"), 60, "the Firestore emulator")
+    wait_until(lambda: _port_open(pubsub_port), 60, "the Pub/Sub emulator")
+    return f"127.0.0.1:{pubsub_port}", firestore_host
+
+
+#: Run workflows_shim.py, and answer a failed execution with its error as Cloud Workflows
+#: reports it (`error.payload` is what the workflow raised) instead of a bare 500.
+_SHIM_WITH_ERRORS = """
+import json, runpy, sys
+sys.path.insert(0, sys.argv[1])
+sys.argv = sys.argv[1:]
+import workflows_shim
+from workflows_emulator import server
+from workflows_emulator.utils import WorkflowError
+from fastapi.responses import JSONResponse
+execute = server.execute_workflow
+def execute_reporting_errors(config, argument):
+    try:
+        return execute(config, argument)
+    except WorkflowError as error:
+        payload = json.loads(json.dumps(error.payload, default=str))
+        return JSONResponse(status_code=500, content={"state": "FAILED", "error": {
+            "payload": payload, "context": str(error)}})
+server.execute_workflow = execute_reporting_errors
+from workflows_emulator.cli import cli
+cli()
+"""
+
+
+def start_workflows_emulator(procs: Processes, workflow_file: Path, name: str,
+                             time_scale: float = 0.01) -> str:
+    """Serve `workflow_file` on workflows-emulator (re-read on every execution, so the
+    file may be rewritten between executions); returns the base URL once it answers.
+    A failed execution answers 500 with `{"state": "FAILED", "error": {...}}`."""
+    python = _workflows_python()
+    port = free_port()
+    procs.start(name, [
+        str(python), "-c", _SHIM_WITH_ERRORS, str(Path(__file__).parent),
+        "--source", str(workflow_file), "--env-file", "/dev/null", "--loglevel", "WARNING",
+        "serve", "--port", str(port)],
+        env_vars={**os.environ, "WORKFLOWS_TIME_SCALE": str(time_scale)})
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _http_ok(url + "/docs"), 60, "workflows-emulator")
+    return url
+
+
 # --- helpers for the scenarios -----------------------------------------------------------
 
 
