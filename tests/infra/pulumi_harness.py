@@ -1,454 +1,50 @@
-"""Run the Pulumi program under mocks and record everything it registers.
+"""Run the Pulumi program under mocks and record everything it registers (for the tests).
 
-No Pulumi CLI exists here: `run_program(config, stack)` runs `infra.program.main` against
-`pulumi.runtime.set_mocks`, inside `@pulumi.runtime.test` so every registration drains,
-and returns a `Recorded`: each resource (type, name, inputs, parent URN, ...), each
-provider function call, each component's `register_outputs`, and the stack outputs.
+The machinery is product code in `infra/synth.py` (it also backs `switchyard synth`); this
+module re-exports it under the names the infra tests use. See that module for `run_program`,
+`Recorded`, the fakes and their extension points (`fake=`, `calls=`, `app=`).
 
-Every run starts from a clean slate (settings, root stack, config, PULUMI_CONFIG* env vars)
-and restores empty settings afterwards, so runs never see each other's state. An exception
-raised by the program, by an `apply`, or by a fake propagates out of `run_program`.
-
-Extension points for cloud tests:
-- `fake=`: compute a resource's id and output state (default: `default_fake`, which echoes
-  the inputs, adds an `arn` for `aws:` types and a `name` for `gcp:` types).
-- `calls=`: answer provider functions (default: `default_call`, which knows the account,
-  region and project lookups IAM policies usually need).
-- `app=`: run with this app description instead of `handlers.app.APP`.
+A test may load this file by path before the repository is on sys.path (to run the program
+the way Pulumi does, where `infra/__main__.py` adds it): `infra/synth.py` imports nothing
+from `infra`, so it is then loaded by path too, under a private module name.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Final
-
-import pulumi
-import pulumi.runtime
-from pulumi.runtime import rpc
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
-from pulumi.runtime.sync_await import _ensure_event_loop
-
-PROJECT: Final = "switchyard"
-NAMESPACE: Final = "switchyard"
-FAKE_ACCOUNT: Final = "123456789012"
-FAKE_PROJECT_NUMBER: Final = "123456789"
-
-FakeState = tuple[str | None, dict[str, Any]]
-Fake = Callable[[MockResourceArgs, "FakeContext"], FakeState]
-CallFake = Callable[[MockCallArgs, "FakeContext"], dict[str, Any]]
-
-_NONE_WORD: Final = re.compile(r"\bNone\b")
-_SIG_KEY: Final = rpc._special_sig_key
-_SECRET_SIG: Final = rpc._special_secret_sig
-
-
-@dataclass(frozen=True, slots=True)
-class FakeContext:
-    """What fakes may need to know about the run (from the config passed in)."""
-
-    stack: str
-    config: Mapping[str, str]  # fully qualified keys, e.g. "aws:region"
-
-    @property
-    def aws_region(self) -> str:
-        return self.config.get("aws:region", "us-east-1")
-
-    @property
-    def gcp_project(self) -> str:
-        return self.config.get("gcp:project", "switchyard-test")
-
-    @property
-    def gcp_region(self) -> str:
-        return self.config.get("gcp:region", "us-central1")
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedResource:
-    type: str  # e.g. "aws:sqs/queue:Queue", "switchyard:aws:Stack"
-    name: str  # logical name
-    inputs: dict[str, Any]  # as sent to the engine: camelCase keys, None-valued args omitted,
-    # secrets unwrapped to their plain values (their paths are in `secret_inputs`)
-    parent: str | None  # parent URN; top-level resources have the stack's URN
-    urn: str
-    id: str | None
-    custom: bool  # False for ComponentResources
-    outputs: dict[str, Any]  # the state the fake returned
-    provider: str = ""  # provider reference, "" for the default provider
-    dependencies: tuple[str, ...] = ()  # URNs from depends_on and input dependencies
-    read: bool = False  # registered by `Resource.get(...)` rather than created
-    secret_inputs: frozenset[str] = frozenset()  # paths such as "environment.variables.KEY"
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedCall:
-    token: str  # e.g. "aws:index/getCallerIdentity:getCallerIdentity"
-    args: dict[str, Any]
-    provider: str
-
-
-@dataclass(frozen=True)
-class Recorded:
-    project: str
-    stack: str
-    resources: tuple[RecordedResource, ...]
-    calls: tuple[RecordedCall, ...]
-    outputs: dict[str, Any]  # stack outputs (pulumi.export), resolved; unknown ones are None
-    secret_outputs: frozenset[str]
-    component_outputs: dict[str, dict[str, Any]]  # URN -> what register_outputs was given
-    stack_urn: str  # parent URN of every top-level resource
-
-    def of_type(self, type_: str) -> list[RecordedResource]:
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str, name: str | None = None) -> RecordedResource:
-        """The single resource of this type (and name): fails loudly on 0 or several."""
-        found = [r for r in self.of_type(type_) if name is None or r.name == name]
-        if len(found) != 1:
-            have = sorted({(r.type, r.name) for r in self.resources})
-            raise AssertionError(
-                f"expected exactly one {type_}{f' named {name!r}' if name else ''}, "
-                f"found {len(found)}; registered: {have}"
-            )
-        return found[0]
-
-    def named(self, name: str) -> RecordedResource:
-        found = [r for r in self.resources if r.name == name]
-        if len(found) != 1:
-            raise AssertionError(f"expected one resource named {name!r}, found {len(found)}")
-        return found[0]
-
-    def by_urn(self, urn: str) -> RecordedResource:
-        for r in self.resources:
-            if r.urn == urn:
-                return r
-        raise KeyError(urn)
-
-    def children(self, parent: RecordedResource | None = None) -> list[RecordedResource]:
-        """Direct children of `parent`, or the top-level resources when it is None."""
-        urn = self.stack_urn if parent is None else parent.urn
-        return [r for r in self.resources if r.parent == urn]
-
-    def parent_of(self, resource: RecordedResource) -> RecordedResource | None:
-        if resource.parent in (None, self.stack_urn):
-            return None
-        return self.by_urn(resource.parent)  # type: ignore[arg-type]
-
-    def descendants(self, root: RecordedResource) -> list[RecordedResource]:
-        out: list[RecordedResource] = []
-        todo = [root]
-        while todo:
-            kids = self.children(todo.pop())
-            out.extend(kids)
-            todo.extend(kids)
-        return out
-
-    def types(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.resources:
-            counts[r.type] = counts.get(r.type, 0) + 1
-        return counts
-
-    def none_leaks(self) -> list[str]:
-        """Every input string containing the word None: an output the fake did not provide
-        was formatted into a name, ARN, policy or member. Expect this to be empty."""
-        leaks: list[str] = []
-        for r in self.resources:
-            for path, value in _walk(r.inputs, ""):
-                if isinstance(value, str) and _NONE_WORD.search(value):
-                    leaks.append(f"{r.type} {r.name!r} {path}: {value!r}")
-        return leaks
-
-
-def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
-    # The mock monitor hands secret inputs over in their wire form,
-    # {<sig key>: <secret sig>, "value": ...}; tests want the value and a record of the path.
-    if isinstance(value, Mapping):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
-            found.add(path)
-            return _unwrap_secrets(value.get("value"), path, found)
-        return {
-            k: _unwrap_secrets(v, f"{path}.{k}" if path else str(k), found)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_unwrap_secrets(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
-    return value
-
-
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
-# --- fakes -------------------------------------------------------------------------------
-
-
-def default_fake(args: MockResourceArgs, ctx: FakeContext) -> FakeState:
-    """Echo the inputs as outputs, plus the computed outputs names are usually built from.
-
-    Cloud tests wrap this to add more (e.g. a service account's `email`).
-    """
-    state = dict(args.inputs)
-    resource_id = args.resource_id or f"{args.name}-id"
-    if args.typ.startswith("aws:"):
-        service = args.typ.split(":")[1].split("/")[0]
-        state.setdefault("arn", f"arn:aws:{service}:{ctx.aws_region}:{FAKE_ACCOUNT}:{args.name}")
-    elif args.typ.startswith("gcp:"):
-        state.setdefault("name", args.name)
-        state.setdefault("project", ctx.gcp_project)
-    return resource_id, state
-
-
-_DEFAULT_CALLS: Final[dict[str, Callable[[FakeContext], dict[str, Any]]]] = {
-    "aws:index/getCallerIdentity:getCallerIdentity": lambda ctx: {
-        "accountId": FAKE_ACCOUNT,
-        "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/test",
-        "userId": "AIDATEST",
-        "id": FAKE_ACCOUNT,
-    },
-    "aws:index/getRegion:getRegion": lambda ctx: {
-        "name": ctx.aws_region,
-        "region": ctx.aws_region,
-        "id": ctx.aws_region,
-    },
-    "aws:index/getPartition:getPartition": lambda ctx: {
-        "partition": "aws",
-        "dnsSuffix": "amazonaws.com",
-        "id": "aws",
-    },
-    "gcp:organizations/getProject:getProject": lambda ctx: {
-        "projectId": ctx.gcp_project,
-        "number": FAKE_PROJECT_NUMBER,
-        "name": ctx.gcp_project,
-        "id": f"projects/{ctx.gcp_project}",
-    },
-}
-
-
-def default_call(args: MockCallArgs, ctx: FakeContext) -> dict[str, Any]:
-    """Answer the lookups in `_DEFAULT_CALLS`; any other call returns its arguments."""
-    answer = _DEFAULT_CALLS.get(args.token)
-    return answer(ctx) if answer else dict(args.args)
-
-
-# --- recording mocks ---------------------------------------------------------------------
-
-
-class _Recorder(Mocks):
-    """Pulumi `Mocks` that answers through the fakes and remembers every request."""
-
-    def __init__(self, fake: Fake, call: CallFake, ctx: FakeContext) -> None:
-        self._fake = fake
-        self._call = call
-        self._ctx = ctx
-        self._lock = threading.Lock()
-        # RegisterResource runs on executor threads: the monitor hands the request to
-        # new_resource through a thread-local so the parent URN can be recorded with it.
-        self._local = threading.local()
-        self.resources: list[RecordedResource] = []
-        self.calls: list[RecordedCall] = []
-        self.component_outputs: dict[str, dict[str, Any]] = {}
-        self.stack_urn = ""
-
-    def new_resource(self, args: MockResourceArgs) -> FakeState:
-        resource_id, state = self._fake(args, self._ctx)
-        self._local.answer = (args, resource_id, state)
-        return resource_id, state
-
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        with self._lock:
-            self.calls.append(RecordedCall(args.token, dict(args.args), args.provider))
-        return self._call(args, self._ctx), []
-
-    def record(self, request: Any, urn: str, *, read: bool) -> None:
-        args, resource_id, state = self._local.answer
-        self._local.answer = None
-        secret_inputs: set[str] = set()
-        resource = RecordedResource(
-            type=args.typ,
-            name=args.name,
-            inputs=_unwrap_secrets(dict(args.inputs), "", secret_inputs),
-            parent=request.parent or None,
-            urn=urn,
-            id=resource_id,
-            custom=bool(args.custom) or read,
-            outputs=dict(state),
-            provider=args.provider or "",
-            dependencies=tuple(getattr(request, "dependencies", ())),
-            read=read,
-            secret_inputs=frozenset(secret_inputs),
-        )
-        with self._lock:
-            self.resources.append(resource)
-
-
-class _RecordingMonitor(MockMonitor):
-    mocks: _Recorder
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
-        if request.type == "pulumi:pulumi:Stack":
-            self.mocks.stack_urn = response.urn
-        else:
-            self.mocks.record(request, response.urn, read=False)
-        return response
-
-    def ReadResource(self, request: Any) -> Any:  # noqa: N802
-        response = super().ReadResource(request)
-        self.mocks.record(request, response.urn, read=True)
-        return response
-
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
-        # The root stack's own call comes from set_mocks, before the program exports
-        # anything, so it is always empty: stack outputs are read from the root resource.
-        if request.urn != self.mocks.stack_urn:
-            _ensure_event_loop()
-            outputs = _unwrap_secrets(rpc.deserialize_properties(request.outputs), "", set())
-            with self.mocks._lock:
-                self.mocks.component_outputs[request.urn] = dict(outputs)
-        return super().RegisterResourceOutputs(request)
-
-
-# --- running -----------------------------------------------------------------------------
-
-
-def qualify(config: Mapping[str, object]) -> dict[str, str]:
-    """`{"cloud": "aws", "aws:region": ...}` -> `{"switchyard:cloud": "aws", ...}`.
-
-    Bare keys belong to our namespace; values become the strings `pulumi config` holds
-    (booleans as true/false).
-    """
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        full = key if ":" in key else f"{NAMESPACE}:{key}"
-        if isinstance(value, bool):
-            out[full] = "true" if value else "false"
-        else:
-            out[full] = str(value)
-    return out
-
-
-@contextmanager
-def _without_pulumi_config_env() -> Iterator[None]:
-    # pulumi.Config falls back to PULUMI_CONFIG / PULUMI_CONFIG_<KEY> env vars for keys
-    # set_all_config did not set: a developer's shell must not leak into a test run.
-    saved = {k: v for k, v in os.environ.items() if k.startswith("PULUMI_CONFIG")}
-    for key in saved:
-        del os.environ[key]
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
-
-
-@contextmanager
-def _app_override(app: object | None) -> Iterator[None]:
-    if app is None:
-        yield
-        return
-    import infra.program
-
-    original = infra.program.load_app
-    infra.program.load_app = lambda: app  # type: ignore[assignment,return-value]
-    try:
-        yield
-    finally:
-        infra.program.load_app = original
-
-
-def _reset(project: str | None = None, stack: str | None = None, preview: bool = False) -> None:
-    # reset_options also clears the root Stack resource: set_mocks only creates a new one
-    # when none exists, so skipping this would reuse the previous run's stack and exports.
-    pulumi_settings.reset_options(project=project, stack=stack, preview=preview)
-    pulumi.runtime.set_all_config({}, [])
-
-
-def run_program(
-    config: Mapping[str, object],
-    stack: str = "test",
-    *,
-    program: Callable[[], object] | None = None,
-    app: object | None = None,
-    fake: Fake = default_fake,
-    calls: CallFake = default_call,
-    secrets: tuple[str, ...] = (),
-    preview: bool = False,
-) -> Recorded:
-    """Run the program (default `infra.program.main`) under mocks for `stack` with `config`.
-
-    `config` keys are bare (`cloud`, `maxDeliveries`: the switchyard namespace) or
-    qualified (`aws:region`). `secrets` names keys to mark secret. `preview=True` runs as
-    `pulumi preview` (outputs the fake does not give are unknown rather than None).
-    Whatever the program raises is raised here.
-    """
-    if program is None:
-        import infra.program
-
-        def program() -> object:
-            return infra.program.main()
-
-    full_config = qualify(config)
-    secret_keys = list(qualify({k: "" for k in secrets}))
-    recorder = _Recorder(fake, calls, FakeContext(stack=stack, config=full_config))
-    outputs: dict[str, Any] = {}
-    secret_outputs: set[str] = set()
-
-    @pulumi.runtime.test
-    def run() -> Any:
-        program()
-        root = pulumi_settings.get_root_resource()
-        exports = dict(getattr(root, "outputs", {}))
-
-        async def collect() -> None:
-            for name, value in exports.items():
-                output = pulumi.Output.from_input(value)
-                outputs[name] = await output.future()
-                if await output.is_secret():
-                    secret_outputs.add(name)
-
-        return collect()
-
-    with _without_pulumi_config_env(), _app_override(app):
-        _reset(PROJECT, stack, preview)
-        pulumi.runtime.set_all_config(full_config, secret_keys)
-        try:
-            pulumi.runtime.set_mocks(
-                recorder,
-                project=PROJECT,
-                stack=stack,
-                preview=preview,
-                monitor=_RecordingMonitor(recorder),
-            )
-            run()
-        finally:
-            _reset()
-
-    return Recorded(
-        project=PROJECT,
-        stack=stack,
-        resources=tuple(recorder.resources),
-        calls=tuple(recorder.calls),
-        outputs=outputs,
-        secret_outputs=frozenset(secret_outputs),
-        component_outputs=dict(recorder.component_outputs),
-        stack_urn=recorder.stack_urn,
-    )
-
+import importlib.util
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("infra") is not None:
+    from infra import synth as _synth
+else:  # pragma: no cover - exercised by tests/infra/test_program.py in a subprocess
+    _path = Path(__file__).resolve().parents[2] / "infra" / "synth.py"
+    _spec = importlib.util.spec_from_file_location("_switchyard_synth", _path)
+    assert _spec is not None and _spec.loader is not None, _path
+    _synth = sys.modules["_switchyard_synth"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_synth)
+
+FAKE_ACCOUNT = _synth.FAKE_ACCOUNT
+FAKE_PROJECT_NUMBER = _synth.FAKE_PROJECT_NUMBER
+NAMESPACE = _synth.NAMESPACE
+PROJECT = _synth.PROJECT
+CallFake = _synth.CallFake
+Fake = _synth.Fake
+FakeContext = _synth.FakeContext
+FakeState = _synth.FakeState
+Recorded = _synth.Recorded
+RecordedCall = _synth.RecordedCall
+RecordedResource = _synth.RecordedResource
+default_call = _synth.default_call
+default_fake = _synth.default_fake
+qualify = _synth.qualify
+run_program = _synth.run_program
 
 __all__ = [
+    "FAKE_ACCOUNT",
+    "FAKE_PROJECT_NUMBER",
     "FakeContext",
+    "FakeState",
     "Recorded",
     "RecordedCall",
     "RecordedResource",
