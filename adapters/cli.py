@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from adapters.ops import commands as ops_commands
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -96,24 +98,6 @@ def _source_for(type_: str) -> str:
     return spec.source if spec else "cli"
 
 
-def cmd_dlq(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
-    if args.action == "list":
-        entries = runtime.dlq(consumer=args.consumer)
-        if args.json:
-            print(json.dumps(entries, indent=2, default=str))
-        else:
-            print(_table(["id", "consumer", "type", "attempts", "reason"],
-                         [[e["dlq_id"], e["consumer"], e["type"], e["attempts"], e["reason"]]
-                          for e in entries]))
-            print(f"{len(entries)} dead-lettered")
-        return 0
-    redriven = runtime.redrive(consumer=args.consumer)
-    print(f"redriven {len(redriven)} entr{'y' if len(redriven) == 1 else 'ies'}"
-          + (f": {redriven}" if redriven else ""))
-    return 0
-
-
 def cmd_orders(args: argparse.Namespace) -> int:
     from handlers.money import format_cents
 
@@ -188,11 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--data", help="the event data as JSON")
     send.set_defaults(func=cmd_send)
 
-    dlq = with_db(sub.add_parser("dlq", help="list or redrive dead-lettered events"))
-    dlq.add_argument("action", choices=["list", "redrive"])
-    dlq.add_argument("--consumer")
-    dlq.add_argument("--json", action="store_true")
-    dlq.set_defaults(func=cmd_dlq)
+    # dlq, replay, status: on the local runtime or a deployed stack (adapters.ops).
+    ops_commands.register(sub, with_db)
 
     orders = with_db(sub.add_parser("orders", help="table of orders and their states"))
     orders.set_defaults(func=cmd_orders)
@@ -205,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true",
                       help="also show events no consumer receives")
     demo.set_defaults(func=cmd_demo)
+    __import__("adapters.tools_cli").tools_cli.register(sub)  # synth, cost (issue 6)
     return parser
 
 

@@ -38,6 +38,13 @@ def execution_name(saga_id: str) -> str:
     return f"{folded}-{digest}"
 
 
+def saga_traceparent(saga_id: str) -> str:
+    """A W3C traceparent for a saga started without one, the same for every start of
+    that saga (sampled, version 00)."""
+    digest = hashlib.sha256(f"switchyard-saga:{saga_id}".encode()).hexdigest()
+    return f"00-{digest[:32]}-{digest[32:48]}-01"
+
+
 class StepFunctionsStarter:
     def __init__(self, client: Any, state_machine_arn: str, store: Store) -> None:
         self._client = client
@@ -55,7 +62,11 @@ class StepFunctionsStarter:
 
     def _start_execution(self, saga_id: str, input: Mapping[str, Any],
                          traceparent: str | None) -> bool:
-        payload = json.dumps(execution_input(saga_id, dict(input), traceparent),
+        # A saga whose trigger carried no trace context (a seed PutEvents entry) gets one
+        # derived from its id: every step and event it emits can then be correlated, and
+        # a retried start sends the very same input.
+        payload = json.dumps(execution_input(saga_id, dict(input),
+                                             traceparent or saga_traceparent(saga_id)),
                              sort_keys=True, separators=(",", ":"))
         try:
             self._client.start_execution(stateMachineArn=self._arn,

@@ -405,17 +405,23 @@ class Runtime:
                  "reason": r[4], "attempts": r[5], "event": json.loads(r[6]),
                  "failed_at": r[7], "redriven_at": r[8]} for r in rows]
 
-    def redrive(self, consumer: str | None = None) -> list[int]:
-        """Put dead-lettered events back on their consumer's queue, each at most once."""
+    def redrive(self, consumer: str | None = None, ids: Sequence[int] | None = None
+                ) -> list[int]:
+        """Put dead-lettered events back on their consumer's queue (or resume their saga),
+        each at most once: the row is marked redriven in the same transaction. `ids`
+        limits it to those dead-letter rows."""
         now = time.time()
         redriven: list[int] = []
         with self.db.write() as conn:
             sql = "SELECT did, consumer, body FROM dlq WHERE redriven_at IS NULL"
-            params: tuple[Any, ...] = ()
+            params: list[Any] = []
             if consumer:
                 sql += " AND consumer = ?"
-                params = (consumer,)
-            for did, name, body in conn.execute(sql, params).fetchall():
+                params.append(consumer)
+            if ids is not None:
+                sql += f" AND did IN ({','.join('?' * len(ids))})"
+                params.extend(ids)
+            for did, name, body in conn.execute(sql + " ORDER BY did", params).fetchall():
                 if name.startswith("saga:"):
                     state = saga_runner.resume(json.loads(body))
                     conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from adapters.aws.topology import Names
+from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.aws.api import IngestApi, IngestArgs
 from infra.aws.bus import EventBus
 from infra.aws.consumer import ConsumerArgs, ConsumerRoute
@@ -82,6 +83,18 @@ class AwsStack(pulumi.ComponentResource):
         }
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
+        # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.
+        self.outputs[OUTPUT_NAME] = {
+            "version": OUTPUT_VERSION, "cloud": self.cloud, "prefix": config.prefix,
+            "busName": bus_name, "busArn": bus_arn,
+            "archiveName": self.bus.archive.name, "archiveArn": self.bus.archive.arn,
+            "stateMachineArn": self.saga.state_machine.arn,
+            "consumers": {n: {"queueUrl": c.queue.url, "dlqUrl": c.dlq.url,
+                              "ruleArn": c.rule.arn,
+                              # The rule target's dead-letter queue: the consumer's DLQ.
+                              "targetDlqUrl": c.dlq.url}
+                          for n, c in self.consumers.items()},
+        }
         self.register_outputs({"prefix": config.prefix, **self.outputs})
 
 

@@ -9,6 +9,7 @@ children of `GcpStack`. Nothing here may import `pulumi_aws`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -20,6 +21,7 @@ from adapters.gcp import settings as env
 from adapters.gcp import source_archive
 from adapters.gcp.topology import INGRESS_ENTRY, SAGA_ENTRY, Topology, topology
 from adapters.gcp.workflows import saga_yaml
+from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.config import ConfigError, StackConfig
 from infra.gcp.components import (
     Alerts,
@@ -164,16 +166,26 @@ class GcpStack(pulumi.ComponentResource):
         }
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
+        # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.
+        self.outputs[OUTPUT_NAME] = {
+            "version": OUTPUT_VERSION, "cloud": self.cloud, "prefix": config.prefix,
+            "project": args.project, "busTopic": bus.events.name,
+            "replaySubscription": bus.replay.name, "workflow": saga.workflow.name,
+            "consumers": {c: {"subscription": r.subscription.name,
+                              "deadLetterTopic": r.dead_letter_topic.name,
+                              "deadLetterSubscription": r.dead_letter_subscription.name}
+                          for c, r in self.consumers.items()},
+        }
         self.register_outputs({"cloud": self.cloud, "prefix": config.prefix, **self.outputs})
 
 
-def _depends_on(resources: list[pulumi.Resource]) -> pulumi.ResourceTransformation:
+def _depends_on(resources: Sequence[pulumi.Resource]) -> pulumi.ResourceTransformation:
     def transform(args: pulumi.ResourceTransformationArgs
                   ) -> pulumi.ResourceTransformationResult | None:
         if not isinstance(args.resource, pulumi.CustomResource):
             return None
         opts = pulumi.ResourceOptions.merge(args.opts,
-                                            pulumi.ResourceOptions(depends_on=resources))
+                                            pulumi.ResourceOptions(depends_on=list(resources)))
         return pulumi.ResourceTransformationResult(args.props, opts)
     return transform
 

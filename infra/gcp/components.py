@@ -24,6 +24,7 @@ from adapters.gcp.topology import (
     Topology,
     topic_path,
 )
+from adapters.ops.layout import replay_subscription, replay_subscription_request
 from handlers.core.app import Consumer
 from handlers.core.engine import PROCESSED
 
@@ -119,8 +120,20 @@ class Bus(pulumi.ComponentResource):
             topology.notifications_topic, name=topology.notifications_topic,
             project=place.project, message_retention_duration=retention,
             opts=pulumi.ResourceOptions(parent=self))
+        # Replay by seek: a pull subscription nobody consumes, keeping acked messages.
+        replay = replay_subscription_request(place.project, topology.prefix,
+                                             topology.bus_topic, topology.message_retention_s)
+        self.replay = gcp.pubsub.Subscription(
+            replay_subscription(topology.prefix), name=replay_subscription(topology.prefix),
+            project=place.project, topic=self.events.name,
+            retain_acked_messages=replay["retain_acked_messages"],
+            message_retention_duration=replay["message_retention_duration"],
+            ack_deadline_seconds=replay["ack_deadline_seconds"],
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
+            opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"events": self.events.name,
-                               "notifications": self.notifications.name})
+                               "notifications": self.notifications.name,
+                               "replay": self.replay.name})
 
 
 # --- database -------------------------------------------------------------------------
@@ -292,7 +305,10 @@ class ConsumerRoute(pulumi.ComponentResource):
             opts=here)
 
         environment = {**args.environment, env.CONSUMER: consumer.name,
-                       env.DEAD_LETTER_TOPIC: route.dead_letter_topic}
+                       env.DEAD_LETTER_TOPIC: route.dead_letter_topic,
+                       # The last attempt dead-letters with its error as the reason;
+                       # Pub/Sub's own dead-lettering after as many attempts has none.
+                       env.MAX_DELIVERIES: str(route.max_delivery_attempts)}
         self.function = Function(
             route.function,
             FunctionSpec(name=route.function, entry_point="consume",

@@ -22,6 +22,8 @@ from pulumi.runtime.mocks import MockResourceArgs
 from adapters.aws import asl, topology
 from adapters.aws.settings import Settings
 from adapters.aws.topology import Names
+from adapters.ops.outputs import AwsOutputs
+from adapters.ops.outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.catalog import CATALOG, ORDER_COMPLETED
 from handlers.core.app import App, Consumer
@@ -176,8 +178,28 @@ def test_stack_outputs(rec: Recorded) -> None:
                            f"{NAMES.state_machine('order')}",
         "notificationTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.notifications_topic()}",
         "alarmTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.alarms_topic()}",
+        "switchyard": rec.outputs["switchyard"],  # checked below
     }
     assert rec.secret_outputs == frozenset()
+
+
+def test_operations_output_names_every_consumers_queues(rec: Recorded) -> None:
+    """The `switchyard` output is what the dlq/replay/status commands read: it parses, and
+    every consumer of the app (no more, no fewer) has its queue, DLQ and rule."""
+    ops = parse_outputs(rec.outputs["switchyard"], STACK)
+    assert isinstance(ops, AwsOutputs)
+    sqs = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}"
+    assert (ops.region, ops.prefix, ops.bus_name, ops.archive_name) == (
+        "us-east-1", PREFIX, NAMES.bus(), NAMES.archive())
+    assert ops.bus_arn == rec.outputs["busArn"]
+    assert ops.archive_arn == f"arn:aws:events:us-east-1:{ACCOUNT}:archive/{NAMES.archive()}"
+    assert ops.state_machine_arn == rec.outputs["stateMachineArn"]
+    assert [c.name for c in ops.consumers] == sorted(CONSUMERS)
+    for consumer in ops.consumers:
+        assert consumer.queue_url == f"{sqs}/{NAMES.queue(consumer.name)}"
+        assert consumer.dlq_url == consumer.target_dlq_url == f"{sqs}/{NAMES.dlq(consumer.name)}"
+        assert consumer.rule_arn == out(by_name(rec, "aws:cloudwatch/eventRule:EventRule",
+                                                NAMES.rule(consumer.name)))
 
 
 # --- bus -----------------------------------------------------------------------------------

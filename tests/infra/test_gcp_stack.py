@@ -14,6 +14,9 @@ import yaml
 
 from adapters.gcp.topology import topology
 from adapters.gcp.workflows import compile_saga
+from adapters.ops.layout import replay_subscription
+from adapters.ops.outputs import GcpOutputs
+from adapters.ops.outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.core.engine import PROCESSED
 from infra.config import ConfigError
@@ -78,7 +81,7 @@ def test_resource_inventory() -> None:
     n = len(CONSUMERS)
     assert counts[T_FUNCTION] == n + 1  # consumers + saga steps
     assert counts[T_TOPIC] == 2 + n  # bus, notifications, a dead-letter topic each
-    assert counts[T_SUB] == 2 * n  # push + dead-letter pull, per consumer
+    assert counts[T_SUB] == 2 * n + 1  # push + dead-letter pull per consumer, replay
     assert counts[T_ACCOUNT] == 2 * n + 2  # function + push identity each; saga; workflow
     assert counts["gcp:workflows/workflow:Workflow"] == 1
     assert counts["gcp:firestore/database:Database"] == 1
@@ -146,6 +149,8 @@ def test_consumer_function(consumer: str) -> None:
     variables = service["environmentVariables"]
     assert variables["SWITCHYARD_CONSUMER"] == consumer
     assert variables["SWITCHYARD_DEAD_LETTER_TOPIC"] == route.dead_letter_topic
+    # The function dead-letters its own last attempt, with the error as the reason.
+    assert variables["SWITCHYARD_MAX_DELIVERIES"] == str(route.max_delivery_attempts)
     assert variables["SWITCHYARD_PROJECT"] == PROJECT
     assert ("SWITCHYARD_WORKFLOW" in variables) == APP.consumer(consumer).starts_saga
 
@@ -312,6 +317,28 @@ def test_stack_outputs() -> None:
     assert outputs["functionUrls"] == {**{c: url(TOP.route(c).function) for c in CONSUMERS},
                                        "saga": url(TOP.saga_function)}
     assert outputs["workflow"] == TOP.workflow and outputs["database"] == f"{PREFIX}-db"
+
+
+def test_operations_output_and_the_replay_subscription() -> None:
+    """The `switchyard` output parses into what dlq/replay/status need, for every consumer
+    of the app; the replay subscription it names exists, on the bus, keeping acked messages
+    as long as the bus topic keeps them (capped at Pub/Sub's 7 days)."""
+    rec = dev()
+    ops = parse_outputs(rec.outputs["switchyard"], "dev-gcp")
+    assert isinstance(ops, GcpOutputs)
+    assert (ops.project, ops.prefix, ops.bus_topic, ops.workflow) == (
+        PROJECT, PREFIX, TOP.bus_topic, TOP.workflow)
+    assert [c.name for c in ops.consumers] == sorted(CONSUMERS)
+    for consumer in ops.consumers:
+        route = TOP.route(consumer.name)
+        assert (consumer.subscription, consumer.dead_letter_topic,
+                consumer.dead_letter_subscription) == (
+            route.subscription, route.dead_letter_topic, route.dead_letter_subscription)
+    assert ops.replay_subscription == replay_subscription(PREFIX)
+    replay = by_name(rec, T_SUB, ops.replay_subscription).inputs
+    assert replay["topic"] == TOP.bus_topic and replay["retainAckedMessages"] is True
+    assert replay["messageRetentionDuration"] == f"{min(TOP.message_retention_s, 604800)}s"
+    assert "pushConfig" not in replay and "filter" not in replay
 
 
 # --- invalid config --------------------------------------------------------------------------

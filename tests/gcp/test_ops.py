@@ -1,0 +1,214 @@
+"""`switchyard dlq|status|replay --stack S --outputs FILE` against Google's emulators.
+
+The session's functions, topics and push subscriptions (tests/gcp/conftest.py) are the
+stack. The outputs file points the commands at dead-letter pull subscriptions of this
+module's own on the stack's dead-letter topics (the session's are drained by other
+modules' pullers) and at the replay subscription, created from the generator the stack
+uses. Dead letters are real: a refused removal (dead-lettered by our entry at once) and a
+poison trigger (dead-lettered by Pub/Sub after maxDeliveries).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.cli import main
+from adapters.gcp import redrive as gcp_redrive
+from adapters.gcp.topology import subscription_path, topic_path
+from adapters.ops import gcp as gcp_ops
+from adapters.ops.commands import EXIT_DEAD_LETTERS, EXIT_FAILED
+from adapters.ops.layout import replay_subscription_request
+from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED, WORKFLOW_TRIGGERED
+from handlers.core.events import Event
+from handlers.core.observability import trace_id_of
+from handlers.orders import saga_id_for
+from tests.factories import order_created, restock, workflow_triggered
+from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, wait_until
+
+pytestmark = pytest.mark.slow
+STACK = "dev-gcp"
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def outputs(gcp: GcpEmulated, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+
+    top, mine = gcp.topology, uid()
+    subscriber = pubsub_v1.SubscriberClient()
+    replay = replay_subscription_request(PROJECT, top.prefix, top.bus_topic,
+                                         top.message_retention_s)
+    try:
+        subscriber.create_subscription(request=replay)
+    except AlreadyExists:
+        pass
+    consumers = {}
+    for route in top.routes:
+        name = f"ops-{mine}-{route.consumer}"
+        subscriber.create_subscription(request={
+            "name": subscription_path(PROJECT, name),
+            "topic": topic_path(PROJECT, route.dead_letter_topic), "ack_deadline_seconds": 60})
+        consumers[route.consumer] = {"subscription": route.subscription,
+                                     "deadLetterTopic": route.dead_letter_topic,
+                                     "deadLetterSubscription": name}
+    subscriber.close()
+    path = tmp_path_factory.mktemp("ops") / "outputs.json"
+    path.write_text(json.dumps({OUTPUT_NAME: {
+        "version": OUTPUT_VERSION, "cloud": "gcp", "prefix": top.prefix, "project": PROJECT,
+        "busTopic": top.bus_topic, "replaySubscription": replay["name"].rsplit("/", 1)[1],
+        "workflow": top.workflow, "consumers": consumers}}))
+    return path
+
+
+def ops(capsys: pytest.CaptureFixture[str], outputs: Path, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([*argv, "--stack", STACK, "--outputs", str(outputs)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def letters(capsys: pytest.CaptureFixture[str], outputs: Path, *extra: str
+            ) -> list[dict[str, Any]]:
+    code, out, _ = ops(capsys, outputs, "dlq", "list", "--json", *extra)
+    assert code == 0
+    return list(json.loads(out))
+
+
+def stock(store: Any, bus: Any, item: str, quantity: int) -> None:
+    bus.publish([restock(item, quantity)])
+    wait_until(lambda: (store.get("inventory", item) or {}).get("available") == quantity, 30,
+               f"{quantity} of {item} in stock")
+
+
+def test_dead_letters_listed_redriven_after_the_fix_exactly_once(
+        gcp: GcpEmulated, store: Any, bus: Any, outputs: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    item, order_id = f"sku-{uid()}", f"late-{uid()}"
+    removal = Event.new("inventory", INVENTORY_UPDATED,
+                        {"item_id": item, "quantity": 2, "action": "remove"})
+    trigger = workflow_triggered(order_id)
+    bus.publish([removal, trigger])
+
+    def both() -> dict[str, dict[str, Any]] | None:
+        found = {d["event_id"]: d for d in letters(capsys, outputs)}
+        return found if {removal.id, trigger.id} <= set(found) else None
+
+    found = wait_until(both, 90, "both dead letters")
+    refused, poison = found[removal.id], found[trigger.id]
+    assert refused["consumer"] == "inventory" and "only 0 available" in refused["reason"]
+    assert poison["consumer"] == "orders" and poison["type"] == WORKFLOW_TRIGGERED
+    assert poison["reason"] == f"exceeded maxDeliveries ({MAX_DELIVERIES} attempts)"
+    assert poison["attempts"] == MAX_DELIVERIES
+    assert poison["event"]["data"]["order_id"] == order_id
+    assert "switchyard-reason" in refused["details"]["attributes"]
+    # Listing handed them back: they are all still there, and filters pick them.
+    assert [d["event_id"] for d in letters(capsys, outputs, "--reason", "ONLY 0")] == [
+        removal.id]
+    assert [d["event_id"] for d in letters(capsys, outputs, "--type", WORKFLOW_TRIGGERED)
+            ] == [trigger.id]
+    code, out, err = ops(capsys, outputs, "status")
+    assert code == EXIT_DEAD_LETTERS and "2 dead letters" in err
+    assert "num_undelivered_messages" in out  # the backlog is Cloud Monitoring's to tell
+
+    code, out, _ = ops(capsys, outputs, "dlq", "redrive", "--dry-run")
+    assert "would redrive 2 entries" in out
+    assert len(letters(capsys, outputs)) == 2
+
+    # The fixes: stock arrives, the order arrives.
+    stock(store, bus, item, 5)
+    bus.publish([order_created(order_id, [(item, 1, 1.0)])])
+    wait_until(lambda: (store.get("orders", order_id) or {}).get("status") == "completed", 60,
+               "the late order to complete")
+
+    # A redrive that dies after republishing, before acking...
+    real = gcp_redrive.redrive
+
+    def crash(subscriber: Any, path: str, publisher: Any, chosen: Any) -> int:
+        publisher.publish_messages([gcp_redrive.original(d.message) for d in chosen])
+        raise ConnectionError("lost the connection before the ack")
+
+    monkeypatch.setattr(gcp_ops.dead_letters, "redrive", crash)
+    code, _, err = ops(capsys, outputs, "dlq", "redrive", "--consumer", "inventory")
+    assert code == EXIT_FAILED and f"NOT redriven inventory/{removal.id}" in err
+    monkeypatch.setattr(gcp_ops.dead_letters, "redrive", real)
+    wait_until(lambda: store.get("inventory", item)["available"] == 2, 30, "the removal")
+    # ...leaves it dead-lettered; redriven again, it is a duplicate: no second effect.
+    code, out, _ = ops(capsys, outputs, "dlq", "redrive")
+    assert code == 0 and "redriven 2 entries" in out
+    processed = f"inventory|{removal.source}|{removal.id}"
+    wait_until(lambda: store.get("processed", processed), 30, "the removal's record")
+    wait_until(lambda: store.get("processed", f"orders|{trigger.source}|{trigger.id}"), 30,
+               "the redriven trigger to be handled")
+    time.sleep(2)  # let a straggling duplicate arrive
+    assert store.get("inventory", item)["available"] == 2
+    assert letters(capsys, outputs) == []
+    assert ops(capsys, outputs, "status")[0] == 0
+    saga = saga_id_for(order_id)
+    assert gcp.proxy.calls_for(saga).count((saga, "payment", "action")) == 1
+
+
+def test_replay_by_seek_republishes_the_window_and_changes_nothing(
+        gcp: GcpEmulated, store: Any, bus: Any, outputs: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    item, order_id = f"sku-{uid()}", f"o-{uid()}"
+    start = datetime.now(UTC).isoformat()
+    time.sleep(1)  # publish times are the emulator's clock: keep clear of the boundary
+    stock(store, bus, item, 4)
+    bus.publish([order_created(order_id, [(item, 3, 2.0)])])
+    wait_until(lambda: (store.get("orders", order_id) or {}).get("status") == "completed", 60,
+               "the order to complete")
+    saga = saga_id_for(order_id)
+
+    def snapshot() -> list[Any]:
+        return [store.get("orders", order_id), store.get("inventory", item),
+                store.get("payments", f"{saga}:payment:action")]
+
+    before = snapshot()
+    code, out, _ = ops(capsys, outputs, "replay", "--from", start, "--type",
+                       INVENTORY_UPDATED, "--dry-run", "--json")
+    dry = json.loads(out)
+    assert code == 0 and dry["dry_run"] and dry["replayed"] >= 1
+    code, out, _ = ops(capsys, outputs, "replay", "--from", start, "--json")
+    first = json.loads(out)
+    # The restock, the order, and what the consumers and the saga emitted.
+    assert code == 0 and first["replayed"] >= 4, first
+    # Replaying the same window again skips the copies the first replay published.
+    code, out, _ = ops(capsys, outputs, "replay", "--from", start, "--json")
+    again = json.loads(out)
+    assert again["replayed"] == first["replayed"]
+    assert again["details"]["skipped"] >= first["replayed"]
+
+    sentinel = f"sku-{uid()}"
+    stock(store, bus, sentinel, 1)  # published after the replays, so handled after most
+    time.sleep(2)
+    assert snapshot() == before
+    assert gcp.proxy.calls_for(saga).count((saga, "payment", "action")) == 1
+
+
+def test_trace_context_flows_through_the_workflow(
+        gcp: GcpEmulated, store: Any, bus: Any, pullers: dict[str, Puller]) -> None:
+    """The order's traceparent goes into the Workflows execution arguments and comes back
+    on the events the saga steps emit."""
+    item, order_id = f"sku-{uid()}", f"o-{uid()}"
+    stock(store, bus, item, 1)
+    bus.publish([order_created(order_id, [(item, 1, 1.0)]).with_extensions(
+        traceparent=TRACEPARENT)])
+    match: Callable[[Any], bool] = lambda m: (  # noqa: E731
+        m.attributes.get("ce-type") == ORDER_COMPLETED
+        and m.attributes.get("ce-subject") == order_id)
+    [completed] = pullers["events"].wait_for(match, 60, "Order Completed on the bus")
+    assert trace_id_of(completed.attributes["ce-traceparent"]) == trace_id_of(TRACEPARENT)
