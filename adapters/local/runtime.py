@@ -137,6 +137,7 @@ class Runtime:
             sagas=_SagaStarter(self), clock=clock,
             payments=SimulatedPaymentGateway(self.store, clock,
                                              self.settings.decline_above_cents),
+            atomic=self.db.write,
         )
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -256,7 +257,11 @@ class Runtime:
             return True
         started = time.perf_counter()
         try:
-            outcome = handle(self.app, consumer, event, self.ports)
+            # The handler's writes, its effects (emitted events, notifications, saga
+            # starts: rows in this same database) and the ack commit as one transaction.
+            with self.db.write() as conn:
+                outcome = handle(self.app, consumer, event, self.ports)
+                self._ack(mid, consumer, event, attempts, outcome, started, conn)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"permanent error: {error}", started)
@@ -264,13 +269,15 @@ class Runtime:
         except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
             self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started)
             return True
+        return True
+
+    def _ack(self, mid: int, consumer: str, event: Event, attempts: int, outcome: Any,
+             started: float, conn: sqlite3.Connection) -> None:
         detail = outcome.detail or (
             f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
-        with self.db.write() as conn:  # ack and its timeline entry: one commit, one fsync
-            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
-            self._record(event, event.type, consumer, attempts, outcome.status, detail,
-                         (time.perf_counter() - started) * 1000, _subject(event), conn=conn)
-        return True
+        conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+        self._record(event, event.type, consumer, attempts, outcome.status, detail,
+                     (time.perf_counter() - started) * 1000, _subject(event), conn=conn)
 
     def _retry_or_dead_letter(self, mid: int, consumer: str, event: Event, body: str,
                               attempts: int, error: Exception, started: float) -> None:
@@ -321,14 +328,16 @@ class Runtime:
         for _ in range(_STEPS_PER_CLAIM):
             seen = len(state["history"])
             started = time.perf_counter()
-            state, delay = saga_runner.tick(self.app, self.ports, state)
-            duration = (time.perf_counter() - started) * 1000
-            keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
-                    and not self._stopping.is_set())
-            now = time.time()
-            lease = now + self.settings.saga_lease if keep else 0.0
-            self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
-                            self.settings.retry_scale, lease)
+            # A step's writes and effects commit with the saga's new state: one commit.
+            with self.db.write():
+                state, delay = saga_runner.tick(self.app, self.ports, state)
+                duration = (time.perf_counter() - started) * 1000
+                keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
+                        and not self._stopping.is_set())
+                now = time.time()
+                lease = now + self.settings.saga_lease if keep else 0.0
+                self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
+                                self.settings.retry_scale, lease)
             if not keep:
                 break
         if state["status"] in saga_runner.TERMINAL:

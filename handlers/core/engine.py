@@ -253,12 +253,19 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
         ctx = run()
         record = {
             "fingerprint": fingerprint,
-            "status": "committed",
+            "status": "committed" if ports.atomic is None else "done",
             "effects": ctx.effects(),
             "result": ctx.result,
             "expires_at": int((ports.clock.now() + DEDUPE_TTL).timestamp()),
         }
-        if store.transact([*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]):
+        writes = [*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]
+        if ports.atomic is not None:
+            # Writes, record and effects commit together or not at all.
+            with ports.atomic():
+                if store.transact(writes):
+                    _perform_effects(ports, key, record, mark_done=False)
+                    return record, False
+        elif store.transact(writes):
             _perform_effects(ports, key, record)
             return record, False
         # A condition failed: a concurrent duplicate committed first, or the data the
@@ -266,7 +273,8 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
     raise TransientError(f"contention on {key!r}: gave up after {_MAX_RACES} tries")
 
 
-def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any]) -> None:
+def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any],
+                     mark_done: bool = True) -> None:
     effects = record["effects"]
     if effects["emits"]:
         ports.publisher.publish([jsonformat.from_dict(e) for e in effects["emits"]])
@@ -274,7 +282,8 @@ def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any]) -> None:
         ports.notifier.notify(note["id"], note["message"])
     for start in effects["saga_starts"]:
         ports.sagas.start(start["saga_id"], start["input"], effects.get("traceparent"))
-    ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
+    if mark_done:
+        ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
 
 
 def canonical_json(value: Any) -> str:

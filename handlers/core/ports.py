@@ -8,7 +8,8 @@ effects and its idempotency record commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -113,6 +114,10 @@ class Ports:
     sagas: SagaStarter
     clock: Clock
     payments: PaymentGateway
+    #: A transaction that can hold a handler's writes and its effects together (the local
+    #: runtime: one database), so the record is written as done with them. None on the
+    #: clouds: there the effects follow the commit and are marked done in a second write.
+    atomic: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 def apply_op(current: Mapping[str, Any] | None, op: Op) -> dict[str, Any] | None:
