@@ -1,4 +1,8 @@
-"""Inventory processor: stock changes outside orders. Stock never goes below zero."""
+"""Inventory processor: stock changes outside orders. Stock never goes below zero.
+
+Besides `available`, each item keeps a ledger (`received`, `removed`; the saga keeps
+`reserved`) so the nightly audit can check available == received - removed - reserved.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ def on_inventory_updated(ctx: Context) -> None:
     data = ctx.event.data
     item_id, quantity, action = data["item_id"], int(data["quantity"]), data["action"]
     if action == "restock":
-        ctx.update(INVENTORY, item_id, set={"item_id": item_id}, add={"available": quantity})
+        ctx.update(INVENTORY, item_id, set={"item_id": item_id},
+                   add={"available": quantity, "received": quantity})
         return
     # remove: the condition is re-checked atomically at commit, so a concurrent
     # reservation cannot drive stock negative (the engine re-reads and re-runs).
@@ -25,5 +30,5 @@ def on_inventory_updated(ctx: Context) -> None:
         raise PermanentError(
             f"cannot remove {quantity} of item '{item_id}': only {have} available"
         )
-    ctx.update(INVENTORY, item_id, add={"available": -quantity},
+    ctx.update(INVENTORY, item_id, add={"available": -quantity, "removed": quantity},
                require_min={"available": quantity}, must_exist=True)
