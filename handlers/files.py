@@ -124,9 +124,9 @@ def on_object_finalized(ctx: Context) -> None:
                              f"{MAX_FILE_BYTES}-byte limit of the file processor")
     content = ctx.read_blob(bucket, name)
     digest = hashlib.sha256(content).hexdigest()
-    report_key = f"{bucket}/{name}@{digest[:16]}"
+    report_key = f"{bucket}@{digest}"
     if ctx.get(FILES, report_key) is not None:
-        return  # this exact content under this name was processed: nothing new
+        return  # this exact content was processed (under this name or another): no-op
     reader = csv.DictReader(io.StringIO(_text(content, name)))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header

@@ -101,6 +101,7 @@ class Consumer:
     max_concurrency: int | None = None
     description: str = ""
     buckets: tuple[str, ...] = ()  # buckets it reads (only these: least privilege)
+    scans: tuple[str, ...] = ()  # tables (of `stores`) it may read whole, e.g. for audits
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,10 @@ class App:
             for type_ in consumer.consumes + consumer.emits:
                 if self.catalog.get(type_) is None:
                     problems.append(f"consumer '{consumer.name}' names unknown type '{type_}'")
+            for table in consumer.scans:
+                if table not in consumer.stores:
+                    problems.append(f"consumer '{consumer.name}' scans '{table}', which is "
+                                    "not in its stores")
             for table in consumer.stores:
                 if table not in self.tables:
                     problems.append(f"consumer '{consumer.name}' names unknown table '{table}'")

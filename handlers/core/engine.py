@@ -86,6 +86,9 @@ class Context:
 
     def scan(self, table: str) -> list[dict[str, Any]]:
         """Every item of a table (for audits and reports, not per-event lookups)."""
+        consumer = next((c for c in self.app.consumers if c.name == self.scope), None)
+        if consumer is None or table not in consumer.scans:
+            raise PermanentError(f"'{self.scope}' does not declare that it scans '{table}'")
         scan = getattr(self.ports.store, "scan", None)
         if scan is None:
             raise PermanentError(f"this backend's store cannot scan table '{table}'")
