@@ -69,7 +69,8 @@ def test_seed_entries_complete_an_order(stack: MotoStack) -> None:
     order = stack.item("orders", "123")
     assert order is not None and order["status"] == "completed"
     assert order["tracking_id"].startswith("trk-")
-    assert stack.item("inventory", "A") == {"item_id": "A", "available": 8, "reserved": 2}
+    assert stack.item("inventory", "A") == {"item_id": "A", "available": 8, "reserved": 2,
+                                            "received": 10}
     execution = stack.execution("order-123")
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"])["status"] == "completed"
@@ -89,7 +90,7 @@ def test_declined_payment_cancels_the_order(stack: MotoStack) -> None:
     order = stack.item("orders", "big")
     assert order is not None
     assert (order["status"], order["reason"]) == ("cancelled", PAYMENT_DECLINED_REASON)
-    assert stack.item("inventory", "B") == {"item_id": "B", "available": 5}
+    assert stack.item("inventory", "B") == {"item_id": "B", "available": 5, "received": 5}
     execution = stack.execution("order-big")
     assert execution["status"] == "SUCCEEDED"
     assert json.loads(execution["output"])["status"] == "cancelled"
