@@ -48,6 +48,14 @@ PUBLIC_ACCESS_BLOCK: Final = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
                               "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
+def tls_only_policy(bucket_arn: str) -> dict[str, Any]:
+    """Bucket policy refusing any request not made over TLS."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
+        "Action": "s3:*", "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+
+
 def upload_pattern(physical_names: list[str]) -> dict[str, Any]:
     """The EventBridge pattern branch matching S3's own event for these buckets. S3 sends
     it to the account's default bus; the stack forwards it to the app's bus."""

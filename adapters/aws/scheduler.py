@@ -49,8 +49,13 @@ def target(schedule: Schedule, catalog: Catalog, bus_arn: str, role_arn: str,
     }
 
 
-def role_policy(bus_arn: str) -> dict[str, Any]:
-    """The schedule group's role: put events on exactly this bus."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "PutScheduledEvents", "Effect": "Allow", "Action": "events:PutEvents",
-        "Resource": bus_arn}]}
+def role_policy(bus_arn: str, dlq_arn: str | None = None) -> dict[str, Any]:
+    """A delivering role (schedules, the uploads forward rule): put events on exactly this
+    bus, and (Scheduler sends dead letters with the schedule's role) its DLQ."""
+    statements: list[dict[str, Any]] = [{
+        "Sid": "PutEventsOnAppBus", "Effect": "Allow", "Action": "events:PutEvents",
+        "Resource": bus_arn}]
+    if dlq_arn:
+        statements.append({"Sid": "DeadLetter", "Effect": "Allow",
+                           "Action": "sqs:SendMessage", "Resource": dlq_arn})
+    return {"Version": "2012-10-17", "Statement": statements}

@@ -107,7 +107,7 @@ def test_out_of_stock_refunds_and_cancels(stack: MotoStack) -> None:
 
     order = stack.item("orders", "short")
     assert order is not None and (order["status"], order["reason"]) == ("cancelled", OUT_OF_STOCK)
-    assert stack.item("inventory", "C") == {"item_id": "C", "available": 1}
+    assert stack.item("inventory", "C") == {"item_id": "C", "available": 1, "received": 1}
     kinds = sorted(p["kind"] for p in stack.scan("payments"))
     assert kinds == ["charge", "refund"]
     output = json.loads(stack.execution("order-short")["output"])
