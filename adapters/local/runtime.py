@@ -25,8 +25,8 @@ from adapters.local.database import Database
 from adapters.local.sources import LocalSources
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core import jsonformat, saga_runner
-from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.app import App, load_app
+from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.engine import handle
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event, ensure_traceparent

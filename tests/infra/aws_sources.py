@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 from handlers.core.app import App
 
-_BUCKET_PARTS = ("aws:s3/bucketV2:BucketV2", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+_BUCKET_PARTS = ("aws:s3/bucketV2:BucketV2",
+                 "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
                  "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
                  "aws:s3/bucketServerSideEncryptionConfigurationV2:"
                  "BucketServerSideEncryptionConfigurationV2",
