@@ -25,7 +25,7 @@ from handlers.core.app import App, Bucket, Consumer, Schedule
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
 from handlers.files import FILES, UPLOADS, on_object_finalized, on_row_rejected
-from handlers.inventory import INVENTORY, on_inventory_updated
+from handlers.inventory import INVENTORY, LEDGER, on_inventory_updated
 from handlers.notifications import on_notification
 from handlers.orders import ORDERS, on_order_event
 from handlers.payments import PAYMENTS
@@ -44,7 +44,7 @@ APP: Final = App(
                  stores=(ORDERS,), starts_saga=True,
                  description="Stores new orders as pending and starts one saga per order."),
         Consumer("inventory", on_inventory_updated, consumes=(INVENTORY_UPDATED,),
-                 stores=(INVENTORY,),
+                 stores=(INVENTORY, LEDGER),
                  description="Applies restocks and removals; stock never goes negative."),
         Consumer("notifications", on_notification, consumes=(NOTIFICATION_SENT,),
                  notifies=True,
@@ -60,12 +60,12 @@ APP: Final = App(
                  emits=(ANALYTICS_ORDER_RECORDED,),
                  description="Flattens order events into analytics records (new events)."),
         Consumer("inventory-audit", on_inventory_audit, consumes=(INVENTORY_AUDIT,),
-                 stores=(INVENTORY, AUDITS), scans=(INVENTORY,),
+                 stores=(INVENTORY, LEDGER, AUDITS), scans=(INVENTORY,),
                  emits=(INVENTORY_DRIFT_DETECTED,),
                  description="Reconciles stock against its ledger and reports drift."),
     ),
     saga=ORDER_SAGA,
-    tables=(ORDERS, INVENTORY, PAYMENTS, PROCESSED, SAGAS, FILES, AUDITS),
+    tables=(ORDERS, INVENTORY, PAYMENTS, PROCESSED, SAGAS, FILES, AUDITS, LEDGER),
     buckets=(
         Bucket(UPLOADS, events=True, description="CSV uploads for the file processor."),
         Bucket(CLAIMS, expire_days=CLAIM_EXPIRE_DAYS, claim_check=True,

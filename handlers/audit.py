@@ -1,7 +1,8 @@
 """Inventory audit: the nightly schedule reconciles stock against its ledger.
 
-Every stock change keeps a ledger on the item: restocks add to `received`, removals to
-`removed`, the order saga's reservations to `reserved` (released ones are taken back).
+Every stock change keeps a ledger: restocks add to `received` and removals to `removed`
+(table `stock_ledger`, written with the change), the order saga's reservations to the
+item's `reserved` (released ones are taken back).
 So `available` must equal `received - removed - reserved`; any difference is drift (a
 manual edit, a bug, a lost write) and is reported: one `Inventory Drift Detected` event
 per drifting item and an audit report (table `audits`) keyed by the schedule slot, so a
@@ -14,19 +15,19 @@ from typing import Any, Final
 
 from handlers.catalog import INVENTORY_DRIFT_DETECTED
 from handlers.core.engine import Context
-from handlers.inventory import INVENTORY
+from handlers.inventory import INVENTORY, LEDGER
 
 AUDITS: Final = "audits"
 
 
-def reconcile(item: dict[str, Any]) -> dict[str, Any] | None:
+def reconcile(item: dict[str, Any], ledger: dict[str, Any] | None) -> dict[str, Any] | None:
     """The item's drift, or None when its ledger balances. Items without a ledger
-    (`received` absent: written before the ledger existed) are reported as unledgered."""
+    (written before the ledger existed) are reported as unledgered."""
     available = int(item.get("available", 0))
-    if "received" not in item:
+    if ledger is None:
         return {"item_id": item.get("item_id"), "actual": available, "expected": None,
                 "drift": None, "unledgered": True}
-    expected = int(item["received"]) - int(item.get("removed", 0)) - \
+    expected = int(ledger.get("received", 0)) - int(ledger.get("removed", 0)) - \
         int(item.get("reserved", 0))
     if expected == available:
         return None
@@ -40,7 +41,8 @@ def on_inventory_audit(ctx: Context) -> None:
     if ctx.get(AUDITS, audit_id) is not None:
         return
     items = ctx.scan(INVENTORY)
-    findings = [f for f in (reconcile(item) for item in items) if f is not None]
+    findings = [f for f in (reconcile(item, ctx.get(LEDGER, str(item.get("item_id"))))
+                            for item in items) if f is not None]
     for finding in findings:
         if finding["unledgered"] or not finding["item_id"]:
             continue

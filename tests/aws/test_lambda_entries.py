@@ -75,8 +75,7 @@ def test_partial_batch_reports_exactly_the_failed_records(
     answer = lambda_entry.sqs_handler({"Records": records})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-3"},
                                             {"itemIdentifier": "m-7"}]}
-    assert runtime().store.get("inventory", "item-0") == {"item_id": "item-0", "available": 1,
-                                                               "received": 1}
+    assert runtime().store.get("inventory", "item-0") == {"item_id": "item-0", "available": 1}
 
 
 def test_permanent_errors_go_to_the_dlq_at_once_with_the_reason(wired: dict[str, Any]) -> None:
@@ -117,8 +116,7 @@ def test_direct_eventbridge_invocation(wired: dict[str, Any]) -> None:
     event = json.loads(delivered({"item_id": "Z", "quantity": 4, "action": "restock"}, "d-1"))
     assert lambda_entry.eventbridge_handler(event)["status"] == "processed"
     assert lambda_entry.eventbridge_handler(event)["status"] == "duplicate"
-    assert runtime().store.get("inventory", "Z") == {"item_id": "Z", "available": 4,
-                                                     "received": 4}
+    assert runtime().store.get("inventory", "Z") == {"item_id": "Z", "available": 4}
 
 
 def test_api_accepts_events_with_202_and_refuses_bad_ones_with_every_problem(
