@@ -200,6 +200,13 @@ def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome
         log.warning("ignored event", extra={"why": detail})
         return Outcome("ignored", consumer_name, event.id, detail=f"{event.type}: {detail}")
     fingerprint = jsonformat.fingerprint(event)
+    if claim_check.is_claimed(event):
+        # A redelivery of a claim-checked event that was fully processed is a no-op even
+        # after its payload expired: look at the record before fetching the payload.
+        done = ports.store.get(PROCESSED, dedupe_key(consumer_name, event))
+        if done is not None and done.get("status") == "done" \
+                and done.get("fingerprint") == fingerprint:
+            return Outcome("duplicate", consumer_name, event.id)
     claims = app.claim_check_bucket()
     event = claim_check.check_out(event, ports.blobs, claims.expire_days if claims else None)
     app.catalog.check_data(event.type, event.data)

@@ -135,3 +135,18 @@ def test_blob_store_refuses_unsafe_keys_and_reports_missing(tmp_path: Path) -> N
         blobs.read("claims", "nope")
     blobs.write("claims", "a/b.json", b"{}")
     assert blobs.read("claims", "a/b.json") == b"{}" and blobs.keys("claims") == ["a/b.json"]
+
+
+def test_redelivered_claim_checked_event_is_a_duplicate_even_after_expiry(runtime: Runtime
+                                                                          ) -> None:
+    big = Event.new("inventory", INVENTORY_UPDATED, {
+        "item_id": "A", "quantity": 2, "action": "restock", "manifest": "m" * 2_000_000})
+    runtime.producer().publish([big])
+    runtime.run_until_idle()
+    body = runtime.db.read("SELECT body FROM events WHERE id = ?", (big.id,))[0][0]
+    runtime.sources.expire(time.time() + 16 * 24 * 3600)
+    from handlers.core import jsonformat
+
+    runtime.ingest([jsonformat.loads(body)])  # the bus redelivers the reference
+    runtime.run_until_idle()
+    assert runtime.available("A") == 2 and runtime.dlq() == []
