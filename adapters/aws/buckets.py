@@ -98,7 +98,8 @@ def normalise(body: Mapping[str, Any], buckets: Mapping[str, str]) -> Event:
             problems.append(f"detail.object.{field} is missing")
     if problems:
         raise ValidationError("S3 event cannot be normalised", problems)
-    key, etag = str(obj["key"]), str(obj.get("eTag", ""))
+    # AWS documents `etag`; moto sends `eTag`: either spelling is the object's ETag.
+    key, etag = str(obj["key"]), str(obj.get("etag") or obj.get("eTag") or "")
     return Event(
         id=str(uuid.uuid5(_NAMESPACE, f"{physical}/{key}#{etag}#{obj.get('version-id')}")),
         source="storage", type=STORAGE_OBJECT_FINALIZED, subject=key,
