@@ -1,9 +1,9 @@
 """Cloud Storage and Cloud Scheduler for the app, as pure data (infra and tests).
 
-Who may touch which bucket mirrors AWS (`adapters.aws.topology.consumer_bucket_access`):
-a consumer reads what it declares plus the claim-check bucket, writes the claim-check
-bucket only if it publishes. Buckets use uniform bucket-level access with public access
-prevention enforced, and Google-managed encryption at rest (always on in Cloud Storage).
+Who may touch which bucket is `App.bucket_access`, as on AWS: a consumer reads what it
+declares plus the claim-check bucket, and writes the claim-check bucket only if it
+publishes. Buckets use uniform bucket-level access with public access prevention
+enforced, and Google-managed encryption at rest (always on in Cloud Storage).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from adapters.aws.topology import consumer_bucket_access
 from handlers.core.app import App, Bucket, Consumer
 
 READER_ROLE: Final = "roles/storage.objectViewer"
@@ -32,7 +31,7 @@ def claims_name(app: App) -> str | None:
 
 
 def access(app: App, consumer: Consumer) -> tuple[list[str], list[str]]:
-    return consumer_bucket_access(consumer, claims_name(app))
+    return app.bucket_access(consumer)
 
 
 def settings_json(app: App, consumer: Consumer, physical: Mapping[str, str]) -> str:

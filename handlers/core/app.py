@@ -252,6 +252,15 @@ class App:
     def claim_check_bucket(self) -> Bucket | None:
         return next((b for b in self.buckets if b.claim_check), None)
 
+    def bucket_access(self, consumer: Consumer) -> tuple[list[str], list[str]]:
+        """(read, write) buckets of a consumer, what each cloud grants: what it declares
+        plus the claim-check bucket (read: any event it consumes may be claim-checked;
+        write: only if it publishes)."""
+        claims = self.claim_check_bucket()
+        read = sorted({*consumer.buckets, *([claims.name] if claims else [])})
+        write = [claims.name] if claims and consumer.emits else []
+        return read, write
+
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:
             if consumer.name == name:
