@@ -52,7 +52,7 @@ class Sources(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(
             opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         self.bucket_names, self.bucket_arns = {}, {}
-        self.buckets: dict[str, aws.s3.BucketV2] = {}
+        self.buckets: dict[str, aws.s3.Bucket] = {}
         for bucket in app.buckets:
             self._bucket(f"{name}-{bucket.name}", bucket, names, account, child)
         uploads = [self.bucket_names[b.name] for b in app.buckets if b.events]
@@ -65,7 +65,7 @@ class Sources(pulumi.ComponentResource):
     def _bucket(self, name: str, bucket: Any, names: Names, account: pulumi.Output[str],
                 child: pulumi.ResourceOptions) -> None:
         physical = account.apply(lambda a: buckets.bucket_name(names.prefix, bucket.name, a))
-        s3 = aws.s3.BucketV2(name, bucket=physical, force_destroy=bucket.claim_check,
+        s3 = aws.s3.Bucket(name, bucket=physical, force_destroy=bucket.claim_check,
                              opts=child)
         depends = pulumi.ResourceOptions(parent=self, depends_on=[s3])
         aws.s3.BucketPublicAccessBlock(
@@ -77,25 +77,25 @@ class Sources(pulumi.ComponentResource):
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
             opts=depends)
         rule = buckets.ENCRYPTION["Rules"][0]
-        aws.s3.BucketServerSideEncryptionConfigurationV2(
+        aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=s3.id, rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationV2RuleArgs(
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                     apply_server_side_encryption_by_default=aws.s3.
-                    BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs(
+                    BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                         sse_algorithm=rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]),
                     bucket_key_enabled=rule["BucketKeyEnabled"])], opts=depends)
         aws.s3.BucketPolicy(f"{name}-tls-only", bucket=s3.id, policy=s3.arn.apply(
             lambda arn: json.dumps(buckets.tls_only_policy(arn))), opts=depends)
         for lifecycle in buckets.lifecycle_rules(bucket):
-            aws.s3.BucketLifecycleConfigurationV2(
+            aws.s3.BucketLifecycleConfiguration(
                 f"{name}-lifecycle", bucket=s3.id, rules=[
-                    aws.s3.BucketLifecycleConfigurationV2RuleArgs(
+                    aws.s3.BucketLifecycleConfigurationRuleArgs(
                         id=lifecycle["ID"], status=lifecycle["Status"],
-                        filter=aws.s3.BucketLifecycleConfigurationV2RuleFilterArgs(prefix=""),
-                        expiration=aws.s3.BucketLifecycleConfigurationV2RuleExpirationArgs(
+                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
                             days=lifecycle["Expiration"]["Days"]),
                         abort_incomplete_multipart_upload=aws.s3.
-                        BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs(
+                        BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                             days_after_initiation=1))], opts=depends)
         if bucket.events:
             aws.s3.BucketNotification(f"{name}-notifications", bucket=s3.id, eventbridge=True,

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 
 from handlers.core.app import App
 
-_BUCKET_PARTS = ("aws:s3/bucketV2:BucketV2",
+_BUCKET_PARTS = ("aws:s3/bucket:Bucket",
                  "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
                  "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
-                 "aws:s3/bucketServerSideEncryptionConfigurationV2:"
-                 "BucketServerSideEncryptionConfigurationV2",
+                 "aws:s3/bucketServerSideEncryptionConfiguration:"
+                 "BucketServerSideEncryptionConfiguration",
                  "aws:s3/bucketPolicy:BucketPolicy")
 #: A delivering edge into the bus: its DLQ (+ policy/alarm), role and policy.
 _EDGE = ("aws:sqs/queue:Queue", "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
@@ -22,7 +22,7 @@ def sources_added(app: App) -> Counter[str]:
     added: Counter[str] = Counter({"switchyard:aws:Sources": 1})
     for part in _BUCKET_PARTS:
         added[part] += len(app.buckets)
-    added["aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2"] += \
+    added["aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"] += \
         sum(1 for b in app.buckets if b.expire_days)
     if any(b.events for b in app.buckets):
         added["aws:s3/bucketNotification:BucketNotification"] += \

@@ -24,7 +24,7 @@ def rec() -> Recorded:
 
 
 def _for_bucket(rec: Recorded, type_: str, logical: str) -> list[RecordedResource]:
-    bucket = next(b for b in rec.of_type("aws:s3/bucketV2:BucketV2")
+    bucket = next(b for b in rec.of_type("aws:s3/bucket:Bucket")
                   if b.inputs["bucket"] == PHYSICAL[logical])
     return [r for r in rec.of_type(type_) if r.inputs.get("bucket") == bucket.id]
 
@@ -38,8 +38,8 @@ def test_every_bucket_is_private_encrypted_and_tls_only(rec: Recorded, logical: 
     [ownership] = _for_bucket(rec, "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
                               logical)
     assert ownership.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced"
-    [sse] = _for_bucket(rec, "aws:s3/bucketServerSideEncryptionConfigurationV2:"
-                             "BucketServerSideEncryptionConfigurationV2", logical)
+    [sse] = _for_bucket(rec, "aws:s3/bucketServerSideEncryptionConfiguration:"
+                             "BucketServerSideEncryptionConfiguration", logical)
     [rule] = sse.inputs["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
     [policy] = _for_bucket(rec, "aws:s3/bucketPolicy:BucketPolicy", logical)
@@ -50,8 +50,8 @@ def test_every_bucket_is_private_encrypted_and_tls_only(rec: Recorded, logical: 
 
 @pytest.mark.parametrize("bucket", APP.buckets, ids=lambda b: b.name)
 def test_lifecycle_and_notifications_follow_the_declaration(rec: Recorded, bucket: Any) -> None:
-    lifecycle = _for_bucket(rec, "aws:s3/bucketLifecycleConfigurationV2:"
-                                 "BucketLifecycleConfigurationV2", bucket.name)
+    lifecycle = _for_bucket(rec, "aws:s3/bucketLifecycleConfiguration:"
+                                 "BucketLifecycleConfiguration", bucket.name)
     if bucket.expire_days:
         [config] = lifecycle
         [rule] = config.inputs["rules"]

@@ -378,7 +378,7 @@ def test_consumer_policy_names_exact_arns(rec: Recorded, consumer: str) -> None:
 
 def _uploads(rec: Recorded) -> list[str]:
     """S3 names of the buckets whose uploads are events (as recorded)."""
-    return [b.inputs["bucket"] for b in rec.of_type("aws:s3/bucketV2:BucketV2")
+    return [b.inputs["bucket"] for b in rec.of_type("aws:s3/bucket:Bucket")
             if any(b.inputs["bucket"].endswith(f"-{x.name}-{ACCOUNT}")
                    for x in APP.buckets if x.events)]
 
@@ -389,7 +389,7 @@ def _bucket_and_scan_statements(rec: Recorded, spec: Consumer
     publishes, writes (claim check); Scan only on the tables it declares it scans."""
     arn = {b.name: f"arn:aws:s3:::{b.name}" for b in APP.buckets}
     arn = {x.name: "arn:aws:s3:::" + next(
-        r.inputs["bucket"] for r in rec.of_type("aws:s3/bucketV2:BucketV2")
+        r.inputs["bucket"] for r in rec.of_type("aws:s3/bucket:Bucket")
         if r.inputs["bucket"].endswith(f"-{x.name}-{ACCOUNT}")) for x in APP.buckets}
     claims = APP.claim_check_bucket()
     out: dict[str, tuple[list[str], list[str]]] = {}
