@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from handlers.core.app import Catalog, EventType
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 PREFIX: Final = "com.switchyard."
 
@@ -24,7 +25,6 @@ PAYMENT_PROCESSED: Final = PREFIX + "payment.processed"
 PAYMENT_DECLINED: Final = PREFIX + "payment.declined"
 PAYMENT_REFUNDED: Final = PREFIX + "payment.refunded"
 ORDER_SHIPPED: Final = PREFIX + "order.shipped"
-STORAGE_OBJECT_FINALIZED: Final = PREFIX + "storage.object.finalized"
 FILE_PROCESSED: Final = PREFIX + "file.processed"
 FILE_ROW_REJECTED: Final = PREFIX + "file.row.rejected"
 ANALYTICS_ORDER_RECORDED: Final = PREFIX + "analytics.order.recorded"

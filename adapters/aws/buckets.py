@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from handlers.catalog import STORAGE_OBJECT_FINALIZED
 from handlers.core.app import Bucket
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 S3_SOURCE: Final = "aws.s3"
 S3_OBJECT_CREATED: Final = "Object Created"

@@ -14,10 +14,10 @@ from typing import Any, Final
 
 from adapters.aws.buckets import upload_pattern
 from adapters.aws.settings import Settings
-from handlers.catalog import STORAGE_OBJECT_FINALIZED
 from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 #: SQS -> Lambda: AWS asks for a visibility timeout of at least 6x the function timeout,
 #: so a batch that is retried inside Lambda is not redelivered while still running.

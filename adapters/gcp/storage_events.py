@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from handlers.catalog import STORAGE_OBJECT_FINALIZED
 from handlers.core import http_binding
 from handlers.core.app import App
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
 from handlers.core.schedule import fired_event, slot_iso
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 GCS_FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
 OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"

@@ -26,10 +26,10 @@ from typing import Final
 
 from adapters.local.blob_store import FileBlobStore
 from adapters.local.database import Database
-from handlers.catalog import STORAGE_OBJECT_FINALIZED
 from handlers.core.app import App
 from handlers.core.events import Event
 from handlers.core.schedule import fired_event, next_fire, slot_iso
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 log = logging.getLogger("switchyard.local.sources")
 
