@@ -7,9 +7,10 @@ variable is reported at cold start with every other missing one, not at first us
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS
@@ -27,6 +28,10 @@ DECLINE_ABOVE_CENTS: Final = "SWITCHYARD_DECLINE_ABOVE_CENTS"
 #: A workflows-emulator base URL to start executions on (tests), as PUBSUB_EMULATOR_HOST
 #: does for Pub/Sub; never set by the stack.
 WORKFLOWS_EMULATOR: Final = "SWITCHYARD_WORKFLOWS_EMULATOR"
+#: JSON: logical bucket name -> Cloud Storage bucket name (what this function may touch).
+BUCKETS: Final = "SWITCHYARD_BUCKETS"
+#: A Cloud Storage JSON API base URL for tests (GCS has no emulator in the gcloud SDK).
+STORAGE_API: Final = "SWITCHYARD_STORAGE_API"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class Settings:
     workflow: str | None = None  # short workflow name; set where sagas are started
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     workflows_emulator: str | None = None
+    buckets: Mapping[str, str] = field(default_factory=dict)
+    storage_api: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,4 +72,6 @@ class Settings:
             workflow=env.get(WORKFLOW) or None,
             decline_above_cents=int(decline),
             workflows_emulator=env.get(WORKFLOWS_EMULATOR) or None,
+            buckets={str(k): str(v) for k, v in json.loads(env.get(BUCKETS) or "{}").items()},
+            storage_api=env.get(STORAGE_API) or None,
         )

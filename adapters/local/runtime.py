@@ -20,10 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from adapters.local.blob_store import FileBlobStore
 from adapters.local.database import Database
+from adapters.local.sources import LocalSources
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core import jsonformat, saga_runner
 from handlers.core.app import App, load_app
+from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.engine import handle
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event, ensure_traceparent
@@ -49,6 +52,14 @@ class RuntimeSettings:
     saga_lease: float = 30.0
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     poll_interval: float = 0.2
+    #: Where buckets live (one folder each); default: `<database>.blobs` beside the db.
+    blob_dir: str | None = None
+    #: The watched uploads folder (the app's bucket with `events`); default: in blob_dir.
+    uploads_dir: str | None = None
+    #: Fire schedules every this many seconds instead of on their cron (demos, tests).
+    schedule_every: float | None = None
+    #: How often the timer looks at uploads and schedules.
+    sources_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_deliveries < 1:
@@ -122,6 +133,22 @@ def _subject(event: Event) -> str | None:
     return None
 
 
+def _blob_store(app: App, db_path: str | Path, settings: RuntimeSettings) -> FileBlobStore:
+    if settings.blob_dir:
+        root = Path(settings.blob_dir)
+    elif str(db_path) == ":memory:":
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="switchyard-blobs-"))
+    else:
+        root = Path(f"{db_path}.blobs")
+    overrides = {}
+    uploads = next((b.name for b in app.buckets if b.events), None)
+    if settings.uploads_dir and uploads:
+        overrides[uploads] = settings.uploads_dir
+    return FileBlobStore(root, overrides)
+
+
 class Runtime:
     """Queues, workers, dead letters and the saga executor over one SQLite file."""
 
@@ -131,18 +158,33 @@ class Runtime:
         self.settings = settings or RuntimeSettings()
         self.db = Database(db_path)
         self.store = SQLiteStore(self.db)
+        self.blobs = _blob_store(self.app, db_path, self.settings)
         clock = SystemClock()
         self.ports = Ports(
-            store=self.store, publisher=_Publisher(self), notifier=_Notifier(self.db),
+            store=self.store, publisher=self.producer(), notifier=_Notifier(self.db),
             sagas=_SagaStarter(self), clock=clock,
             payments=SimulatedPaymentGateway(self.store, clock,
                                              self.settings.decline_above_cents),
+            blobs=self.blobs,
             atomic=self.db.write,
         )
+        self.sources = LocalSources(self.app, self.db, self.blobs,
+                                    lambda events: self.ingest(events, origin="source"),
+                                    self.settings.schedule_every)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._turn = False
+
+    def producer(self) -> _Publisher | ClaimCheckPublisher:
+        """A publisher onto the local bus for handlers and in-process producers: events
+        over the bus limit go by claim check when the app declares a claim-check bucket."""
+        claims = self.app.claim_check_bucket()
+        if claims is None:
+            return _Publisher(self)
+        # Headroom for what ingest adds (a traceparent) to what the publisher measured.
+        return ClaimCheckPublisher(_Publisher(self), self.blobs, claims.name,
+                                   MAX_EVENT_BYTES - 1024)
 
     # ingress ----------------------------------------------------------------
     def ingest(self, events: Iterable[Event], origin: str = "http") -> list[str]:
@@ -190,6 +232,22 @@ class Runtime:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.app.schedules or self.app.buckets:
+            timer = threading.Thread(target=self._timer, name="switchyard-timer", daemon=True)
+            timer.start()
+            self._threads.append(timer)
+
+    def _timer(self) -> None:
+        """Uploads, schedules and expiry: the managed event sources of the clouds."""
+        interval = self.settings.sources_interval
+        if self.settings.schedule_every:
+            interval = min(interval, self.settings.schedule_every / 4)
+        while not self._stopping.is_set():
+            try:
+                self.sources.poll()
+            except Exception:  # noqa: BLE001 - the timer must outlive any one failure
+                log.exception("event source error")
+            self._stopping.wait(interval)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

@@ -52,3 +52,13 @@ REFUND_BROKEN = _with_step("payment", compensate=_raise(TransientError("refund A
                            compensate_retry=FAST)
 #: The payment step times out after the provider charged (case 14).
 PAYMENT_TIMES_OUT_AFTER_CHARGE = _with_step("payment", action=_charge_then_time_out)
+
+
+def _analytics_down(ctx: Any) -> None:
+    raise TransientError("analytics warehouse unavailable")
+
+
+#: One consumer of a fanned-out type always fails: the others must not notice (fan-out).
+ANALYTICS_BROKEN = dataclasses.replace(APP, consumers=tuple(
+    dataclasses.replace(c, handler=_analytics_down) if c.name == "order-analytics" else c
+    for c in APP.consumers))
