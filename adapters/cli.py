@@ -32,6 +32,8 @@ def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         visibility_timeout=visibility,
         saga_lease=visibility,  # one knob: how long a dead worker's claim blocks its work
         decline_above_cents=to_cents(getattr(args, "decline_above", "1000.00")),
+        uploads_dir=getattr(args, "uploads", None),
+        schedule_every=getattr(args, "schedule_every", None),
     )
     return Runtime(args.db, settings=settings)
 
@@ -159,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
         "SWITCHYARD_PAYMENT_DECLINE_ABOVE", "1000.00"),
         help="the simulated payment provider declines totals above this "
              "(env SWITCHYARD_PAYMENT_DECLINE_ABOVE)")
+    serve.add_argument("--uploads", help="the watched uploads folder (default: "
+                                         "<db>.blobs/uploads); drop CSVs there")
+    serve.add_argument("--schedule-every", type=float,
+                       help="fire every schedule every N seconds instead of on its cron")
     serve.set_defaults(func=cmd_serve)
 
     send = sub.add_parser("send", help="post an event (or a file of them) to a server")

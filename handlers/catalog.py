@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from handlers.core.app import Catalog, EventType
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 PREFIX: Final = "com.switchyard."
 
@@ -24,6 +25,11 @@ PAYMENT_PROCESSED: Final = PREFIX + "payment.processed"
 PAYMENT_DECLINED: Final = PREFIX + "payment.declined"
 PAYMENT_REFUNDED: Final = PREFIX + "payment.refunded"
 ORDER_SHIPPED: Final = PREFIX + "order.shipped"
+FILE_PROCESSED: Final = PREFIX + "file.processed"
+FILE_ROW_REJECTED: Final = PREFIX + "file.row.rejected"
+ANALYTICS_ORDER_RECORDED: Final = PREFIX + "analytics.order.recorded"
+INVENTORY_AUDIT: Final = PREFIX + "inventory.audit"
+INVENTORY_DRIFT_DETECTED: Final = PREFIX + "inventory.drift.detected"
 
 _ID: Final = {"type": "string", "minLength": 1, "maxLength": 128}
 _MONEY: Final = {"type": "number", "minimum": 0}
@@ -104,5 +110,50 @@ CATALOG: Final = Catalog([
         ORDER_SHIPPED, "shipping", "Order Shipped",
         _obj(["order_id", "tracking_id"], order_id=_ID, tracking_id={"type": "string"}),
         "The order left the warehouse.",
+    ),
+    EventType(
+        STORAGE_OBJECT_FINALIZED, "storage", "Object Finalized",
+        _obj(["bucket", "name", "size"], bucket=_ID, name={"type": "string", "minLength": 1},
+             size={"type": "integer", "minimum": 0}, etag={"type": "string"},
+             content_type={"type": "string"}),
+        "A file finished uploading to a bucket (S3, Cloud Storage, the local uploads folder).",
+    ),
+    EventType(
+        FILE_PROCESSED, "files", "File Processed",
+        _obj(["bucket", "name", "kind", "accepted", "rejected"], bucket=_ID,
+             name={"type": "string"}, kind={"type": "string"},
+             accepted={"type": "integer", "minimum": 0},
+             rejected={"type": "integer", "minimum": 0}, problems={"type": "array"}),
+        "An uploaded file was read: how many rows became events and which were rejected.",
+    ),
+    EventType(
+        FILE_ROW_REJECTED, "files", "File Row Rejected",
+        _obj(["bucket", "name", "line", "reason"], bucket=_ID, name={"type": "string"},
+             line={"type": "integer", "minimum": 1}, reason={"type": "string"},
+             row={"type": "object"}),
+        "A row of an uploaded file failed validation; it is dead-lettered with the reason.",
+    ),
+    EventType(
+        ANALYTICS_ORDER_RECORDED, "analytics", "Order Recorded",
+        _obj(["record_id", "order_id", "status", "source_event_id"], record_id=_ID,
+             order_id=_ID, status={"enum": ["created", "completed", "cancelled"]},
+             customer_id={"type": ["string", "null"]},
+             total_cents={"type": ["integer", "null"]},
+             item_count={"type": ["integer", "null"]}, reason={"type": ["string", "null"]},
+             occurred_at={"type": ["string", "null"]}, source_event_id=_ID),
+        "An order event flattened for analytics (one row, stable columns).",
+    ),
+    EventType(
+        INVENTORY_AUDIT, "inventory", "Inventory Audit",
+        _obj(["schedule", "scheduled_time"], schedule=_ID,
+             scheduled_time={"type": "string", "minLength": 1}),
+        "The nightly schedule asks for stock to be reconciled against its ledger.",
+    ),
+    EventType(
+        INVENTORY_DRIFT_DETECTED, "inventory", "Inventory Drift Detected",
+        _obj(["audit_id", "item_id", "drift"], audit_id=_ID, item_id=_ID,
+             expected={"type": "integer"}, actual={"type": "integer"},
+             drift={"type": "integer"}),
+        "An audit found stock that does not match received - removed - reserved.",
     ),
 ])

@@ -166,6 +166,23 @@ class DynamoDBStore:
     def put_if_absent(self, table: str, key: str, item: Item) -> bool:
         return self.transact([Put(table, key, item, if_absent=True)])
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        """Every item, page by page, consistently (audits; never on a per-event path)."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"TableName": self._table(table), "ConsistentRead": True}
+        while True:
+            try:
+                page = self._client.scan(**request)
+            except Exception as error:
+                raise self._translate(error) from error
+            for item in page.get("Items", []):
+                item = dict(item)
+                item.pop(KEY_ATTRIBUTE, None)
+                items.append(from_dynamo(item))
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def transact(self, ops: Sequence[Op]) -> bool:
         if not ops:
             return True

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from adapters.aws import buckets
 from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
@@ -56,6 +57,9 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     except (KeyError, TypeError, ValueError) as error:
         raise PermanentError("SQS message body is not an EventBridge event",
                              [f"body is not valid JSON: {error}"]) from error
+    if isinstance(body, dict) and buckets.is_s3_event(body):
+        # S3's own notification: normalised to the catalog's storage.object.finalized.
+        return buckets.normalise(body, rt.settings.buckets)
     return from_eventbridge_event(body, rt.app.catalog)
 
 

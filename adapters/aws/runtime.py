@@ -14,10 +14,13 @@ from typing import Any
 
 from adapters.aws.dynamodb_store import DynamoDBStore
 from adapters.aws.eventbridge_publisher import EventBridgePublisher
+from adapters.aws.s3_blob_store import S3BlobStore
 from adapters.aws.settings import Settings
 from adapters.aws.sns_notifier import SnsNotifier
 from adapters.aws.stepfunctions_starter import StepFunctionsStarter
 from handlers.core.app import App, load_app
+from handlers.core.claim_check import ClaimCheckPublisher
+from handlers.core.eventbridge_binding import MAX_ENTRY_BYTES, entry_size, to_put_events_entry
 from handlers.core.ports import Ports
 from handlers.payments import SimulatedPaymentGateway
 
@@ -82,13 +85,30 @@ class AwsRuntime:
         return DynamoDBStore(self.client("dynamodb"), self.settings.table)
 
     @cached_property
+    def blobs(self) -> S3BlobStore | None:
+        if not self.settings.buckets:
+            return None
+        return S3BlobStore(self.client("s3"), self.settings.buckets)
+
+    def publisher(self) -> EventBridgePublisher | ClaimCheckPublisher:
+        """PutEvents onto the bus; events over EventBridge's entry limit go by claim check
+        when this function may write the app's claim-check bucket."""
+        inner = EventBridgePublisher(self.client("events"), self.settings.require("bus_name"),
+                                     self.app.catalog)
+        claims = self.app.claim_check_bucket()
+        if claims is None or claims.name not in self.settings.buckets or self.blobs is None:
+            return inner
+        catalog = self.app.catalog
+        return ClaimCheckPublisher(inner, self.blobs, claims.name, MAX_ENTRY_BYTES,
+                                   lambda e: entry_size(to_put_events_entry(e, catalog)))
+
+    @cached_property
     def ports(self) -> Ports:
         clock = SystemClock()
         settings = self.settings
         return Ports(
             store=self.store,
-            publisher=_Lazy(lambda: EventBridgePublisher(
-                self.client("events"), settings.require("bus_name"), self.app.catalog)),
+            publisher=_Lazy(self.publisher),
             notifier=_Lazy(lambda: SnsNotifier(
                 self.client("sns"), settings.require("notification_topic_arn"))),
             sagas=_Lazy(lambda: StepFunctionsStarter(
@@ -96,6 +116,7 @@ class AwsRuntime:
                 self.store)),
             clock=clock,
             payments=SimulatedPaymentGateway(self.store, clock, settings.decline_above_cents),
+            blobs=self.blobs,
         )
 
 

@@ -25,6 +25,7 @@ ENV_STATE_MACHINE: Final = "SWITCHYARD_STATE_MACHINE_ARN"
 ENV_TOPIC: Final = "SWITCHYARD_NOTIFICATION_TOPIC_ARN"
 ENV_DECLINE_ABOVE: Final = "SWITCHYARD_DECLINE_ABOVE_CENTS"
 ENV_MAX_DELIVERIES: Final = "SWITCHYARD_MAX_DELIVERIES"  # = the queue's maxReceiveCount
+ENV_BUCKETS: Final = "SWITCHYARD_BUCKETS"  # JSON: logical bucket name -> S3 bucket name
 
 
 class SettingMissing(RuntimeError):
@@ -42,6 +43,7 @@ class Settings:
     notification_topic_arn: str | None = None
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     max_deliveries: int | None = None
+    buckets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +61,7 @@ class Settings:
             notification_topic_arn=env.get(ENV_TOPIC) or None,
             decline_above_cents=int(env.get(ENV_DECLINE_ABOVE) or DEFAULT_DECLINE_ABOVE_CENTS),
             max_deliveries=int(env[ENV_MAX_DELIVERIES]) if env.get(ENV_MAX_DELIVERIES) else None,
+            buckets={str(k): str(v) for k, v in json.loads(env.get(ENV_BUCKETS) or "{}").items()},
         )
 
     def environment(self) -> dict[str, str]:
@@ -74,6 +77,8 @@ class Settings:
             ENV_TOPIC: self.notification_topic_arn,
             ENV_DECLINE_ABOVE: str(self.decline_above_cents),
             ENV_MAX_DELIVERIES: str(self.max_deliveries) if self.max_deliveries else None,
+            ENV_BUCKETS: json.dumps(dict(sorted(self.buckets.items())), separators=(",", ":"))
+            if self.buckets else None,
         }
         return {k: v for k, v in values.items() if v is not None}
 

@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from adapters.aws.buckets import upload_pattern
 from adapters.aws.settings import Settings
 from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 
 #: SQS -> Lambda: AWS asks for a visibility timeout of at least 6x the function timeout,
 #: so a batch that is retried inside Lambda is not redelivered while still running.
@@ -44,6 +46,8 @@ TABLE_ACTIONS: Final = (
     "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )  # fmt: skip
+#: Only consumers that declare `scans` (audits) may read a whole table.
+SCAN_ACTIONS: Final = ("dynamodb:Scan",)
 QUEUE_CONSUME_ACTIONS: Final = (
     "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
     "sqs:ReceiveMessage",
@@ -146,7 +150,8 @@ class Names:
 # --- routing -------------------------------------------------------------------------------
 
 
-def event_pattern(app: App, consumer: Consumer) -> dict[str, Any]:
+def event_pattern(app: App, consumer: Consumer, upload_buckets: Sequence[str] = ()
+                  ) -> dict[str, Any]:
     """The EventBridge pattern matching exactly the (Source, DetailType) pairs it consumes.
 
     Producers (the seeds, and our publisher) send `Source` = the catalog source and
@@ -158,10 +163,14 @@ def event_pattern(app: App, consumer: Consumer) -> dict[str, Any]:
     for type_ in consumer.consumes:
         spec = app.catalog[type_]
         by_source.setdefault(spec.source, set()).add(spec.detail_type)
-    branches = [
+    branches: list[dict[str, Any]] = [
         {"source": [source], "detail-type": sorted(detail_types)}
         for source, detail_types in sorted(by_source.items())
     ]
+    if STORAGE_OBJECT_FINALIZED in consumer.consumes and upload_buckets:
+        # S3's own "Object Created" (forwarded from the default bus), normalised by the
+        # Lambda adapter; the catalog branch above still takes already-normalised events.
+        branches.append(upload_pattern(list(upload_buckets)))
     if len(branches) == 1:
         return branches[0]
     return {"$or": branches}
@@ -283,6 +292,19 @@ class Wiring:
     state_machine_arn: str
     decline_above_cents: int
     max_deliveries: int | None = None
+    #: Logical bucket name -> S3 bucket name, and which one is the claim-check bucket.
+    bucket_names: Mapping[str, str] = field(default_factory=dict)
+    claims_bucket: str | None = None
+
+
+def consumer_bucket_access(consumer: Consumer, claims_bucket: str | None
+                           ) -> tuple[list[str], list[str]]:
+    """(read, write) buckets of a consumer: what it declares plus the claim-check bucket
+    (read: any event it consumes may be claim-checked; write: only if it publishes)."""
+    claims = [claims_bucket] if claims_bucket else []
+    read = sorted({*consumer.buckets, *claims})
+    write = claims if consumer.emits else []
+    return read, write
 
 
 def consumer_settings(consumer: Consumer, wiring: Wiring, queue_url: str,
@@ -297,15 +319,34 @@ def consumer_settings(consumer: Consumer, wiring: Wiring, queue_url: str,
         state_machine_arn=wiring.state_machine_arn if consumer.starts_saga else None,
         decline_above_cents=wiring.decline_above_cents,
         max_deliveries=wiring.max_deliveries,
+        buckets={b: wiring.bucket_names[b] for b in sorted(
+            set(sum(consumer_bucket_access(consumer, wiring.claims_bucket), [])))
+            if b in wiring.bucket_names},
     )
 
 
 def saga_settings(app: App, wiring: Wiring) -> Settings:
+    claims = wiring.claims_bucket if app.saga.emits else None
     return Settings(
         tables={t: wiring.table_names[t] for t in saga_tables(app)},
         bus_name=wiring.bus_name if app.saga.emits else None,
         decline_above_cents=wiring.decline_above_cents,
+        buckets={claims: wiring.bucket_names[claims]}
+        if claims and claims in wiring.bucket_names else {},
     )
+
+
+def bucket_statements(read_arns: Sequence[str], write_arns: Sequence[str]
+                      ) -> list[dict[str, Any]]:
+    """Objects of exactly these buckets (bucket ARNs in, `<arn>/*` granted)."""
+    out = []
+    if read_arns:
+        out.append(_statement("ReadBuckets", ["s3:GetObject"],
+                              [f"{a}/*" for a in sorted(read_arns)]))
+    if write_arns:
+        out.append(_statement("WriteClaimChecks", ["s3:PutObject"],
+                              [f"{a}/*" for a in sorted(write_arns)]))
+    return out
 
 
 # --- IAM -----------------------------------------------------------------------------------
@@ -365,9 +406,17 @@ def function_policy(grants: Grants) -> dict[str, Any]:
 
 def consumer_grants(consumer: Consumer, *, log_group_arn: str, queue_arn: str, dlq_arn: str,
                     table_arns: Mapping[str, str], bus_arn: str, topic_arn: str,
-                    state_machine_arn: str) -> Grants:
+                    state_machine_arn: str, bucket_arns: Mapping[str, str] | None = None,
+                    claims_bucket: str | None = None) -> Grants:
     """What a consumer's role may touch: exactly what `consumer_settings` tells it about."""
+    bucket_arns = bucket_arns or {}
+    read, write = consumer_bucket_access(consumer, claims_bucket)
+    scans = [_statement("ScanTables", SCAN_ACTIONS, sorted(table_arns[t] for t in
+                                                            consumer.scans))] \
+        if consumer.scans else []
     return Grants(
+        extra=scans + bucket_statements([bucket_arns[b] for b in read if b in bucket_arns],
+                                        [bucket_arns[b] for b in write if b in bucket_arns]),
         log_group_arn=log_group_arn, consume_queue_arn=queue_arn, dead_letter_queue_arn=dlq_arn,
         table_arns=[table_arns[t] for t in consumer_tables(consumer)],
         bus_arn=bus_arn if consumer.emits else None,
@@ -377,9 +426,12 @@ def consumer_grants(consumer: Consumer, *, log_group_arn: str, queue_arn: str, d
 
 
 def saga_grants(app: App, *, log_group_arn: str, table_arns: Mapping[str, str],
-                bus_arn: str) -> Grants:
+                bus_arn: str, bucket_arns: Mapping[str, str] | None = None,
+                claims_bucket: str | None = None) -> Grants:
     """What the saga steps' role may touch (no queue: Step Functions invokes it)."""
+    claims_arn = (bucket_arns or {}).get(claims_bucket or "") if app.saga.emits else None
     return Grants(log_group_arn=log_group_arn,
+                  extra=bucket_statements([], [claims_arn] if claims_arn else []),
                   table_arns=[table_arns[t] for t in saga_tables(app)],
                   bus_arn=bus_arn if app.saga.emits else None)
 

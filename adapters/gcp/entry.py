@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import functions_framework
 
-from adapters.gcp import pubsub_binding
+from adapters.gcp import pubsub_binding, storage_events
 from adapters.gcp.pubsub_binding import PubSubMessage
 from adapters.gcp.redrive import CONSUMER_ATTRIBUTE, FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE
 from adapters.gcp.settings import Settings
@@ -113,8 +113,9 @@ def runtime() -> Runtime:
             **({"base_url": emulator, "session_factory": anonymous_session} if emulator
                else {}))
         sagas = WorkflowsSagaStarter(store, clock, api)
+    blobs, bus_with_claims = _storage(load_app(), settings, bus)
     ports = Ports(
-        store=store, publisher=bus,
+        store=store, publisher=bus_with_claims, blobs=blobs,
         notifier=PubSubNotifier(notifications) if settings.notifications_topic else
         _Missing("notifier", "SWITCHYARD_NOTIFICATIONS_TOPIC"),
         sagas=sagas, clock=clock,
@@ -123,6 +124,29 @@ def runtime() -> Runtime:
     # The hosted app: `handlers.app.APP` unless $SWITCHYARD_APP names another.
     return Runtime(load_app(), settings, ports,
                    publisher(settings.dead_letter_topic, "SWITCHYARD_DEAD_LETTER_TOPIC"), bus)
+
+
+def _storage(app: App, settings: Settings, bus: Any) -> tuple[Any, Any]:
+    """The blob store (if this function was told about buckets) and the bus publisher,
+    wrapped in a claim check when it may write the app's claim-check bucket."""
+    from adapters.gcp.gcs_blob_store import API, GcsBlobStore, anonymous_session
+    from handlers.core.claim_check import ClaimCheckPublisher
+
+    if not settings.buckets:
+        return None, bus
+    blobs = GcsBlobStore(settings.buckets, base_url=settings.storage_api or API,
+                         **({"session_factory": anonymous_session}
+                            if settings.storage_api else {}))
+    claims = app.claim_check_bucket()
+    if claims is None or claims.name not in settings.buckets or isinstance(bus, _Missing):
+        return blobs, bus
+    return blobs, ClaimCheckPublisher(bus, blobs, claims.name, CLAIM_CHECK_ABOVE)
+
+
+#: Pub/Sub takes 10 MB, but events over 1 MiB go by claim check on every backend: an
+#: event that travels on one cloud travels on the other (EventBridge and the local bus
+#: stop at 1 MiB), and Firestore documents stop at 1 MiB too.
+CLAIM_CHECK_ABOVE: Final = 1024 * 1024 - 1024
 
 
 # --- consume ------------------------------------------------------------------------
@@ -134,7 +158,15 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     if not consumer:
         raise RuntimeError("SWITCHYARD_CONSUMER is not set on this function")
     try:
-        event, delivery = pubsub_binding.read_push(headers, body)
+        # Cloud Storage notifications and Cloud Scheduler messages: normalised first.
+        native = storage_events.from_cloudevent(headers, body, rt.settings.buckets) \
+            if storage_events.is_storage_cloudevent(headers) or \
+            storage_events.is_structured_storage_event(headers, body) else \
+            storage_events.from_push(body, rt.app, rt.settings.buckets)
+        if native is not None:
+            event, delivery = native, _delivery_of(body)
+        else:
+            event, delivery = pubsub_binding.read_push(headers, body)
     except ValidationError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
     try:
@@ -155,6 +187,20 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     log.info("delivered", extra={"consumer": consumer, "event_id": event.id,
                                  "status": outcome.status, "detail": outcome.detail})
     return _ACK
+
+
+def _delivery_of(body: bytes) -> pubsub_binding.Delivery:
+    """Delivery facts of a push whose payload is not one of our events (best effort)."""
+    try:
+        envelope = json.loads(body)
+        message = envelope.get("message") or {}
+        attempt = envelope.get("deliveryAttempt")
+        return pubsub_binding.Delivery(
+            message.get("messageId"), envelope.get("subscription"),
+            int(attempt) if attempt is not None else None,
+            {str(k): str(v) for k, v in (message.get("attributes") or {}).items()})
+    except (ValueError, AttributeError, TypeError):
+        return pubsub_binding.Delivery(None, None, None, {})
 
 
 def _original_message(headers: Mapping[str, str], body: bytes) -> PubSubMessage:

@@ -93,6 +93,14 @@ class FirestoreStore:
     def _ref(self, table: str, key: str) -> firestore.DocumentReference:
         return self._client.collection(table).document(doc_id(key))
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        """Every document of a table (audits; never on a per-event path)."""
+        try:
+            return [_from_firestore(s.to_dict()) or {}
+                    for s in self._client.collection(table).stream()]
+        except _TRANSIENT as error:
+            raise TransientError(f"firestore scan {table}: {error}") from error
+
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         try:
             snapshot = self._ref(table, key).get()

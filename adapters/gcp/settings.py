@@ -7,9 +7,10 @@ variable is reported at cold start with every other missing one, not at first us
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS
@@ -31,6 +32,10 @@ WORKFLOWS_EMULATOR: Final = "SWITCHYARD_WORKFLOWS_EMULATOR"
 #: attempt dead-letters the message itself with the last error as its reason; unset, the
 #: subscription's dead_letter_policy moves it with only the attempt count.
 MAX_DELIVERIES: Final = "SWITCHYARD_MAX_DELIVERIES"
+#: JSON: logical bucket name -> Cloud Storage bucket name (what this function may touch).
+BUCKETS: Final = "SWITCHYARD_BUCKETS"
+#: A Cloud Storage JSON API base URL for tests (GCS has no emulator in the gcloud SDK).
+STORAGE_API: Final = "SWITCHYARD_STORAGE_API"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class Settings:
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     workflows_emulator: str | None = None
     max_deliveries: int | None = None
+    buckets: Mapping[str, str] = field(default_factory=dict)
+    storage_api: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,4 +81,6 @@ class Settings:
             decline_above_cents=int(decline),
             workflows_emulator=env.get(WORKFLOWS_EMULATOR) or None,
             max_deliveries=int(deliveries) if deliveries else None,
+            buckets={str(k): str(v) for k, v in json.loads(env.get(BUCKETS) or "{}").items()},
+            storage_api=env.get(STORAGE_API) or None,
         )

@@ -63,6 +63,7 @@ class Database:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        self._writer = threading.Lock()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.connection().executescript(SCHEMA)
@@ -82,18 +83,45 @@ class Database:
     @contextmanager
     def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on exit, rolled back on error. `durable`: the
-        commit is fsynced before it returns (for what we acknowledge to a producer)."""
+        commit is fsynced before it returns (for what we acknowledge to a producer).
+
+        Nested calls on the same thread become savepoints of the open transaction, so a
+        delivery's store writes, emitted events, notifications and ack commit together
+        (one commit, all or nothing). Threads queue on an in-process lock rather than
+        on SQLite's busy handler, which sleeps in steps of up to 100 ms."""
+        local = self._local
         conn = self.connection()
-        if self._local.durable != durable:
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._local.durable = durable
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        depth: int = getattr(local, "depth", 0)
+        if depth:
+            if durable and not local.durable:
+                raise RuntimeError("a durable write cannot nest in a non-durable transaction")
+            savepoint = f"sy_{depth}"
+            conn.execute(f"SAVEPOINT {savepoint}")
+            local.depth = depth + 1
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+                raise
+            finally:
+                local.depth = depth
+            conn.execute(f"RELEASE {savepoint}")
+            return
+        with self._writer:
+            if local.durable != durable:
+                conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                local.durable = durable
+            conn.execute("BEGIN IMMEDIATE")
+            local.depth = 1
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                local.depth = 0
+            conn.execute("COMMIT")
 
     def read(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
         return self.connection().execute(sql, params).fetchall()

@@ -20,10 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from adapters.local.blob_store import FileBlobStore
 from adapters.local.database import Database
+from adapters.local.sources import LocalSources
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core import jsonformat, saga_runner
 from handlers.core.app import App, load_app
+from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.engine import handle
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event, ensure_traceparent
@@ -49,6 +52,14 @@ class RuntimeSettings:
     saga_lease: float = 30.0
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     poll_interval: float = 0.2
+    #: Where buckets live (one folder each); default: `<database>.blobs` beside the db.
+    blob_dir: str | None = None
+    #: The watched uploads folder (the app's bucket with `events`); default: in blob_dir.
+    uploads_dir: str | None = None
+    #: Fire schedules every this many seconds instead of on their cron (demos, tests).
+    schedule_every: float | None = None
+    #: How often the timer looks at uploads and schedules.
+    sources_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_deliveries < 1:
@@ -122,6 +133,22 @@ def _subject(event: Event) -> str | None:
     return None
 
 
+def _blob_store(app: App, db_path: str | Path, settings: RuntimeSettings) -> FileBlobStore:
+    if settings.blob_dir:
+        root = Path(settings.blob_dir)
+    elif str(db_path) == ":memory:":
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="switchyard-blobs-"))
+    else:
+        root = Path(f"{db_path}.blobs")
+    overrides = {}
+    uploads = next((b.name for b in app.buckets if b.events), None)
+    if settings.uploads_dir and uploads:
+        overrides[uploads] = settings.uploads_dir
+    return FileBlobStore(root, overrides)
+
+
 class Runtime:
     """Queues, workers, dead letters and the saga executor over one SQLite file."""
 
@@ -131,17 +158,33 @@ class Runtime:
         self.settings = settings or RuntimeSettings()
         self.db = Database(db_path)
         self.store = SQLiteStore(self.db)
+        self.blobs = _blob_store(self.app, db_path, self.settings)
         clock = SystemClock()
         self.ports = Ports(
-            store=self.store, publisher=_Publisher(self), notifier=_Notifier(self.db),
+            store=self.store, publisher=self.producer(), notifier=_Notifier(self.db),
             sagas=_SagaStarter(self), clock=clock,
             payments=SimulatedPaymentGateway(self.store, clock,
                                              self.settings.decline_above_cents),
+            blobs=self.blobs,
+            atomic=self.db.write,
         )
+        self.sources = LocalSources(self.app, self.db, self.blobs,
+                                    lambda events: self.ingest(events, origin="source"),
+                                    self.settings.schedule_every)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._turn = False
+
+    def producer(self) -> _Publisher | ClaimCheckPublisher:
+        """A publisher onto the local bus for handlers and in-process producers: events
+        over the bus limit go by claim check when the app declares a claim-check bucket."""
+        claims = self.app.claim_check_bucket()
+        if claims is None:
+            return _Publisher(self)
+        # Headroom for what ingest adds (a traceparent) to what the publisher measured.
+        return ClaimCheckPublisher(_Publisher(self), self.blobs, claims.name,
+                                   MAX_EVENT_BYTES - 1024)
 
     # ingress ----------------------------------------------------------------
     def ingest(self, events: Iterable[Event], origin: str = "http") -> list[str]:
@@ -189,6 +232,22 @@ class Runtime:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.app.schedules or self.app.buckets:
+            timer = threading.Thread(target=self._timer, name="switchyard-timer", daemon=True)
+            timer.start()
+            self._threads.append(timer)
+
+    def _timer(self) -> None:
+        """Uploads, schedules and expiry: the managed event sources of the clouds."""
+        interval = self.settings.sources_interval
+        if self.settings.schedule_every:
+            interval = min(interval, self.settings.schedule_every / 4)
+        while not self._stopping.is_set():
+            try:
+                self.sources.poll()
+            except Exception:  # noqa: BLE001 - the timer must outlive any one failure
+                log.exception("event source error")
+            self._stopping.wait(interval)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -256,7 +315,11 @@ class Runtime:
             return True
         started = time.perf_counter()
         try:
-            outcome = handle(self.app, consumer, event, self.ports)
+            # The handler's writes, its effects (emitted events, notifications, saga
+            # starts: rows in this same database) and the ack commit as one transaction.
+            with self.db.write() as conn:
+                outcome = handle(self.app, consumer, event, self.ports)
+                self._ack(mid, consumer, event, attempts, outcome, started, conn)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"permanent error: {error}", started)
@@ -264,13 +327,15 @@ class Runtime:
         except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
             self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started)
             return True
+        return True
+
+    def _ack(self, mid: int, consumer: str, event: Event, attempts: int, outcome: Any,
+             started: float, conn: sqlite3.Connection) -> None:
         detail = outcome.detail or (
             f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
-        with self.db.write() as conn:  # ack and its timeline entry: one commit, one fsync
-            conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
-            self._record(event, event.type, consumer, attempts, outcome.status, detail,
-                         (time.perf_counter() - started) * 1000, _subject(event), conn=conn)
-        return True
+        conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+        self._record(event, event.type, consumer, attempts, outcome.status, detail,
+                     (time.perf_counter() - started) * 1000, _subject(event), conn=conn)
 
     def _retry_or_dead_letter(self, mid: int, consumer: str, event: Event, body: str,
                               attempts: int, error: Exception, started: float) -> None:
@@ -321,14 +386,16 @@ class Runtime:
         for _ in range(_STEPS_PER_CLAIM):
             seen = len(state["history"])
             started = time.perf_counter()
-            state, delay = saga_runner.tick(self.app, self.ports, state)
-            duration = (time.perf_counter() - started) * 1000
-            keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
-                    and not self._stopping.is_set())
-            now = time.time()
-            lease = now + self.settings.saga_lease if keep else 0.0
-            self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
-                            self.settings.retry_scale, lease)
+            # A step's writes and effects commit with the saga's new state: one commit.
+            with self.db.write():
+                state, delay = saga_runner.tick(self.app, self.ports, state)
+                duration = (time.perf_counter() - started) * 1000
+                keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
+                        and not self._stopping.is_set())
+                now = time.time()
+                lease = now + self.settings.saga_lease if keep else 0.0
+                self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
+                                self.settings.retry_scale, lease)
             if not keep:
                 break
         if state["status"] in saga_runner.TERMINAL:

@@ -44,6 +44,10 @@ class MemoryStore:
         from handlers.core.ports import Put
         return self.transact([Put(table, key, item)])
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(v) for _, v in sorted(self.tables.get(table, {}).items())]
+
     def items(self, table: str) -> dict[str, dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self.tables.get(table, {}))

@@ -100,6 +100,43 @@ class Consumer:
     batch_size: int = 10
     max_concurrency: int | None = None
     description: str = ""
+    buckets: tuple[str, ...] = ()  # buckets it reads (only these: least privilege)
+    scans: tuple[str, ...] = ()  # tables (of `stores`) it may read whole, e.g. for audits
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Object storage the app declares.
+
+    `events`: every finished upload becomes a `storage.object.finalized` event on the
+    bus (S3 -> EventBridge, GCS -> Pub/Sub notification, a watched folder locally).
+    `expire_days`: objects are deleted this long after they were written (a lifecycle
+    rule on the clouds, a sweep locally); the claim-check bucket relies on it.
+    `claim_check`: oversize events park their data here (at most one bucket may).
+    """
+
+    name: str
+    events: bool = False
+    expire_days: int | None = None
+    claim_check: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A scheduled event source: at each time `cron` names (five-field unix cron, UTC),
+    publish one event of type `emits` with `data` plus the slot it fired for.
+
+    EventBridge Scheduler on AWS, Cloud Scheduler -> Pub/Sub on GCP, a timer locally.
+    The event id is derived from (schedule, slot), so a schedule that fires twice for the
+    same slot (the platforms promise at-least-once) has one effect downstream.
+    """
+
+    name: str
+    cron: str
+    emits: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +179,12 @@ class App:
     consumers: tuple[Consumer, ...]
     saga: Saga
     tables: tuple[str, ...]
+    buckets: tuple[Bucket, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        problems.extend(self._source_problems())
         names = [c.name for c in self.consumers]
         if len(set(names)) != len(names):
             problems.append("consumer names must be unique")
@@ -154,6 +194,10 @@ class App:
             for type_ in consumer.consumes + consumer.emits:
                 if self.catalog.get(type_) is None:
                     problems.append(f"consumer '{consumer.name}' names unknown type '{type_}'")
+            for table in consumer.scans:
+                if table not in consumer.stores:
+                    problems.append(f"consumer '{consumer.name}' scans '{table}', which is "
+                                    "not in its stores")
             for table in consumer.stores:
                 if table not in self.tables:
                     problems.append(f"consumer '{consumer.name}' names unknown table '{table}'")
@@ -162,6 +206,60 @@ class App:
                                 f"'{SAGAS}' table")
         if problems:
             raise ValueError("invalid app description: " + "; ".join(problems))
+
+    def _source_problems(self) -> list[str]:
+        """Buckets and schedules: names unique and valid, every reference resolvable."""
+        from handlers.core.schedule import cron_problems
+
+        problems: list[str] = []
+        bucket_names = [b.name for b in self.buckets]
+        if len(set(bucket_names)) != len(bucket_names):
+            problems.append("bucket names must be unique")
+        if sum(b.claim_check for b in self.buckets) > 1:
+            problems.append("at most one bucket may be the claim-check bucket")
+        for bucket in self.buckets:
+            if not _NAME.match(bucket.name):
+                problems.append(f"bucket name '{bucket.name}' must match {_NAME.pattern}")
+            if bucket.expire_days is not None and bucket.expire_days < 1:
+                problems.append(f"bucket '{bucket.name}': expire_days must be >= 1")
+            if bucket.claim_check and bucket.expire_days is None:
+                problems.append(f"claim-check bucket '{bucket.name}' needs expire_days "
+                                "(claimed payloads must not live forever)")
+        for consumer in self.consumers:
+            for name in consumer.buckets:
+                if name not in bucket_names:
+                    problems.append(f"consumer '{consumer.name}' names unknown bucket '{name}'")
+        schedule_names = [s.name for s in self.schedules]
+        if len(set(schedule_names)) != len(schedule_names):
+            problems.append("schedule names must be unique")
+        for schedule in self.schedules:
+            if not _NAME.match(schedule.name):
+                problems.append(f"schedule name '{schedule.name}' must match {_NAME.pattern}")
+            if self.catalog.get(schedule.emits) is None:
+                problems.append(f"schedule '{schedule.name}' emits unknown type "
+                                f"'{schedule.emits}'")
+            problems.extend(f"schedule '{schedule.name}': {p}"
+                            for p in cron_problems(schedule.cron))
+        return problems
+
+    def bucket(self, name: str) -> Bucket:
+        for bucket in self.buckets:
+            if bucket.name == name:
+                return bucket
+        raise KeyError(f"no bucket named '{name}' (have: "
+                       f"{', '.join(b.name for b in self.buckets) or 'none'})")
+
+    def claim_check_bucket(self) -> Bucket | None:
+        return next((b for b in self.buckets if b.claim_check), None)
+
+    def bucket_access(self, consumer: Consumer) -> tuple[list[str], list[str]]:
+        """(read, write) buckets of a consumer, what each cloud grants: what it declares
+        plus the claim-check bucket (read: any event it consumes may be claim-checked;
+        write: only if it publishes)."""
+        claims = self.claim_check_bucket()
+        read = sorted({*consumer.buckets, *([claims.name] if claims else [])})
+        write = [claims.name] if claims and consumer.emits else []
+        return read, write
 
     def consumer(self, name: str) -> Consumer:
         for consumer in self.consumers:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from handlers.core import jsonformat
+from handlers.core import claim_check, jsonformat
 from handlers.core.app import App, Saga
 from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
 from handlers.core.events import Event
@@ -84,6 +84,25 @@ class Context:
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         return self.ports.store.get(table, key)
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        """Every item of a table (for audits and reports, not per-event lookups)."""
+        consumer = next((c for c in self.app.consumers if c.name == self.scope), None)
+        if consumer is None or table not in consumer.scans:
+            raise PermanentError(f"'{self.scope}' does not declare that it scans '{table}'")
+        scan = getattr(self.ports.store, "scan", None)
+        if scan is None:
+            raise PermanentError(f"this backend's store cannot scan table '{table}'")
+        return list(scan(table))
+
+    def read_blob(self, bucket: str, key: str) -> bytes:
+        """An object from a bucket this consumer declares (and so may read)."""
+        consumer = next((c for c in self.app.consumers if c.name == self.scope), None)
+        if consumer is None or bucket not in consumer.buckets:
+            raise PermanentError(f"'{self.scope}' does not declare bucket '{bucket}'")
+        if self.ports.blobs is None:
+            raise PermanentError(f"this backend has no blob store for bucket '{bucket}'")
+        return self.ports.blobs.read(bucket, key)
+
     def now_iso(self) -> str:
         return self.ports.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -98,14 +117,19 @@ class Context:
         self.ops.append(Update(table, key, **kwargs))
 
     # buffered side effects -------------------------------------------------
-    def emit(self, type_: str, data: Mapping[str, Any], subject: str | None = None) -> Event:
-        """Queue a new event (published after commit); its id is derived, not random."""
+    def emit(self, type_: str, data: Mapping[str, Any], subject: str | None = None,
+             id: str | None = None) -> Event:
+        """Queue a new event (published after commit); its id is derived, not random.
+
+        A handler may pass its own `id` when the same fact can arrive through several
+        deliveries (e.g. the same file uploaded twice): equal ids make them duplicates.
+        """
         spec = self.app.catalog[type_]
         self.app.catalog.check_data(type_, data)
         n = len(self.emits)
         extensions = {"traceparent": self.event.traceparent} if self.event.traceparent else {}
         event = Event(
-            id=str(uuid.uuid5(_ID_NAMESPACE, f"{self._record_key}#{n}")),
+            id=id or str(uuid.uuid5(_ID_NAMESPACE, f"{self._record_key}#{n}")),
             source=spec.source,
             type=type_,
             data=dict(data),
@@ -175,6 +199,16 @@ def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome
         detail = "not consumed here" if known else "unknown event type"
         log.warning("ignored event", extra={"why": detail})
         return Outcome("ignored", consumer_name, event.id, detail=f"{event.type}: {detail}")
+    fingerprint = jsonformat.fingerprint(event)
+    if claim_check.is_claimed(event):
+        # A redelivery of a claim-checked event that was fully processed is a no-op even
+        # after its payload expired: look at the record before fetching the payload.
+        done = ports.store.get(PROCESSED, dedupe_key(consumer_name, event))
+        if done is not None and done.get("status") == "done" \
+                and done.get("fingerprint") == fingerprint:
+            return Outcome("duplicate", consumer_name, event.id)
+    claims = app.claim_check_bucket()
+    event = claim_check.check_out(event, ports.blobs, claims.expire_days if claims else None)
     app.catalog.check_data(event.type, event.data)
     key = dedupe_key(consumer_name, event)
 
@@ -183,7 +217,7 @@ def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome
         consumer.handler(ctx)
         return ctx
 
-    record, duplicate = _execute_once(ports, key, jsonformat.fingerprint(event), run)
+    record, duplicate = _execute_once(ports, key, fingerprint, run)
     emitted = tuple(jsonformat.from_dict(e) for e in record["effects"]["emits"])
     return Outcome("duplicate" if duplicate else "processed", consumer_name, event.id, emitted)
 
@@ -253,12 +287,19 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
         ctx = run()
         record = {
             "fingerprint": fingerprint,
-            "status": "committed",
+            "status": "committed" if ports.atomic is None else "done",
             "effects": ctx.effects(),
             "result": ctx.result,
             "expires_at": int((ports.clock.now() + DEDUPE_TTL).timestamp()),
         }
-        if store.transact([*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]):
+        writes = [*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]
+        if ports.atomic is not None:
+            # Writes, record and effects commit together or not at all.
+            with ports.atomic():
+                if store.transact(writes):
+                    _perform_effects(ports, key, record, mark_done=False)
+                    return record, False
+        elif store.transact(writes):
             _perform_effects(ports, key, record)
             return record, False
         # A condition failed: a concurrent duplicate committed first, or the data the
@@ -266,7 +307,8 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
     raise TransientError(f"contention on {key!r}: gave up after {_MAX_RACES} tries")
 
 
-def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any]) -> None:
+def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any],
+                     mark_done: bool = True) -> None:
     effects = record["effects"]
     if effects["emits"]:
         ports.publisher.publish([jsonformat.from_dict(e) for e in effects["emits"]])
@@ -274,7 +316,8 @@ def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any]) -> None:
         ports.notifier.notify(note["id"], note["message"])
     for start in effects["saga_starts"]:
         ports.sagas.start(start["saga_id"], start["input"], effects.get("traceparent"))
-    ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
+    if mark_done:
+        ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
 
 
 def canonical_json(value: Any) -> str:

@@ -40,6 +40,10 @@ class ConflictError(PermanentError):
     """Same idempotency key, different payload: refusing it protects the first effect."""
 
 
+class BlobMissing(PermanentError):
+    """An object is not in its bucket (never written, or expired by its lifecycle rule)."""
+
+
 class TransientError(SwitchyardError):
     """Worth retrying with backoff (throttling, timeouts, contention, not-yet-visible data)."""
 

@@ -8,7 +8,8 @@ effects and its idempotency record commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -90,6 +91,19 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class BlobStore(Protocol):
+    """Objects in named buckets (the app's logical names: `uploads`, `claims`).
+
+    The local runtime keeps them as files, AWS in S3, GCP in Cloud Storage. Keys are
+    relative paths without `..`; a missing object is a `BlobMissing` (permanent: waiting
+    will not make it appear, it was never written or its lifecycle rule expired it).
+    """
+
+    def read(self, bucket: str, key: str) -> bytes: ...
+
+    def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None: ...
+
+
 class PaymentGateway(Protocol):
     def charge(self, key: str, order_id: str, amount_cents: int) -> Mapping[str, Any]:
         """Charge once per `key` (a retry returns the first result); raises StepFailed
@@ -113,6 +127,13 @@ class Ports:
     sagas: SagaStarter
     clock: Clock
     payments: PaymentGateway
+    #: Object storage, for consumers that declare buckets and for claim checks; None on
+    #: backends (or tests) that were built without any.
+    blobs: BlobStore | None = None
+    #: A transaction that can hold a handler's writes and its effects together (the local
+    #: runtime: one database), so the record is written as done with them. None on the
+    #: clouds: there the effects follow the commit and are marked done in a second write.
+    atomic: Callable[[], AbstractContextManager[Any]] | None = None
 
 
 def apply_op(current: Mapping[str, Any] | None, op: Op) -> dict[str, Any] | None:

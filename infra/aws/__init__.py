@@ -21,6 +21,7 @@ from infra.aws.consumer import ConsumerArgs, ConsumerRoute
 from infra.aws.function import StackContext
 from infra.aws.packaging import write_zip
 from infra.aws.saga import SagaStateMachine
+from infra.aws.sources import Sources
 from infra.aws.tables import Tables
 from infra.aws.topics import Topics
 from infra.config import StackConfig
@@ -53,11 +54,14 @@ class AwsStack(pulumi.ComponentResource):
         self.tables = Tables(f"{name}-tables", app, names, opts=child)
         self.topics = Topics(f"{name}-topics", names, config, opts=child)
         bus_name, bus_arn = self.bus.bus.name, self.bus.bus.arn
+        self.sources = Sources(f"{name}-sources", app, names, config, bus_name, bus_arn,
+                               self.topics.alarms.arn, opts=child)
 
         stack = StackContext(
             app=app, config=config, names=names, bus_name=bus_name, bus_arn=bus_arn,
             table_names=self.tables.names, table_arns=self.tables.arns, code=code,
-            code_sha256=archive.sha256_base64, alarm_topic_arn=self.topics.alarms.arn)
+            code_sha256=archive.sha256_base64, alarm_topic_arn=self.topics.alarms.arn,
+            bucket_names=self.sources.bucket_names, bucket_arns=self.sources.bucket_arns)
         self.saga = SagaStateMachine(f"{name}-saga", stack, opts=child)
         self.consumers = {
             consumer.name: ConsumerRoute(f"{name}-{consumer.name}", ConsumerArgs(
@@ -81,6 +85,8 @@ class AwsStack(pulumi.ComponentResource):
             "notificationTopicArn": self.topics.notifications.arn,
             "alarmTopicArn": self.topics.alarms.arn,
         }
+        if self.sources.bucket_names:
+            self.outputs["bucketNames"] = self.sources.bucket_names
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
         # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.

@@ -54,7 +54,10 @@ class ConsumerRoute(pulumi.ComponentResource):
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-rule", name=names.rule(consumer.name), event_bus_name=args.stack.bus_name,
             description=f"Events consumed by '{consumer.name}'",
-            event_pattern=json.dumps(topology.event_pattern(args.stack.app, consumer)), opts=child)
+            event_pattern=pulumi.Output.all(*_uploads(args.stack)).apply(
+                lambda uploads: json.dumps(topology.event_pattern(args.stack.app, consumer,
+                                                                  list(uploads)))),
+            opts=child)
         retry = topology.target_retry_policy()
         # Queue policies first: EventBridge must be allowed to send before it targets.
         queue_policy = aws.sqs.QueuePolicy(
@@ -89,9 +92,10 @@ class ConsumerRoute(pulumi.ComponentResource):
             table_names=args.stack.table_names, bus_name=args.stack.bus_name,
             notification_topic_arn=args.notification_topic_arn,
             state_machine_arn=args.state_machine_arn, queue_url=self.queue.url,
-            dlq_url=self.dlq.url,
+            dlq_url=self.dlq.url, bucket_names=dict(args.stack.bucket_names),
         ).apply(lambda v: topology.consumer_settings(
-            consumer, _wiring(v, config), v["queue_url"], v["dlq_url"]).environment())
+            consumer, _wiring(v, config, args.stack.claims_bucket), v["queue_url"],
+            v["dlq_url"]).environment())
         self.function = LambdaFunction(function_name, FunctionArgs(
             name=function_name, handler=topology.SQS_HANDLER,
             description=consumer.description or f"Consumer '{consumer.name}'",
@@ -103,8 +107,10 @@ class ConsumerRoute(pulumi.ComponentResource):
                 "table_arns": args.stack.table_arns, "bus_arn": args.stack.bus_arn,
                 "topic_arn": args.notification_topic_arn,
                 "state_machine_arn": args.state_machine_arn,
+                "bucket_arns": dict(args.stack.bucket_arns),
             },
-            grants=functools.partial(topology.consumer_grants, consumer)), opts=child)
+            grants=functools.partial(topology.consumer_grants, consumer,
+                                     claims_bucket=args.stack.claims_bucket)), opts=child)
 
         max_concurrency = consumer.max_concurrency or config.max_concurrency
         self.mapping = aws.lambda_.EventSourceMapping(
@@ -121,8 +127,16 @@ class ConsumerRoute(pulumi.ComponentResource):
                                "functionArn": self.function.function.arn})
 
 
-def _wiring(values: Mapping[str, Any], config: StackConfig) -> topology.Wiring:
+def _uploads(stack: StackContext) -> list[pulumi.Input[str]]:
+    """S3 names of the buckets whose uploads are events (matched in S3's own shape)."""
+    return [stack.bucket_names[b.name] for b in stack.app.buckets
+            if b.events and b.name in stack.bucket_names]
+
+
+def _wiring(values: Mapping[str, Any], config: StackConfig,
+            claims_bucket: str | None = None) -> topology.Wiring:
     return topology.Wiring(
+        bucket_names=values.get("bucket_names") or {}, claims_bucket=claims_bucket,
         table_names=values["table_names"], bus_name=values["bus_name"],
         notification_topic_arn=values["notification_topic_arn"],
         state_machine_arn=values["state_machine_arn"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -34,6 +34,14 @@ class StackContext:
     code: pulumi.Archive
     code_sha256: str
     alarm_topic_arn: pulumi.Input[str]
+    #: The app's buckets (logical name -> S3 name / ARN); see infra/aws/sources.py.
+    bucket_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    bucket_arns: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    @property
+    def claims_bucket(self) -> str | None:
+        claims = self.app.claim_check_bucket()
+        return claims.name if claims else None
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,24 @@ class SagaStateMachine(pulumi.ComponentResource):
         saga = app.saga
         function_name = names.saga_function(saga.name)
         environment = pulumi.Output.all(table_names=args.table_names,
-                                        bus_name=args.bus_name).apply(
+                                        bus_name=args.bus_name,
+                                        bucket_names=dict(args.bucket_names)).apply(
             lambda v: topology.saga_settings(app, topology.Wiring(
                 table_names=v["table_names"], bus_name=v["bus_name"],
                 notification_topic_arn="", state_machine_arn="",
-                decline_above_cents=int(config.payment_decline_above * 100))).environment())
+                decline_above_cents=int(config.payment_decline_above * 100),
+                bucket_names=v["bucket_names"] or {},
+                claims_bucket=args.claims_bucket)).environment())
         self.steps = LambdaFunction(function_name, FunctionArgs(
             name=function_name, handler=topology.STEP_HANDLER,
             description=f"Steps and compensations of the '{saga.name}' saga",
             code=args.code, code_sha256=args.code_sha256, memory_mb=config.memory_mb,
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
             environment=environment,
-            grant_inputs={"table_arns": args.table_arns, "bus_arn": args.bus_arn},
-            grants=functools.partial(topology.saga_grants, app)), opts=child)
+            grant_inputs={"table_arns": args.table_arns, "bus_arn": args.bus_arn,
+                          "bucket_arns": dict(args.bucket_arns)},
+            grants=functools.partial(topology.saga_grants, app,
+                                     claims_bucket=args.claims_bucket)), opts=child)
 
         machine_name = names.state_machine(saga.name)
         self.log_group = aws.cloudwatch.LogGroup(

@@ -37,6 +37,7 @@ from infra.gcp.components import (
     Source,
     member_of,
 )
+from infra.gcp.sources import GcpSources
 
 if TYPE_CHECKING:
     from handlers.core.app import App
@@ -87,6 +88,8 @@ class GcpStack(pulumi.ComponentResource):
         database = Database(f"{name}-firestore", top, place, opts=here)
         source = Source(f"{name}-source", args.archive, args.archive_sha256, place, opts=here)
 
+        sources = GcpSources(f"{name}-sources", app, config.prefix, place, bus.events,
+                             opts=here)
         common: dict[str, pulumi.Input[str]] = {
             env.PROJECT: args.project, env.REGION: args.region,
             env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,
@@ -99,10 +102,12 @@ class GcpStack(pulumi.ComponentResource):
         steps = Function(top.saga_function, FunctionSpec(
             name=top.saga_function, entry_point=SAGA_ENTRY, account_id=top.saga_account_id,
             memory_mb=config.memory_mb, timeout_s=config.timeout_s,
-            max_instances=max_instances, environment=common,
+            max_instances=max_instances,
+            environment={**common, env.BUCKETS: sources.environment(None)},
             description=f"Steps of the {app.saga.name} saga, called by its workflow."),
             source, place, opts=here)
         database.grant(f"{name}-saga-datastore", steps.account, place, here)
+        sources.grant(f"{name}-saga", None, member_of(steps.account, place))
         gcp.pubsub.TopicIAMMember(
             f"{name}-saga-bus-publisher", project=args.project, topic=bus.events.name,
             role="roles/pubsub.publisher",
@@ -113,7 +118,7 @@ class GcpStack(pulumi.ComponentResource):
 
         self.consumers: dict[str, ConsumerRoute] = {}
         for consumer in app.consumers:
-            environment = dict(common)
+            environment = {**common, env.BUCKETS: sources.environment(consumer.name)}
             if consumer.starts_saga:
                 environment[env.WORKFLOW] = top.workflow
             self.consumers[consumer.name] = ConsumerRoute(
@@ -125,6 +130,10 @@ class GcpStack(pulumi.ComponentResource):
                              workflow_grant=saga.resource_name if consumer.starts_saga
                              else None),
                 place, opts=here)
+
+        for consumer_name, route in self.consumers.items():
+            sources.grant(f"{name}-{consumer_name}", consumer_name,
+                          member_of(route.function.account, place))
 
         self.api: Function | None = None
         if config.api:
@@ -164,6 +173,8 @@ class GcpStack(pulumi.ComponentResource):
             "database": database.database.name,
             "sourceBucket": source.bucket.name,
         }
+        if sources.bucket_names:
+            self.outputs["bucketNames"] = sources.bucket_names
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
         # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.

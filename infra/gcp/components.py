@@ -41,7 +41,7 @@ SERVICES: Final = (
     "cloudbuild.googleapis.com", "artifactregistry.googleapis.com",
     "firestore.googleapis.com", "workflows.googleapis.com",
     "workflowexecutions.googleapis.com", "monitoring.googleapis.com",
-    "iam.googleapis.com", "storage.googleapis.com",
+    "iam.googleapis.com", "storage.googleapis.com", "cloudscheduler.googleapis.com",
 )
 
 

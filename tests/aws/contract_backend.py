@@ -49,6 +49,7 @@ class AwsBackend:
         self._exit = ExitStack()
         self._exit.enter_context(self.stack.lambda_service())
         self._ledger: list[_Dead] = []
+        self._observed: list[dict[str, Any]] = []
 
     def _events(self) -> Any:
         # A client per call: producers may publish from several threads at once.
@@ -175,6 +176,52 @@ class AwsBackend:
         client.refuse = {entries[i]["Detail"] for i in refuse}
         publisher.publish(events)
         return client.sent
+
+    def upload(self, name: str, content: bytes) -> None:
+        uploads = next(b.name for b in self.stack.app.buckets if b.events)
+        self.stack.client("s3").put_object(Bucket=self.stack.bucket_names[uploads], Key=name,
+                                           Body=content, ContentType="text/csv")
+
+    def fire_schedule(self, name: str, scheduled_time: str) -> None:
+        from adapters.aws import scheduler
+
+        schedule = next(s for s in self.stack.app.schedules if s.name == name)
+        target = scheduler.target(schedule, self.stack.app.catalog, self.stack.bus_arn,
+                                  "role", "dlq")
+        # What EventBridge Scheduler's universal target does at a firing.
+        self.publish_entries([{**target["EventBridgeParameters"],
+                               "Detail": scheduler.render(target["Input"], scheduled_time)}])
+
+    def producer(self) -> Any:
+        from adapters.aws.runtime import AwsRuntime
+        from adapters.aws.settings import Settings
+
+        claims = self.stack.app.claim_check_bucket()
+        buckets = {claims.name: self.stack.bucket_names[claims.name]} if claims else {}
+        return AwsRuntime(Settings(bus_name=self.stack.names.bus(), buckets=buckets),
+                          self.stack.app, self.stack.session).publisher()
+
+    def blob_keys(self, bucket: str) -> list[str]:
+        answer = self.stack.client("s3").list_objects_v2(Bucket=self.stack.bucket_names[bucket])
+        return sorted(o["Key"] for o in answer.get("Contents", []))
+
+    def published(self, type_: str) -> list[dict[str, Any]]:
+        self._observed.extend(self.stack.observed())
+        from handlers.core import jsonformat
+        from handlers.core.eventbridge_binding import from_eventbridge_event
+
+        out = []
+        for body in self._observed:
+            try:
+                event = from_eventbridge_event(body, self.stack.app.catalog)
+            except Exception:  # noqa: BLE001 - SNS notifications share the observer queue
+                continue
+            if event.type == type_:
+                out.append(jsonformat.to_dict(event))
+        return out
+
+    def item(self, table: str, key: str) -> dict[str, Any] | None:
+        return self.stack.item(table, key)
 
     def close(self) -> None:
         self._exit.close()

@@ -8,6 +8,7 @@ way an operator would (orders, stock, dead letters, payments).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,23 @@ class Backend(Protocol):
         """Publish `events` through the Publisher port the functions use, while the bus
         refuses the entries at positions `refuse` once; returns how many times each event
         id was sent to the bus (case 11)."""
+
+    # --- event sources and patterns (tests/contract/test_patterns.py) -------------------
+    def upload(self, name: str, content: bytes) -> None:
+        """Put a file in the uploads bucket the way a user does on this platform."""
+
+    def fire_schedule(self, name: str, scheduled_time: str) -> None:
+        """Deliver one firing of a schedule the way this platform's scheduler does."""
+
+    def producer(self) -> Any:
+        """The platform's Publisher for producers (claim check included)."""
+
+    def blob_keys(self, bucket: str) -> list[str]: ...
+
+    def published(self, type_: str) -> list[dict[str, Any]]:
+        """Data of every event of this type that went over the bus (as it travelled)."""
+
+    def item(self, table: str, key: str) -> dict[str, Any] | None: ...
 
 
 class LocalBackend:
@@ -142,6 +160,35 @@ class LocalBackend:
                               ) -> Counter[str]:
         pytest.xfail("the local bus takes a publish in one SQLite transaction: all of it is "
                      "accepted or none, so no single entry can fail (case 11 cannot occur)")
+
+    def upload(self, name: str, content: bytes) -> None:
+        uploads = next(b.name for b in self.runtime.app.buckets if b.events)
+        folder = self.runtime.blobs.directory(uploads)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f".{name}.part").write_bytes(content)  # written whole, then renamed
+        (folder / f".{name}.part").rename(folder / name)
+        self.runtime.sources.scan_uploads()
+
+    def fire_schedule(self, name: str, scheduled_time: str) -> None:
+        from handlers.core.schedule import fired_event
+
+        schedule = next(s for s in self.runtime.app.schedules if s.name == name)
+        self.runtime.ingest([fired_event(schedule, self.runtime.app.catalog, scheduled_time)],
+                            origin="source")
+
+    def producer(self) -> Any:
+        return self.runtime.producer()
+
+    def blob_keys(self, bucket: str) -> list[str]:
+        return self.runtime.blobs.keys(bucket)
+
+    def published(self, type_: str) -> list[dict[str, Any]]:
+        rows = self.runtime.db.read("SELECT body FROM events WHERE type = ? ORDER BY seq",
+                                    (type_,))
+        return [json.loads(r[0]) for r in rows]
+
+    def item(self, table: str, key: str) -> dict[str, Any] | None:
+        return self.runtime.store.get(table, key)
 
     def close(self) -> None:
         self.runtime.close()

@@ -71,3 +71,13 @@ def _fail_first_delivery_of_flaky_items(handler: Callable[[Context], None]
 FLAKY_RECORDS_FAIL_ONCE = dataclasses.replace(APP, consumers=tuple(
     dataclasses.replace(c, handler=_fail_first_delivery_of_flaky_items(c.handler))
     if c.name == "inventory" else c for c in APP.consumers))
+
+
+def _analytics_down(ctx: Any) -> None:
+    raise TransientError("analytics warehouse unavailable")
+
+
+#: One consumer of a fanned-out type always fails: the others must not notice (fan-out).
+ANALYTICS_BROKEN = dataclasses.replace(APP, consumers=tuple(
+    dataclasses.replace(c, handler=_analytics_down) if c.name == "order-analytics" else c
+    for c in APP.consumers))

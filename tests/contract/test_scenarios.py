@@ -11,6 +11,12 @@ import threading
 
 import pytest
 
+from handlers.catalog import (
+    ANALYTICS_ORDER_RECORDED,
+    FILE_PROCESSED,
+    INVENTORY_DRIFT_DETECTED,
+    INVENTORY_UPDATED,
+)
 from handlers.core.events import Event
 from tests.contract.conftest import MakeBackend
 from tests.contract.faulty_apps import STEP_NAMES
@@ -109,7 +115,7 @@ def test_case05_schema_violation_is_dead_lettered_at_once_listing_every_problem(
                     {"order_id": "x", "items": [], "total": -1})
     backend.publish([bad])
     backend.settle()
-    (dead,) = backend.dead_letters()
+    (dead,) = [d for d in backend.dead_letters() if d.consumer == "orders"]
     assert (dead.consumer, dead.event_id, dead.attempts) == ("orders", bad.id, 1)
     for problem in ("data.customer_id is required", "data.items must have at least 1 item",
                     "data.total must be >= 0"):
@@ -238,3 +244,117 @@ def test_case16_dead_letters_are_listed_and_redriven_after_a_fix(make_backend: M
     assert backend.dead_letters() == []
     assert backend.order("late")["status"] == "completed"
     assert len(_charges(backend)) == 1
+
+
+# --- event sources and patterns (issue 8) --------------------------------------------------
+
+RESTOCK_CSV = (b"item_id,quantity,action\n"
+               b"A,5,restock\n"
+               b"B,abc,restock\n"
+               b"C,2,\n"
+               b",3,restock\n")
+
+
+def _rejects(backend) -> list:  # type: ignore[no-untyped-def]
+    return [d for d in backend.dead_letters() if d.consumer == "upload-rejects"]
+
+
+def test_upload_csv_applies_valid_rows_once_and_dead_letters_bad_rows(
+        make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    backend.upload("restock-1.csv", RESTOCK_CSV)
+    backend.settle()
+    assert (backend.available("A"), backend.available("B"), backend.available("C")) == \
+        (5, 0, 2)
+    reasons = sorted(d.reason for d in _rejects(backend))
+    assert len(reasons) == 2
+    assert "line 3: quantity must be a positive integer (got 'abc')" in reasons[0]
+    assert "line 5: item_id is empty" in reasons[1]
+    assert all(d.attempts == 1 for d in _rejects(backend))
+    (report,) = backend.published(FILE_PROCESSED)
+    assert (report["data"]["accepted"], report["data"]["rejected"]) == (2, 2)
+    # The same file again, under its name and under another: no second effect.
+    backend.upload("restock-1.csv", RESTOCK_CSV)
+    backend.upload("restock-1-again.csv", RESTOCK_CSV)
+    backend.settle()
+    assert (backend.available("A"), backend.available("C")) == (5, 2)
+    assert len(_rejects(backend)) == 2
+    assert [d for d in backend.dead_letters() if d.consumer != "upload-rejects"] == []
+
+
+def test_upload_orders_csv_places_whole_orders_only(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    backend.publish([restock("A", 10), restock("B", 10)])
+    backend.settle()
+    backend.upload("orders.csv", b"order_id,customer_id,item_id,quantity,price\n"
+                                 b"u1,c9,A,2,10.00\n"
+                                 b"u1,c9,B,1,5.50\n"
+                                 b"u2,c9,A,1,-3\n"
+                                 b"u2,c9,B,1,1.00\n")
+    backend.settle()
+    order = backend.order("u1")
+    assert order["status"] == "completed" and order["total_cents"] == 2550
+    assert backend.order("u2") is None  # half an order is never placed
+    assert sorted(len(d.reason) > 0 and d.reason.count("order 'u2' rejected")
+                  for d in _rejects(backend)) == [1, 1]
+    assert (backend.available("A"), backend.available("B")) == (8, 9)
+
+
+def test_claim_check_carries_a_2mb_event(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    big = Event.new("inventory", INVENTORY_UPDATED, {
+        "item_id": "A", "quantity": 5, "action": "restock",
+        "manifest": "m" * (2 * 1024 * 1024)})
+    backend.producer().publish([big])
+    backend.settle()
+    assert backend.available("A") == 5
+    assert backend.dead_letters() == []
+    (travelled,) = [e for e in backend.published(INVENTORY_UPDATED) if e["id"] == big.id]
+    assert travelled.get("data") is None and travelled["claimcheck"].startswith("claims/")
+    assert len(backend.blob_keys("claims")) == 1
+
+
+def test_transformer_forwards_new_events_with_new_ids(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    backend.publish([restock("A", 5)])
+    backend.settle()
+    created = order_created("t7", [("A", 2, 10.0)])
+    backend.publish([created])
+    backend.settle()
+    records = {e["data"]["record_id"]: e for e in backend.published(ANALYTICS_ORDER_RECORDED)}
+    assert set(records) == {"t7:created", "t7:completed"}
+    flat = records["t7:created"]
+    assert flat["data"]["source_event_id"] == created.id and flat["id"] != created.id
+    assert (flat["data"]["total_cents"], flat["data"]["item_count"]) == (2000, 2)
+
+
+def test_schedule_firing_audits_stock_once_per_slot(make_backend: MakeBackend) -> None:
+    backend = make_backend()
+    backend.publish([restock("A", 5)])
+    backend.settle()
+    backend.publish([order_created("s9", [("A", 2, 1.0)])])
+    backend.settle()
+    slot = "2026-11-23T03:00:00Z"
+    backend.fire_schedule("inventory-audit", slot)
+    backend.fire_schedule("inventory-audit", slot)  # at-least-once firing
+    backend.settle()
+    audit = backend.item("audits", f"inventory-audit@{slot}")
+    assert audit is not None and audit["items_checked"] == 1
+    assert audit["drifting"] == [] and audit["unledgered"] == []
+    assert backend.published(INVENTORY_DRIFT_DETECTED) == []
+    assert backend.dead_letters() == []
+
+
+def test_fan_out_failing_consumer_never_blocks_the_others(make_backend: MakeBackend) -> None:
+    backend = make_backend(fault="ANALYTICS_BROKEN")
+    backend.publish([restock("A", 5)])
+    backend.settle()
+    created = order_created("fo1", [("A", 1, 3.0)])
+    backend.publish([created])
+    backend.settle()
+    assert backend.order("fo1")["status"] == "completed"
+    assert backend.deliveries("orders", created.id) == 1
+    dead = backend.dead_letters()
+    assert {d.consumer for d in dead} == {"order-analytics"}
+    parked = {d.event_id: d for d in dead}
+    assert created.id in parked and parked[created.id].attempts == backend.max_deliveries

@@ -19,16 +19,17 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockResourceArgs
 
-from adapters.aws import asl, topology
+from adapters.aws import asl, buckets, topology
 from adapters.aws.settings import Settings
 from adapters.aws.topology import Names
 from adapters.ops.outputs import AwsOutputs
 from adapters.ops.outputs import parse as parse_outputs
 from handlers.app import APP
-from handlers.catalog import CATALOG, ORDER_COMPLETED
+from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer
 from infra.aws.packaging import build_zip
 from infra.config import ConfigError
+from tests.infra.aws_sources import with_sources
 from tests.infra.pulumi_harness import (
     FAKE_ACCOUNT,
     FakeContext,
@@ -147,7 +148,7 @@ def test_nothing_unresolved_leaks_into_inputs(rec: Recorded) -> None:
 
 def test_resource_inventory(rec: Recorded) -> None:
     n = len(CONSUMERS)
-    assert rec.types() == {
+    assert rec.types() == with_sources({
         "switchyard:aws:Stack": 1, "switchyard:aws:EventBus": 1, "switchyard:aws:Tables": 1,
         "switchyard:aws:Topics": 1, "switchyard:aws:Saga": 1, "switchyard:aws:Consumer": n,
         "switchyard:aws:Function": n + 1,
@@ -161,7 +162,7 @@ def test_resource_inventory(rec: Recorded) -> None:
         "aws:lambda/eventSourceMapping:EventSourceMapping": n,
         "aws:dynamodb/table:Table": len(APP.tables), "aws:sns/topic:Topic": 2,
         "aws:kms/key:Key": 1, "aws:sfn/stateMachine:StateMachine": 1,
-    }
+    }, APP)
 
 
 def test_stack_outputs(rec: Recorded) -> None:
@@ -179,6 +180,8 @@ def test_stack_outputs(rec: Recorded) -> None:
         "notificationTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.notifications_topic()}",
         "alarmTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.alarms_topic()}",
         "switchyard": rec.outputs["switchyard"],  # checked below
+        "bucketNames": {b.name: buckets.bucket_name(PREFIX, b.name, ACCOUNT)
+                        for b in APP.buckets},
     }
     assert rec.secret_outputs == frozenset()
 
@@ -236,7 +239,7 @@ def test_rule_pattern_is_generated_and_matches_exactly_its_types(
     rule = by_name(rec, "aws:cloudwatch/eventRule:EventRule", NAMES.rule(consumer))
     assert rule.inputs["eventBusName"] == NAMES.bus()
     pattern = json.loads(rule.inputs["eventPattern"])
-    assert pattern == topology.event_pattern(APP, APP.consumer(consumer))
+    assert pattern == topology.event_pattern(APP, APP.consumer(consumer), _uploads(rec))
     wanted = {(CATALOG[t].source, CATALOG[t].detail_type) for t in
               APP.consumer(consumer).consumes}
     for spec in CATALOG:
@@ -251,7 +254,7 @@ def test_the_seeds_each_reach_their_consumer(rec: Recorded) -> None:
                                       NAMES.rule(c)).inputs["eventPattern"])
                 for c in CONSUMERS}
     routed = {seed: [c for c, p in patterns.items() if _matches(p, *seed)] for seed in SEEDS}
-    assert routed == {("orders", "Order Created"): ["orders"],
+    assert routed == {("orders", "Order Created"): [c.name for c in APP.routes(ORDER_CREATED)],
                       ("inventory", "Inventory Updated"): ["inventory"],
                       ("workflow", "Workflow Triggered"): ["orders"]}
 
@@ -391,7 +394,41 @@ def test_consumer_policy_names_exact_arns(rec: Recorded, consumer: str) -> None:
     if spec.starts_saga:
         expected["StartSaga"] = (["states:StartExecution"],
                                  [out(rec.one("aws:sfn/stateMachine:StateMachine"))])
+    expected.update(_bucket_and_scan_statements(rec, spec))
     assert statements(role_policy(rec, name)) == expected
+
+
+def _uploads(rec: Recorded) -> list[str]:
+    """S3 names of the buckets whose uploads are events (as recorded)."""
+    return [b.inputs["bucket"] for b in rec.of_type("aws:s3/bucket:Bucket")
+            if any(b.inputs["bucket"].endswith(f"-{x.name}-{ACCOUNT}")
+                   for x in APP.buckets if x.events)]
+
+
+def _bucket_and_scan_statements(rec: Recorded, spec: Consumer
+                                ) -> dict[str, tuple[list[str], list[str]]]:
+    """Objects of exactly the buckets it reads (declared + claim check) and, when it
+    publishes, writes (claim check); Scan only on the tables it declares it scans."""
+    arn = {b.name: f"arn:aws:s3:::{b.name}" for b in APP.buckets}
+    arn = {x.name: "arn:aws:s3:::" + next(
+        r.inputs["bucket"] for r in rec.of_type("aws:s3/bucket:Bucket")
+        if r.inputs["bucket"].endswith(f"-{x.name}-{ACCOUNT}")) for x in APP.buckets}
+    claims = APP.claim_check_bucket()
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    if spec.scans:
+        out["ScanTables"] = (["dynamodb:Scan"], sorted(
+            out_arn for out_arn in (out_(by_name(rec, "aws:dynamodb/table:Table",
+                                                 NAMES.table(t))) for t in spec.scans)))
+    read = sorted({*spec.buckets, *([claims.name] if claims else [])})
+    if read:
+        out["ReadBuckets"] = (["s3:GetObject"], sorted(f"{arn[b]}/*" for b in read))
+    if claims and spec.emits:
+        out["WriteClaimChecks"] = (["s3:PutObject"], [f"{arn[claims.name]}/*"])
+    return out
+
+
+def out_(resource: RecordedResource) -> Any:
+    return out(resource)
 
 
 def _wildcards(policy: Mapping[str, Any]) -> Iterable[tuple[list[str], list[str]]]:
@@ -413,6 +450,10 @@ def test_no_iam_wildcard_except_xray_and_log_streams(rec: Recorded) -> None:
                 if set(actions) & set(topology.LOG_DELIVERY_ACTIONS):
                     assert "states.amazonaws.com" in json.dumps(
                         _role_of(rec, policy).inputs["assumeRolePolicy"])
+            elif all(r.startswith("arn:aws:s3:::") for r in resources):
+                # Objects of exact buckets (object keys cannot be listed ahead of time).
+                assert set(actions) <= {"s3:GetObject", "s3:PutObject"}, actions
+                assert all(r.endswith("/*") and "*" not in r[:-2] for r in resources)
             else:  # the streams of the function's own log group, and nothing else
                 assert actions == ["logs:PutLogEvents"]
                 [stream] = resources
@@ -583,7 +624,8 @@ def test_adding_a_consumer_adds_its_whole_route() -> None:
                                                        "detail-type": ["Order Completed"]}
     assert queue(rec, NAMES.queue("audit")) and queue(rec, NAMES.dlq("audit"))
     assert function(rec, NAMES.function("audit"))
-    assert rec.types()["aws:lambda/eventSourceMapping:EventSourceMapping"] == 4
+    assert rec.types()["aws:lambda/eventSourceMapping:EventSourceMapping"] == \
+        len(APP.consumers) + 1
 
 
 def test_colliding_names_are_refused() -> None:

@@ -139,14 +139,14 @@ def test_malformed_input_is_400_naming_every_problem(api: str, headers, body,  #
 
 
 def test_schema_violation_is_accepted_with_warning_then_dead_lettered(api: str) -> None:
-    event = Event.new("orders", "com.switchyard.order.created", {"order_id": "x"})
+    event = Event.new("inventory", "com.switchyard.inventory.updated", {"item_id": "x"})
     status, reply = call(f"{api}/events", "POST", *reversed(to_structured(event)))
     assert status == 202
-    assert "data.customer_id is required" in reply["warnings"][0]["problems"]
+    assert "data.quantity is required" in reply["warnings"][0]["problems"]
     entries = wait_for(api, lambda: call(f"{api}/dlq")[1]["entries"])
     (entry,) = entries
-    assert entry["consumer"] == "orders" and entry["attempts"] == 1
-    assert "data.customer_id is required" in entry["reason"]
+    assert entry["consumer"] == "inventory" and entry["attempts"] == 1
+    assert "data.quantity is required" in entry["reason"]
     assert entry["event"]["id"] == event.id
     assert call(f"{api}/dlq/redrive", "POST", b"") == (200, {"redriven": 1,
                                                             "dlq_ids": [entry["dlq_id"]]})

@@ -15,10 +15,11 @@ def _attempts(runtime: Runtime, event_id: str, consumer: str) -> list[str]:
 
 
 def test_queues_are_generated_from_the_routing_table(runtime: Runtime) -> None:
-    assert {c.name for c in APP.consumers} == {"orders", "inventory", "notifications"}
-    runtime.ingest([restock("A", 1), order_created("o1", [("A", 1, 1.0)])])
+    created = order_created("o1", [("A", 1, 1.0)])
+    runtime.ingest([restock("A", 1), created])
     rows = runtime.db.read("SELECT consumer FROM queue ORDER BY mid")
-    assert [r[0] for r in rows] == ["inventory", "orders"]
+    assert [r[0] for r in rows] == ["inventory", *[c.name for c in APP.routes(created.type)]]
+    assert "orders" in [c.name for c in APP.routes(created.type)]
 
 
 def test_full_flow_and_duplicate_delivery(runtime: Runtime) -> None:
@@ -56,7 +57,7 @@ def test_permanent_error_is_dead_lettered_at_once(runtime: Runtime) -> None:
     runtime.ingest([bad])
     runtime.run_until_idle()
     assert _attempts(runtime, bad.id, "orders") == ["dead-lettered"]
-    (entry,) = runtime.dlq()
+    (entry,) = runtime.dlq("orders")
     assert entry["attempts"] == 1
     assert "data.customer_id is required" in entry["reason"]
     assert entry["event"]["id"] == bad.id
@@ -137,3 +138,46 @@ def test_database_is_sqlite_wal(runtime: Runtime) -> None:
     conn = sqlite3.connect(runtime.db.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_nested_writes_are_savepoints_of_one_commit(tmp_path) -> None:
+    from adapters.local.database import Database
+
+    db = Database(tmp_path / "n.db")
+    with db.write() as conn:
+        conn.execute("INSERT INTO notifications VALUES ('kept', '{}', 0)")
+        try:
+            with db.write() as inner:
+                inner.execute("INSERT INTO notifications VALUES ('undone', '{}', 0)")
+                raise RuntimeError("inner block fails")
+        except RuntimeError:
+            pass
+        # Another connection sees nothing until the outer transaction commits.
+        other = sqlite3.connect(tmp_path / "n.db")
+        assert other.execute("SELECT COUNT(*) FROM notifications").fetchone()[0] == 0
+    assert [r[0] for r in db.read("SELECT id FROM notifications")] == ["kept"]
+    assert other.execute("SELECT id FROM notifications").fetchall() == [("kept",)]
+    other.close()
+
+
+def test_a_failing_effect_undoes_the_handlers_writes_and_is_retried(tmp_path) -> None:
+    rt = Runtime(tmp_path / "e.db", settings=RuntimeSettings(retry_scale=0.001))
+    try:
+        real_notify, calls = rt.ports.notifier.notify, []
+
+        def flaky_notify(notification_id: str, message: dict) -> None:
+            calls.append(notification_id)
+            if len(calls) == 1:
+                raise ConnectionError("notifier unavailable")
+            real_notify(notification_id, message)
+
+        rt.ports.notifier.notify = flaky_notify  # type: ignore[method-assign]
+        rt.ingest([restock("A", 5), order_created("o1", [("A", 1, 1.0)])])
+        rt.run_until_idle()
+        assert rt.order("o1")["status"] == "completed"
+        assert len(calls) == 2 and calls[0] == calls[1]  # same notification id, once sent
+        assert rt.counts()["notifications"] == 1
+        outcomes = [r["outcome"] for r in rt.timeline() if r["consumer"] == "notifications"]
+        assert outcomes == ["retry", "processed"]
+    finally:
+        rt.close()

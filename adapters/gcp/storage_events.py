@@ -1,0 +1,158 @@
+"""Cloud Storage and Cloud Scheduler deliveries, normalised to catalog events.
+
+Cloud Storage announces a finished upload in two shapes, both accepted here:
+
+- a Pub/Sub notification (`JSON_API_V1`) pushed by the uploads subscription: attributes
+  `eventType=OBJECT_FINALIZE`, `bucketId`, `objectId`, `objectGeneration`, data = the
+  object resource (this is what the stack deploys: a push subscription can have a
+  dead-letter topic, an Eventarc trigger cannot);
+- a `google.cloud.storage.object.v1.finalized` CloudEvent (an Eventarc trigger), binary
+  or structured HTTP mode, data = the same object resource.
+
+Either becomes `storage.object.finalized` with the logical bucket name and an id derived
+from (bucket, object, generation): Cloud Storage may notify twice for one write.
+
+Cloud Scheduler publishes a fixed message; it cannot put the firing time in it. A job's
+message carries the attribute `switchyard-schedule` (the schedule's name); the firing
+time is the message's publish time truncated to the minute, so a retried publish of the
+same firing gets the same slot, hence the same event id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from handlers.core import http_binding
+from handlers.core.app import App
+from handlers.core.errors import ValidationError
+from handlers.core.events import Event
+from handlers.core.schedule import fired_event, slot_iso
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
+
+GCS_FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
+OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"
+SCHEDULE_ATTRIBUTE: Final = "switchyard-schedule"
+_NAMESPACE: Final = uuid.UUID("b3a1f0c2-6d4e-4a8b-9f17-2c5e7d9a0b64")
+
+
+def from_object_resource(resource: Any, buckets: Mapping[str, str],
+                         time: str | None = None) -> Event:
+    """The catalog event for one object resource (JSON API `Object`)."""
+    problems: list[str] = []
+    if not isinstance(resource, Mapping):
+        raise ValidationError("Cloud Storage event data is not an object resource",
+                              [f"got {type(resource).__name__}"])
+    physical = str(resource.get("bucket", ""))
+    logical = {v: k for k, v in buckets.items()}.get(physical)
+    if logical is None:
+        problems.append(f"bucket {physical!r} is not one this function knows "
+                        f"({', '.join(sorted(buckets.values())) or 'none'})")
+    for field in ("name", "size", "generation"):
+        if field not in resource:
+            problems.append(f"object resource has no '{field}'")
+    size = str(resource.get("size", "0"))
+    if not size.isdigit():
+        problems.append(f"object size {size!r} is not a whole number")
+    if problems:
+        raise ValidationError("Cloud Storage event cannot be normalised", problems)
+    name, generation = str(resource["name"]), str(resource["generation"])
+    return Event(
+        id=str(uuid.uuid5(_NAMESPACE, f"{physical}/{name}#{generation}")), source="storage",
+        type=STORAGE_OBJECT_FINALIZED, subject=name, datacontenttype="application/json",
+        time=time or resource.get("updated") or resource.get("timeCreated"),
+        data={"bucket": logical, "name": name, "size": int(size),
+              "etag": str(resource.get("md5Hash") or resource.get("etag") or generation),
+              "content_type": str(resource.get("contentType", ""))})
+
+
+def is_storage_cloudevent(headers: Mapping[str, str]) -> bool:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if lowered.get("ce-type") == GCS_FINALIZED:
+        return True
+    return False
+
+
+def from_cloudevent(headers: Mapping[str, str], body: bytes, buckets: Mapping[str, str]
+                    ) -> Event:
+    """An Eventarc `google.cloud.storage.object.v1.finalized` delivery."""
+    [event] = http_binding.from_http(headers, body)
+    if event.type != GCS_FINALIZED:
+        raise ValidationError("not a Cloud Storage finalized event",
+                              [f"type is {event.type!r}, want {GCS_FINALIZED!r}"])
+    return from_object_resource(event.data, buckets, event.time)
+
+
+def is_structured_storage_event(headers: Mapping[str, str], body: bytes) -> bool:
+    if http_binding.content_mode(headers) != "structured":
+        return False
+    try:
+        return json.loads(body).get("type") == GCS_FINALIZED
+    except (ValueError, AttributeError):
+        return False
+
+
+def push_message(body: bytes) -> tuple[Mapping[str, str], bytes, str | None] | None:
+    """(attributes, data, publishTime) of a raw push envelope; None if it is not one."""
+    try:
+        envelope = json.loads(body)
+        message = envelope["message"]
+        attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+        data = base64.b64decode(message.get("data", ""), validate=True)
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return None
+    return attributes, data, message.get("publishTime") or message.get("publish_time")
+
+
+def from_push(body: bytes, app: App, buckets: Mapping[str, str]) -> Event | None:
+    """A pushed GCS notification or Cloud Scheduler message as a catalog event; None for
+    anything else (ordinary bus messages, decoded by `pubsub_binding`)."""
+    found = push_message(body)
+    if found is None:
+        return None
+    attributes, data, publish_time = found
+    if attributes.get("eventType") and attributes.get("bucketId"):
+        if attributes["eventType"] != OBJECT_FINALIZE:
+            raise ValidationError("unexpected Cloud Storage notification",
+                                  [f"eventType is {attributes['eventType']!r}, want "
+                                   f"{OBJECT_FINALIZE!r} (the notification config asks only "
+                                   "for finalized objects)"])
+        if attributes.get("payloadFormat", "JSON_API_V1") != "JSON_API_V1":
+            raise ValidationError("Cloud Storage notification without the object",
+                                  ["payloadFormat must be JSON_API_V1"])
+        try:
+            resource = json.loads(data)
+        except ValueError as error:
+            raise ValidationError("Cloud Storage notification data is not JSON",
+                                  [str(error)]) from None
+        return from_object_resource(resource, buckets, publish_time)
+    name = attributes.get(SCHEDULE_ATTRIBUTE)
+    if name:
+        schedule = next((s for s in app.schedules if s.name == name), None)
+        if schedule is None:
+            raise ValidationError("Cloud Scheduler message for an unknown schedule",
+                                  [f"no schedule named {name!r}"])
+        if not publish_time:
+            raise ValidationError("Cloud Scheduler message has no publishTime")
+        at = datetime.fromisoformat(publish_time.replace("Z", "+00:00"))
+        return fired_event(schedule, app.catalog, slot_iso(at.replace(second=0,
+                                                                      microsecond=0)))
+    return None
+
+
+def scheduler_message(schedule_name: str, event_type: str) -> dict[str, Any]:
+    """What a Cloud Scheduler job publishes on the bus: `ce-type` routes it through the
+    consumers' subscription filters, `switchyard-schedule` says which schedule fired."""
+    return {"data": base64.b64encode(json.dumps({"schedule": schedule_name}).encode()).decode(),
+            "attributes": {SCHEDULE_ATTRIBUTE: schedule_name, "ce-type": event_type}}
+
+
+def notification_attributes() -> dict[str, str]:
+    """Custom attributes the uploads bucket's notification adds, so the bus subscription
+    filters (`attributes.ce-type`) route it to the file processor."""
+    return {"ce-type": STORAGE_OBJECT_FINALIZED}
