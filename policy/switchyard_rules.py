@@ -87,6 +87,7 @@ class Rule:
 
 SQS_QUEUE: Final = "aws:sqs/queue:Queue"
 EVENT_TARGET: Final = "aws:cloudwatch/eventTarget:EventTarget"
+SCHEDULE: Final = "aws:scheduler/schedule:Schedule"
 EVENT_SOURCE_MAPPING: Final = "aws:lambda/eventSourceMapping:EventSourceMapping"
 EVENT_INVOKE_CONFIG: Final = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 SNS_SUBSCRIPTION: Final = "aws:sns/topicSubscription:TopicSubscription"
@@ -240,6 +241,16 @@ def _async_edge_resource(type_: str, name: str, props: Mapping[str, Any],
         # here, a redrive that is set must be complete.
         if props.get("redrivePolicy"):
             problems += _redrive_problems(label, props["redrivePolicy"])
+    elif type_ == SCHEDULE:
+        # EventBridge Scheduler retries and dead-letters per schedule target, like a rule's.
+        if not _get(props, "target", "deadLetterConfig", "arn"):
+            problems.append(f"{label}: no target.deadLetterConfig.arn: a firing the "
+                            "scheduler cannot deliver is dropped")
+        retry = _get(props, "target", "retryPolicy")
+        if (not isinstance(retry, Mapping) or _int(retry.get("maximumRetryAttempts")) is None
+                or _int(retry.get("maximumEventAgeInSeconds")) is None):
+            problems.append(f"{label}: target.retryPolicy must set maximumRetryAttempts and "
+                            "maximumEventAgeInSeconds")
     elif type_ == EVENT_TARGET:
         if not _get(props, "deadLetterConfig", "arn"):
             problems.append(f"{label}: no deadLetterConfig.arn: EventBridge drops events it "
@@ -313,6 +324,10 @@ def _dead_letter_arns(stack: Stack) -> set[str]:
         arn = _get(target.props, "deadLetterConfig", "arn")
         if arn:
             arns.add(str(arn))
+    for schedule in stack.of_type(SCHEDULE):
+        arn = _get(schedule.props, "target", "deadLetterConfig", "arn")
+        if arn:
+            arns.add(str(arn))
     return arns
 
 
@@ -364,6 +379,8 @@ _WILDCARD: Final = re.compile(r"[*?]")
 _NAMED_PARENT_CHILDREN: Final = (
     re.compile(r"^arn:[a-z-]+:logs:[a-z0-9-]+:[0-9]{12}:log-group:[^*?:]+:log-stream:\*$"),
     re.compile(r"^arn:[a-z-]+:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[^*?/]+/(index|stream)/\*$"),
+    # The objects of one named bucket (their keys are only known at run time).
+    re.compile(r"^arn:[a-z-]+:s3:::[^*?/]+/\*$"),
 )
 _ACCOUNT_ROOT: Final = re.compile(r"^arn:[a-z-]+:iam::[0-9]{12}:root$")
 
@@ -700,8 +717,9 @@ def _secret_outputs_stack(stack: Stack, config: Mapping[str, Any]) -> list[tuple
 RULES: Final[tuple[Rule, ...]] = (
     Rule("async-edge-dlq-and-retry",
          "Every async edge has a dead-letter queue/topic and an explicit retry policy.",
-         "Give SQS queues a redrivePolicy, EventBridge targets a deadLetterConfig and "
-         "retryPolicy, SQS event sources ReportBatchItemFailures, Task states a Retry, "
+         "Give SQS queues a redrivePolicy, EventBridge targets and schedules a "
+         "deadLetterConfig and retryPolicy, SQS event sources ReportBatchItemFailures, "
+         "Task states a Retry, "
          "Pub/Sub subscriptions a deadLetterPolicy and retryPolicy.",
          resource_check=_async_edge_resource, stack_check=_async_edge_stack),
     Rule("no-iam-wildcards",
