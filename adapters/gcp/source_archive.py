@@ -19,6 +19,10 @@ PACKAGES: Final = ("handlers", "adapters")
 _EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 _MODE: Final = 0o644 << 16
 _SKIP_PARTS: Final = frozenset({"__pycache__"})
+#: What a function never imports: the other cloud, the local runtime and its fakes, the
+#: operator CLI (tests/gcp runs the functions from the extracted archive, which proves it).
+EXCLUDED: Final = ("adapters/aws/", "adapters/local/", "adapters/memory/", "adapters/ops/",
+                   "adapters/cli.py", "adapters/tools_cli.py")
 
 
 def _entries(root: Path) -> list[tuple[str, bytes]]:
@@ -29,7 +33,8 @@ def _entries(root: Path) -> list[tuple[str, bytes]]:
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             relative = path.relative_to(root)
-            if _SKIP_PARTS.isdisjoint(relative.parts):
+            if (_SKIP_PARTS.isdisjoint(relative.parts)
+                    and not relative.as_posix().startswith(EXCLUDED)):
                 files.append((relative.as_posix(), path.read_bytes()))
     return files
 

@@ -28,6 +28,8 @@ def test_the_archive_is_deterministic_and_laid_out_for_cloud_functions() -> None
     assert names[:2] == ["main.py", "requirements.txt"]
     assert "adapters/gcp/entry.py" in names and "handlers/app.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Nothing a function never imports: the other cloud, the local runtime, the CLIs.
+    assert not [n for n in names if n.startswith(source_archive.EXCLUDED)]
     assert all(info.date_time == (1980, 1, 1, 0, 0, 0)
                for info in zipfile.ZipFile(io.BytesIO(first)).infolist())
 
