@@ -22,7 +22,21 @@ Real (Google's own emulators and our real adapter code):
   on workflows-emulator, calling this backend's step endpoint over HTTP; executions are
   created by the real `WorkflowsSagaStarter` / `RestExecutionsApi`.
 
+- Sources: buckets get the names the stack gives them (`buckets.bucket_name`); each
+  function gets the stack's SWITCHYARD_BUCKETS and its blob store and claim-checking bus
+  publisher from `entry._storage`. `upload` is a JSON API upload, and the uploads
+  bucket's notification (as infra/gcp/sources.py configures it) publishes Cloud
+  Storage's `OBJECT_FINALIZE` message on the bus; `fire_schedule` publishes the Cloud
+  Scheduler job's message (`storage_events.scheduler_message`). `published` reads an
+  observer subscription on the bus that the stack does not have.
+
 Driven (what the emulators cannot do here):
+
+- Cloud Storage: the gcloud SDK has no emulator; `tests.gcp.gcs_server` serves the JSON
+  API calls used, over HTTP, and publishes the notifications on the Pub/Sub emulator.
+- Scheduler publish time: the emulator stamps publishTime with the wall clock, Cloud
+  Scheduler publishes at the firing time; the push driver hands a firing over with the
+  publishTime it would have had (see `fire_schedule`).
 
 - Push delivery: functions run in this process (so fault variants of the app can be
   hosted without one server per variant), so the consumer subscriptions are pull
@@ -60,13 +74,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from google.api_core.exceptions import ServiceUnavailable
 
-from adapters.gcp import entry, redrive
+from adapters.gcp import buckets, entry, pubsub_binding, redrive, storage_events
 from adapters.gcp.entry import Runtime
 from adapters.gcp.firestore_store import FirestoreStore
 from adapters.gcp.pubsub_binding import PubSubMessage
@@ -84,6 +98,7 @@ from adapters.gcp.topology import (
 )
 from adapters.gcp.workflows import saga_yaml
 from adapters.gcp.workflows_starter import RestExecutionsApi, WorkflowsSagaStarter
+from handlers.core import jsonformat
 from handlers.core.app import App
 from handlers.core.events import Event
 from handlers.core.ports import SAGAS, Ports
@@ -91,6 +106,7 @@ from handlers.orders import saga_id_for
 from handlers.payments import SimulatedPaymentGateway
 from tests.contract.backends import DeadLetter
 from tests.gcp.conftest import REGION, Processes, free_port, start_workflows_emulator
+from tests.gcp.gcs_server import FakeCloudStorage
 
 #: Pub/Sub's push treats these as an ack; anything else is redelivered.
 ACK_STATUSES = frozenset({102, 200, 201, 202, 204})
@@ -102,6 +118,12 @@ _PULL_MAX = 100
 #: (case 15) it livelocks for tens of seconds and steps exhaust their retries, which
 #: Firestore itself does not do. Four at once still contend on one document.
 CONCURRENT_EXECUTIONS = 4
+#: A pull subscription on the bus that is not part of the stack (see `published`).
+OBSERVER = "contract-observer"
+#: Cloud Scheduler publishes a firing this long after its scheduled time (`fire_schedule`).
+SCHEDULER_LATENCY_S = 0.412
+#: The jobs' retry_config.min_backoff_duration (infra/gcp/sources.py).
+SCHEDULER_MIN_BACKOFF_S = 10
 
 
 @dataclass
@@ -304,6 +326,13 @@ class GcpBackend:
         self.store = FirestoreStore(self._firestore)
         self._create_topology()
         self.bus = self._publisher(self.topology.bus_topic)
+        self.storage = FakeCloudStorage(self._publisher_client)
+        self.bucket_names = {b.name: buckets.bucket_name("sy", b.name, self.project)
+                             for b in app.buckets}
+        self._create_sources()
+        self._observed: list[dict[str, Any]] = []
+        self._publish_times: dict[str, str] = {}  # message id -> the firing's publish time
+        self._firings: Counter[tuple[str, str]] = Counter()
         self.executions = _AsyncExecutions()
         self.receives: Counter[tuple[str, str]] = Counter()
         self._attempts: dict[tuple[str, str], int] = {}
@@ -314,7 +343,7 @@ class GcpBackend:
         self._workflows = emulators.acquire_workflows(
             saga_yaml(app.saga, self._step_server.url, timeout_s=60))
         self._functions = {r.consumer: self._runtime(r) for r in self.topology.routes}
-        self._ingress = self._runtime(None)
+        self._ingress = self._runtime(None, ingress=True)
         self._types = {c.name: frozenset(c.consumes) for c in app.consumers}
 
     # --- building -------------------------------------------------------------------------
@@ -335,8 +364,37 @@ class GcpBackend:
                                            push_endpoint="http://driven-in-process/")
             del request["push_config"]  # pulled and pushed by settle() (module doc)
             self._subscriber.create_subscription(request=request)
+        # Not part of the stack: sees every message on the bus, for `published()`.
+        self._subscriber.create_subscription(request={
+            "name": subscription_path(self.project, OBSERVER),
+            "topic": topic_path(self.project, top.bus_topic)})
 
-    def _runtime(self, route: Route | None) -> Runtime:
+    def _create_sources(self) -> None:
+        """The buckets and the uploads bucket's notification, as infra/gcp/sources.py
+        declares them (Cloud Scheduler jobs have nothing to create: `fire_schedule`
+        publishes what a job publishes)."""
+        for bucket in self.app.buckets:
+            self.storage.create_bucket(self.bucket_names[bucket.name])
+            if bucket.events:
+                self.storage.add_notification(
+                    self.bucket_names[bucket.name],
+                    topic_path(self.project, self.topology.bus_topic),
+                    event_types=(storage_events.OBJECT_FINALIZE,), payload_format="JSON_API_V1",
+                    custom_attributes=storage_events.notification_attributes())
+
+    def _buckets_for(self, route: Route | None, ingress: bool) -> dict[str, str]:
+        """SWITCHYARD_BUCKETS as infra/gcp gives it: a consumer's own buckets
+        (`buckets.settings_json`), the claim-check bucket to the saga steps if the saga
+        publishes, nothing to the ingress function."""
+        if route is not None:
+            return _json_loads(buckets.settings_json(self.app, self.app.consumer(route.consumer),
+                                                     self.bucket_names))
+        claims = buckets.claims_name(self.app)
+        if ingress or not (claims and self.app.saga.emits):
+            return {}
+        return {claims: self.bucket_names[claims]}
+
+    def _runtime(self, route: Route | None, ingress: bool = False) -> Runtime:
         """What `entry.runtime()` builds for the function serving `route` (None: the saga
         step and ingress functions), with this backend's project and emulators."""
         top = self.topology
@@ -348,7 +406,8 @@ class GcpBackend:
             dead_letter_topic=route.dead_letter_topic if route else None,
             workflow=top.workflow if starts_saga else None,
             workflows_emulator=self._workflows[0] if starts_saga else None,
-            max_deliveries=route.max_delivery_attempts if route else None)
+            max_deliveries=route.max_delivery_attempts if route else None,
+            buckets=self._buckets_for(route, ingress), storage_api=self.storage.url)
         clock = _SystemClock()
         sagas: Any = entry._Missing("saga starter", "SWITCHYARD_WORKFLOW")
         if starts_saga:
@@ -356,7 +415,9 @@ class GcpBackend:
                                     base_url=self._workflows[0],
                                     session_factory=lambda: self.executions)
             sagas = WorkflowsSagaStarter(self.store, clock, api)
-        ports = Ports(store=self.store, publisher=self.bus,
+        # The blob store and the claim-checking bus publisher, composed by the entry itself.
+        blobs, publisher = entry._storage(self.app, settings, self.bus)
+        ports = Ports(store=self.store, publisher=publisher, blobs=blobs,
                       notifier=PubSubNotifier(self._publisher(top.notifications_topic)),
                       sagas=sagas, clock=clock,
                       payments=SimulatedPaymentGateway(self.store, clock,
@@ -406,7 +467,8 @@ class GcpBackend:
         envelope = {
             "message": {"data": base64.b64encode(message.data).decode("ascii"),
                         "attributes": attributes, "messageId": message.message_id,
-                        "publishTime": message.publish_time.isoformat()},
+                        "publishTime": self._publish_times.get(
+                            message.message_id, message.publish_time.isoformat())},
             "subscription": subscription_path(self.project, route.subscription),
             "deliveryAttempt": received.delivery_attempt or 1,
         }
@@ -573,7 +635,89 @@ class GcpBackend:
                         sleep=lambda _: None).publish(events)
         return client.sent
 
+    # --- event sources and patterns -------------------------------------------------------
+
+    def upload(self, name: str, content: bytes) -> None:
+        """A simple upload through the JSON API, as `gcloud storage cp` or a client library
+        does; Cloud Storage (the stand-in) then publishes the bucket's notification."""
+        import requests
+
+        uploads = next(b.name for b in self.app.buckets if b.events)
+        answer = requests.post(
+            f"{self.storage.url}/upload/storage/v1/b/{self.bucket_names[uploads]}/o",
+            params={"uploadType": "media", "name": name}, data=content,
+            headers={"content-type": "text/csv"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    def fire_schedule(self, name: str, scheduled_time: str) -> None:
+        """Publish what the schedule's Cloud Scheduler job publishes (infra/gcp/sources.py:
+        `storage_events.scheduler_message`) on the bus.
+
+        The adapter takes the slot from the message's publishTime, which Pub/Sub stamps
+        and the emulator stamps with the wall clock. Cloud Scheduler publishes at the
+        firing time, so the push driver hands this message over with the publishTime it
+        would have: the scheduled time plus dispatch latency, and for a repeated firing of
+        the same slot (the job's retry after a publish whose answer was lost) its first
+        retry backoff later (the job's `min_backoff_duration`, 10 s)."""
+        schedule = next((s for s in self.app.schedules if s.name == name), None)
+        if schedule is None:
+            raise KeyError(f"no schedule named {name!r} (have: "
+                           f"{', '.join(s.name for s in self.app.schedules) or 'none'})")
+        message = storage_events.scheduler_message(schedule.name, schedule.emits)
+        repeat = self._firings[(name, scheduled_time)]
+        self._firings[(name, scheduled_time)] += 1
+        at = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00")) + \
+            timedelta(seconds=SCHEDULER_LATENCY_S + SCHEDULER_MIN_BACKOFF_S * repeat)
+        message_id = self._publisher_client.publish(
+            topic_path(self.project, self.topology.bus_topic),
+            base64.b64decode(message["data"]), **message["attributes"]).result(timeout=30)
+        self._publish_times[message_id] = at.isoformat().replace("+00:00", "Z")
+
+    def producer(self) -> Any:
+        """What `entry.runtime()` composes for a function that may write the claim-check
+        bucket: `ClaimCheckPublisher` over `PubSubPublisher`, with `GcsBlobStore`."""
+        claims = buckets.claims_name(self.app)
+        settings = Settings(project=self.project, bus_topic=self.topology.bus_topic,
+                            buckets={claims: self.bucket_names[claims]} if claims else {},
+                            storage_api=self.storage.url)
+        return entry._storage(self.app, settings, self.bus)[1]
+
+    def blob_keys(self, bucket: str) -> list[str]:
+        """The bucket's listing, through the JSON API."""
+        import requests
+
+        answer = requests.get(f"{self.storage.url}/storage/v1/b/{self.bucket_names[bucket]}/o",
+                              timeout=30)
+        assert answer.status_code == 200, answer.text
+        return sorted(str(o["name"]) for o in answer.json().get("items", []))
+
+    def published(self, type_: str) -> list[dict[str, Any]]:
+        """Every CloudEvent seen on the bus (observer subscription), decoded as the
+        consumers decode it; bucket notifications and scheduler messages, which are not
+        CloudEvents until a function normalises them, are left out."""
+        while pulled := self._pull(OBSERVER):
+            for received in pulled:
+                attributes = dict(received.message.attributes)
+                if storage_events.SCHEDULE_ATTRIBUTE in attributes or \
+                        {"eventType", "bucketId"} <= attributes.keys():
+                    continue  # a Cloud Scheduler message or a Cloud Storage notification
+                event = pubsub_binding.from_message(received.message.data, attributes)
+                self._observed.append(jsonformat.to_dict(event))
+            self._settle_ack(OBSERVER, [r.ack_id for r in pulled], [])
+        seen: set[str] = set()
+        out = []
+        for body in self._observed:  # Pub/Sub may redeliver: one entry per message
+            key = json.dumps(body, sort_keys=True)
+            if body.get("type") == type_ and key not in seen:
+                seen.add(key)
+                out.append(body)
+        return out
+
+    def item(self, table: str, key: str) -> dict[str, Any] | None:
+        return self.store.get(table, key)
+
     def close(self) -> None:
+        self.storage.close()
         self.executions.close()
         self._step_server.close()
         self._emulators.release_workflows(self._workflows)
