@@ -11,9 +11,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
 
 from adapters.ops import commands as ops_commands
+from adapters.ops.commands import table as _table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -130,15 +130,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from adapters.local.demo import run_demo
 
     return run_demo(verbose=args.verbose)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

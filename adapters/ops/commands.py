@@ -98,7 +98,7 @@ def cmd_dlq(args: argparse.Namespace, backend: Backend) -> int:
     if args.action == "show" or args.json:
         print(json.dumps([d.to_dict() for d in letters], indent=2, default=str))
         return 0
-    print(_table(["consumer", "event id", "type", "attempts", "failed at", "reason"],
+    print(table(["consumer", "event id", "type", "attempts", "failed at", "reason"],
                  [[d.consumer, d.event_id or "?", d.type or "?", _opt(d.attempts),
                    (d.failed_at or "-")[:19], d.reason[:100]] for d in letters]))
     print(f"{len(letters)} dead-lettered")
@@ -114,7 +114,7 @@ def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
     else:
-        print(_table(["consumer", "backlog", "in flight", "dead letters", "latest failure"],
+        print(table(["consumer", "backlog", "in flight", "dead letters", "latest failure"],
                      [[r.consumer, _opt(r.backlog), _opt(r.in_flight), r.dead_letters,
                        (r.recent_failures[0] if r.recent_failures else "")[:100]]
                       for r in rows]))
@@ -144,7 +144,7 @@ def _opt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def table(header: list[str], rows: list[list[Any]]) -> str:
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
