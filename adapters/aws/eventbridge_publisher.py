@@ -18,6 +18,7 @@ from handlers.core.app import Catalog
 from handlers.core.errors import PermanentError, TransientError
 from handlers.core.eventbridge_binding import (
     AWS_MAX_ENTRIES,
+    MAX_DELIVERABLE_BYTES,
     MAX_ENTRY_BYTES,
     entry_size,
     to_put_events_entry,
@@ -49,11 +50,13 @@ class EventBridgePublisher:
         too_big = [
             f"event '{event.id}' ({event.type}) is {entry_size(entry)} bytes"
             for event, entry in zip(events, entries, strict=True)
-            if entry_size(entry) > MAX_ENTRY_BYTES
+            if entry_size(entry) > MAX_DELIVERABLE_BYTES
         ]
         if too_big:
-            raise EntryTooLarge(f"over the EventBridge entry limit of {MAX_ENTRY_BYTES} bytes; "
-                                "nothing was sent", too_big)
+            raise EntryTooLarge(
+                f"over {MAX_DELIVERABLE_BYTES} bytes, the largest entry a consumer's SQS queue "
+                f"can take inside EventBridge's envelope (PutEvents allows {MAX_ENTRY_BYTES}); "
+                "nothing was sent", too_big)
         return entries
 
     def publish(self, events: Sequence[Event]) -> None:

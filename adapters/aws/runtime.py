@@ -20,7 +20,11 @@ from adapters.aws.sns_notifier import SnsNotifier
 from adapters.aws.stepfunctions_starter import StepFunctionsStarter
 from handlers.core.app import App, load_app
 from handlers.core.claim_check import ClaimCheckPublisher
-from handlers.core.eventbridge_binding import MAX_ENTRY_BYTES, entry_size, to_put_events_entry
+from handlers.core.eventbridge_binding import (
+    MAX_DELIVERABLE_BYTES,
+    entry_size,
+    to_put_events_entry,
+)
 from handlers.core.ports import Ports
 from handlers.payments import SimulatedPaymentGateway
 
@@ -99,7 +103,7 @@ class AwsRuntime:
         if claims is None or claims.name not in self.settings.buckets or self.blobs is None:
             return inner
         catalog = self.app.catalog
-        return ClaimCheckPublisher(inner, self.blobs, claims.name, MAX_ENTRY_BYTES,
+        return ClaimCheckPublisher(inner, self.blobs, claims.name, MAX_DELIVERABLE_BYTES,
                                    lambda e: entry_size(to_put_events_entry(e, catalog)))
 
     @cached_property

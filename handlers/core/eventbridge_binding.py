@@ -37,6 +37,16 @@ AWS_MAX_ENTRIES: Final = 10
 MAX_ENTRIES: Final = 500
 #: EventBridge's entry size limit (raised from 256 KiB to 1 MiB in 2025); see `entry_size`.
 MAX_ENTRY_BYTES: Final = 1024 * 1024
+#: SQS's message size limit. The bus's targets are the consumers' queues, and a delivered
+#: event is the entry inside EventBridge's envelope (version, id, account, time, region,
+#: resources and the keys: a few hundred bytes), so an entry at MAX_ENTRY_BYTES is taken
+#: by PutEvents but cannot reach a queue: EventBridge would dead-letter it at the target.
+SQS_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+DELIVERY_ENVELOPE_BYTES: Final = 4096
+#: The largest entry that still reaches a consumer's queue: what our publishers allow, and
+#: above which they claim-check.
+MAX_DELIVERABLE_BYTES: Final = min(MAX_ENTRY_BYTES,
+                                   SQS_MAX_MESSAGE_BYTES - DELIVERY_ENVELOPE_BYTES)
 
 #: What PutEvents accepts in an entry; anything else is a caller's typo, so it is reported.
 ENTRY_FIELDS: Final = frozenset(
@@ -475,6 +485,7 @@ __all__ = [
     "AWS_MAX_ENTRIES",
     "ENTRY_FIELDS",
     "MAX_ENTRIES",
+    "MAX_DELIVERABLE_BYTES",
     "MAX_ENTRY_BYTES",
     "entry_size",
     "from_eventbridge_event",

@@ -12,7 +12,8 @@ import pytest
 from adapters.aws.eventbridge_publisher import EntryTooLarge, EventBridgePublisher
 from handlers.catalog import CATALOG, INVENTORY_UPDATED
 from handlers.core.errors import TransientError
-from handlers.core.eventbridge_binding import MAX_ENTRY_BYTES, entry_size, from_eventbridge_event
+from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES as LIMIT
+from handlers.core.eventbridge_binding import entry_size, from_eventbridge_event
 from handlers.core.events import Event
 from tests.factories import order_created
 
@@ -78,13 +79,13 @@ def test_size_is_checked_before_anything_is_sent() -> None:
     small = restock(0)
     fits = order_created("o", [("A", 1, 1.0)])
     overhead = entry_size(pub.entries([fits])[0]) - len(fits.data["customer_id"])
-    at_limit = order_created("o", [("A", 1, 1.0)], customer="c" * (MAX_ENTRY_BYTES - overhead))
-    assert entry_size(pub.entries([at_limit])[0]) == MAX_ENTRY_BYTES
-    over = order_created("o", [("A", 1, 1.0)], customer="c" * (MAX_ENTRY_BYTES - overhead + 1))
+    at_limit = order_created("o", [("A", 1, 1.0)], customer="c" * (LIMIT - overhead))
+    assert entry_size(pub.entries([at_limit])[0]) == LIMIT
+    over = order_created("o", [("A", 1, 1.0)], customer="c" * (LIMIT - overhead + 1))
     with pytest.raises(EntryTooLarge) as caught:
         pub.publish([small, over])
     assert client.calls == []  # not even the small one went out
-    assert f"is {MAX_ENTRY_BYTES + 1} bytes" in str(caught.value)
+    assert f"is {LIMIT + 1} bytes" in str(caught.value)
     pub.publish([at_limit])
     assert len(client.calls) == 1
 

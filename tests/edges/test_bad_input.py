@@ -37,7 +37,7 @@ from adapters.local.runtime import Runtime as LocalRuntime
 from adapters.memory import MemoryPublisher, memory_ports
 from handlers.app import APP
 from handlers.core import jsonformat
-from handlers.core.eventbridge_binding import MAX_ENTRY_BYTES
+from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES
 from handlers.core.events import ensure_traceparent
 from tests.edges.cases import EVENTS, GARBAGE, GOOD, Bad
 
@@ -303,11 +303,12 @@ def test_api_gateway_one_byte_over_the_entry_limit_is_413(lam: dict[str, Any]) -
             raise AssertionError("nothing may be sent")
 
     runtime().ports.publisher = EventBridgePublisher(NoCalls(), "bus", APP.catalog)
-    over = padded(MAX_ENTRY_BYTES + 1, lambda e: entry_size(to_put_events_entry(
+    over = padded(MAX_DELIVERABLE_BYTES + 1, lambda e: entry_size(to_put_events_entry(
         ensure_traceparent(jsonformat.from_dict(e)), APP.catalog, "bus")))
     answer = _api(json.dumps(over).encode())
     assert answer["statusCode"] == 413, answer
-    assert_names(answer["body"], (f"{MAX_ENTRY_BYTES + 1} bytes", str(MAX_ENTRY_BYTES)))
+    assert_names(answer["body"], (f"{MAX_DELIVERABLE_BYTES + 1} bytes",
+                                  str(MAX_DELIVERABLE_BYTES)))
 
 
 STEP_CASES: list[tuple[str, Any, tuple[str, ...]]] = [
