@@ -8,6 +8,7 @@ DynamoDB's number normalisation, and vendor errors are translated at the boundar
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -30,12 +31,36 @@ for _name in dir(contract):
         globals()[_name] = getattr(contract, _name)
 
 
+class _AtomicWrites:
+    """The client with each write call applied whole before the next: what DynamoDB
+    guarantees for a conditional write or a transaction. moto, called from several threads
+    at the same instant, interleaves them (about 1 run in 20 sold 6 of 5 units), which is a
+    stand-in artefact and not a test of our conditions; the callers still interleave
+    between calls, which is where our retries and conditions matter."""
+
+    _WRITES = frozenset({"put_item", "update_item", "delete_item", "transact_write_items"})
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._WRITES:
+            return attribute
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+        return write
+
+
 @pytest.fixture
 def store(aws: None) -> Iterator[DynamoDBStore]:
     client = boto3.resource("dynamodb").meta.client
     for table in TABLES:
         client.create_table(**TableSpec(table).create_table_kwargs(f"t-{table}"))
-    yield DynamoDBStore(client, lambda logical: f"t-{logical}")
+    yield DynamoDBStore(_AtomicWrites(client), lambda logical: f"t-{logical}")
 
 
 def test_the_whole_contract_is_collected() -> None:
