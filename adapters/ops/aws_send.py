@@ -55,4 +55,8 @@ class AwsSender:
             failed = self._publisher.put(events)
         except (EntryTooLarge, ValidationError) as error:
             raise SendError(str(error), problems_of(error)) from None
+        if failed and len(failed) == len(events) and all(
+                f.code == "NoCredentialsError" for f in failed):
+            # Found before, gone now (an expired session): say it once, as for none at all.
+            raise CannotSend(NO_CREDENTIALS)
         return [NotSent(f.event, str(f)) for f in failed]

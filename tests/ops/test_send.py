@@ -325,6 +325,35 @@ def test_no_google_credentials_is_said_once(tmp_path: Path,
     assert len(err.splitlines()) == 1
 
 
+def test_credentials_lost_while_sending_are_said_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from adapters.aws.eventbridge_publisher import EventBridgePublisher
+    from adapters.ops.aws_send import AwsSender
+
+    class NoCredentials:
+        calls = 0
+
+        def put_events(self, **kwargs: Any) -> Any:
+            NoCredentials.calls += 1
+            raise NoCredentialsError()
+
+    def connect(cls: type[AwsSender], outputs: Any, catalog: Any) -> AwsSender:
+        sender = cls(outputs, catalog, NoCredentials())
+        sender._publisher = EventBridgePublisher(NoCredentials(), outputs.bus_arn, catalog,
+                                                 sleep=lambda s: None)
+        return sender
+
+    monkeypatch.setattr(AwsSender, "connect", classmethod(connect))
+    code, out, err = run(capsys, aws_outputs(tmp_path / "o.json"), "--type", INVENTORY_UPDATED,
+                         "--data", RESTOCK)
+    assert (code, out) == (1, "")
+    assert err.startswith("switchyard send: no AWS credentials found")
+    assert len(err.splitlines()) == 1 and NoCredentials.calls >= 1
+
+
 @pytest.mark.parametrize(("cloud", "module", "package"), [
     ("aws", "boto3", "boto3"), ("gcp", "google.cloud", "google-cloud-pubsub")])
 def test_a_missing_sdk_says_what_to_install(
