@@ -49,10 +49,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from adapters.ops import send
+
+    if args.stack != ops_commands.LOCAL:  # publish on a deployed stack's bus
+        return send.run(args)
     if args.file:
-        with open(args.file, "rb") as handle:
-            body = handle.read()
-        content_type = args.content_type or _guess_content_type(body)
+        if args.file == "-":
+            body = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                body = handle.read()
+        content_type = args.content_type or send.guess_content_type(body)
         headers = {"Content-Type": content_type}
     else:
         if not args.type:
@@ -78,19 +85,6 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"cannot reach {args.url}: {error.reason} (is `switchyard serve` running?)",
               file=sys.stderr)
         return 1
-
-
-def _guess_content_type(body: bytes) -> str:
-    text = body.lstrip()[:1]
-    if text == b"[":
-        return "application/cloudevents-batch+json"
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return "application/json"
-    if isinstance(parsed, dict) and "specversion" in parsed:
-        return "application/cloudevents+json"
-    return "application/json"
 
 
 def _source_for(type_: str) -> str:
@@ -158,9 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fire every schedule every N seconds instead of on its cron")
     serve.set_defaults(func=cmd_serve)
 
-    send = sub.add_parser("send", help="post an event (or a file of them) to a server")
-    send.add_argument("--url", default=DEFAULT_URL)
-    send.add_argument("--file", help="CloudEvent JSON, a batch, or a PutEvents body")
+    send = sub.add_parser("send", help="post an event (or a file of them) to a server, or "
+                                       "publish it on a deployed stack's bus (--stack)")
+    send.add_argument("--url", default=DEFAULT_URL, help="the local server (--stack local)")
+    send.add_argument("--stack", default=ops_commands.LOCAL,
+                      help="'local' (POST to --url, default) or a Pulumi stack name")
+    send.add_argument("--outputs", metavar="FILE",
+                      help="JSON of `pulumi stack output --json` (else the pulumi CLI is asked)")
+    send.add_argument("--json", action="store_true",
+                      help="--stack: answer {accepted, ids, bus} as JSON")
+    send.add_argument("--file", help="CloudEvent JSON, a batch, or a PutEvents body ('-': stdin)")
     send.add_argument("--content-type")
     send.add_argument("--type", help="CloudEvents type, e.g. com.switchyard.order.created")
     send.add_argument("--source")

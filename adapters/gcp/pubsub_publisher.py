@@ -4,12 +4,15 @@ Every message is checked against Pub/Sub's limits before anything is sent, so an
 that can never be published is refused with a clear permanent error instead of failing
 half a batch. Messages are published concurrently; when some fail, only those are sent
 again (a re-sent event keeps its id, so a duplicate is dropped by the consumer anyway).
+`publish` raises `TransientError` for what still fails; `put` hands those events back with
+their errors, for callers that report per event.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from adapters.gcp import pubsub_binding
@@ -33,6 +36,14 @@ def request_size(topic: str, message: PubSubMessage) -> int:
     request = types.PublishRequest(topic=topic, messages=[types.PubsubMessage(
         data=message.data, attributes=dict(message.attributes))])
     return int(types.PublishRequest.pb(request).ByteSize())
+
+
+@dataclass(frozen=True, slots=True)
+class FailedMessage:
+    """An event Pub/Sub did not accept after every attempt, with the last error."""
+
+    event: Event
+    error: str
 
 
 class _Future(Protocol):
@@ -76,13 +87,31 @@ class PubSubPublisher:
         self._ordering_key = ordering_key
         self._sleep = sleep
 
+    def _keys(self, events: Sequence[Event]) -> list[str]:
+        return [self._ordering_key(e) if self._ordering_key else "" for e in events]
+
     def publish(self, events: Sequence[Event]) -> None:
-        self.publish_messages(encode_all(events),
-                              [self._ordering_key(e) if self._ordering_key else ""
-                               for e in events])
+        self.publish_messages(encode_all(events), self._keys(events))
+
+    def put(self, events: Sequence[Event]) -> list[FailedMessage]:
+        """Publish `events`; the ones still not accepted after every attempt, with their
+        errors (empty when all were). Limits are checked first: a `PermanentError` means
+        nothing was sent."""
+        errors = self._publish(encode_all(events), self._keys(events))
+        return [FailedMessage(events[i], errors[i]) for i in sorted(errors)]
 
     def publish_messages(self, messages: Sequence[PubSubMessage],
                          keys: Sequence[str] | None = None) -> None:
+        errors = self._publish(messages, keys)
+        if errors:
+            raise TransientError(
+                f"{len(errors)} of {len(messages)} messages not accepted by {self._topic} "
+                f"after {_ATTEMPTS} attempts: "
+                + "; ".join(f"#{i}: {errors[i]}" for i in sorted(errors)))
+
+    def _publish(self, messages: Sequence[PubSubMessage],
+                 keys: Sequence[str] | None) -> dict[int, str]:
+        """Index -> last error of each message still not accepted after every attempt."""
         too_big = [f"message #{i}{_named(m)} makes a {size}-byte publish request, over "
                    f"Pub/Sub's limit of {MAX_REQUEST_BYTES} bytes"
                    for i, m in enumerate(messages)
@@ -111,10 +140,8 @@ class PubSubPublisher:
                     errors[i] = f"{type(error).__name__}: {error}"
             pending = sorted(errors)
             if not pending:
-                return
-        raise TransientError(
-            f"{len(pending)} of {len(messages)} messages not accepted by {self._topic} after "
-            f"{_ATTEMPTS} attempts: " + "; ".join(f"#{i}: {errors[i]}" for i in pending))
+                break
+        return errors
 
 
 def _named(message: PubSubMessage) -> str:
