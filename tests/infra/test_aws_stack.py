@@ -11,13 +11,12 @@ import base64
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime.mocks import MockResourceArgs
 
 from adapters.aws import asl, buckets, topology
 from adapters.aws.settings import Settings
@@ -29,14 +28,12 @@ from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer
 from infra.aws.packaging import build_zip
 from infra.config import ConfigError
+from tests.infra.aws_fakes import aws_fake
 from tests.infra.aws_sources import with_sources
 from tests.infra.pulumi_harness import (
     FAKE_ACCOUNT,
-    FakeContext,
-    FakeState,
     Recorded,
     RecordedResource,
-    default_fake,
     run_program,
 )
 
@@ -47,43 +44,8 @@ CONSUMERS = APP.consumer_names()
 ACCOUNT = FAKE_ACCOUNT
 
 
-def realistic_fake(args: MockResourceArgs, ctx: FakeContext) -> FakeState:
-    """Outputs in each service's real format, computed from the physical name."""
-    resource_id, state = default_fake(args, ctx)
-    region, name = ctx.aws_region, args.inputs.get("name") or args.name
-    base = f"{region}:{ACCOUNT}"
-    formats: dict[str, Callable[[], dict[str, Any]]] = {
-        "aws:sqs/queue:Queue": lambda: {
-            "arn": f"arn:aws:sqs:{base}:{name}",
-            "url": f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"},
-        "aws:lambda/function:Function": lambda: {
-            "arn": f"arn:aws:lambda:{base}:function:{name}",
-            "invokeArn": f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                         f"arn:aws:lambda:{base}:function:{name}/invocations"},
-        "aws:cloudwatch/logGroup:LogGroup": lambda: {
-            "arn": f"arn:aws:logs:{base}:log-group:{name}"},
-        "aws:dynamodb/table:Table": lambda: {"arn": f"arn:aws:dynamodb:{base}:table/{name}"},
-        "aws:cloudwatch/eventBus:EventBus": lambda: {
-            "arn": f"arn:aws:events:{base}:event-bus/{name}"},
-        "aws:cloudwatch/eventRule:EventRule": lambda: {
-            "arn": f"arn:aws:events:{base}:rule/{args.inputs.get('eventBusName')}/{name}"},
-        "aws:cloudwatch/eventArchive:EventArchive": lambda: {
-            "arn": f"arn:aws:events:{base}:archive/{name}"},
-        "aws:sns/topic:Topic": lambda: {"arn": f"arn:aws:sns:{base}:{name}"},
-        "aws:sfn/stateMachine:StateMachine": lambda: {
-            "arn": f"arn:aws:states:{base}:stateMachine:{name}"},
-        "aws:iam/role:Role": lambda: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{name}"},
-        "aws:kms/key:Key": lambda: {"arn": f"arn:aws:kms:{base}:key/{args.name}"},
-        "aws:cloudwatch/metricAlarm:MetricAlarm": lambda: {
-            "arn": f"arn:aws:cloudwatch:{base}:alarm:{name}"},
-    }
-    if args.typ in formats:
-        state.update(formats[args.typ]())
-    if args.typ == "aws:iam/role:Role":
-        resource_id = name
-    if args.typ == "aws:apigatewayv2/api:Api":
-        resource_id = "abc123"
-    return resource_id, state
+#: Outputs in each service's real format, computed from the physical name.
+realistic_fake = aws_fake
 
 
 def deploy(**config: object) -> Recorded:
