@@ -337,8 +337,9 @@ def test_consumer_policy_names_exact_arns(rec: Recorded, consumer: str) -> None:
     name = NAMES.function(consumer)
     log_arn = out(by_name(rec, "aws:cloudwatch/logGroup:LogGroup", f"/aws/lambda/{name}"))
     expected: dict[str, tuple[list[str], list[str]]] = {
-        "OwnLogGroup": (["logs:CreateLogStream"], [log_arn]),
-        "OwnLogStreams": (["logs:PutLogEvents"], [f"{log_arn}:log-stream:*"]),
+        # Log writes are authorised on the streams, never on the bare log-group ARN.
+        "OwnLogStreams": (["logs:CreateLogStream", "logs:PutLogEvents"],
+                          [f"{log_arn}:log-stream:*"]),
         "XRay": (sorted(topology.XRAY_ACTIONS), ["*"]),
         "ConsumeOwnQueue": (sorted(topology.QUEUE_CONSUME_ACTIONS),
                             [out(queue(rec, NAMES.queue(consumer)))]),
@@ -400,8 +401,7 @@ def _wildcards(policy: Mapping[str, Any]) -> Iterable[tuple[list[str], list[str]
 
 
 def test_no_iam_wildcard_except_xray_and_log_streams(rec: Recorded) -> None:
-    allowed_star_actions = {*topology.XRAY_ACTIONS, "xray:GetSamplingRules",
-                            "xray:GetSamplingTargets", *topology.LOG_DELIVERY_ACTIONS}
+    allowed_star_actions = set(topology.STAR_RESOURCE_ACTIONS)
     for policy in rec.of_type("aws:iam/rolePolicy:RolePolicy"):
         document = json.loads(policy.inputs["policy"])
         for actions, resources in _wildcards(document):
@@ -417,7 +417,7 @@ def test_no_iam_wildcard_except_xray_and_log_streams(rec: Recorded) -> None:
                 assert set(actions) <= {"s3:GetObject", "s3:PutObject"}, actions
                 assert all(r.endswith("/*") and "*" not in r[:-2] for r in resources)
             else:  # the streams of the function's own log group, and nothing else
-                assert actions == ["logs:PutLogEvents"]
+                assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"]
                 [stream] = resources
                 assert stream.endswith(":log-stream:*") and ":log-group:/aws/lambda/" in stream
 
@@ -483,8 +483,10 @@ def test_state_machine_is_compiled_from_the_saga(rec: Recorded) -> None:
     assert json.loads(machine.inputs["definition"]) == asl.compile_saga(APP.saga, out(steps))
     log_group = by_name(rec, "aws:cloudwatch/logGroup:LogGroup",
                         Names.state_machine_log_group(NAMES.state_machine("order")))
+    # Errors only, and never the execution's input and output (the orders) in the logs.
     assert machine.inputs["loggingConfiguration"] == {
-        "level": "ALL", "includeExecutionData": True, "logDestination": f"{out(log_group)}:*"}
+        "level": "ERROR", "includeExecutionData": False,
+        "logDestination": f"{out(log_group)}:*"}
     assert machine.inputs["tracingConfiguration"] == {"enabled": True}
     assert steps.inputs["handler"] == topology.STEP_HANDLER
     assert steps.inputs["tracingConfig"] == {"mode": "Active"}
