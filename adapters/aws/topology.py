@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from adapters.aws.buckets import upload_pattern
 from adapters.aws.settings import Settings
-from handlers.core.app import App, Catalog, Consumer, EventType
+from handlers.core.app import App, Catalog, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
 from handlers.core.storage import STORAGE_OBJECT_FINALIZED
@@ -421,7 +421,7 @@ def put_events_statement(bus_arn: str, published: Iterable[tuple[str, str]],
             }}
 
 
-def published_types(catalog: Catalog | Iterable[EventType], types: Iterable[str] | None = None
+def published_types(catalog: Catalog, types: Iterable[str] | None = None
                     ) -> list[tuple[str, str]]:
     """(Source, DetailType) of the types a publisher declares (its `emits`), or of every
     catalog entry when `types` is None."""

@@ -326,3 +326,21 @@ def test_a_consumer_that_emits_one_type_may_send_only_that(rec: Recorded) -> Non
     assert "aws.s3" not in sources
     types = statement["Condition"]["StringEquals"]["events:detail-type"]
     assert "Object Created" not in types and "Order Created" not in types
+
+
+# --- the builders refuse what they cannot make safe -----------------------------------------
+
+
+def test_a_trust_policy_for_an_unlisted_service_is_refused() -> None:
+    with pytest.raises(ValueError, match="no trust rule for service principal 'ec2"):
+        topology.assume_role_policy("ec2.amazonaws.com", ACCOUNT)
+
+
+def test_a_conditioned_service_needs_the_account() -> None:
+    with pytest.raises(ValueError, match=r"states\.amazonaws\.com needs the account"):
+        topology.assume_role_policy("states.amazonaws.com")
+
+
+def test_a_put_events_grant_needs_what_it_publishes() -> None:
+    with pytest.raises(ValueError, match="needs the event types it may publish"):
+        topology.put_events_statement(f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/b", [])
