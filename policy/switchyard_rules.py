@@ -486,6 +486,131 @@ def _iam_resource(type_: str, name: str, props: Mapping[str, Any],
     return problems
 
 
+# --- 2b. AWS: grants in the form AWS authorises -------------------------------------------
+
+#: CloudWatch Logs actions that write into a log group: AWS authorises them on the log
+#: stream (`<log-group ARN>:log-stream:<name>`), so a grant on the bare log-group ARN (the
+#: provider's `arn` output) matches nothing and the function writes no log line.
+_LOG_WRITE_ACTIONS: Final = frozenset({"logs:createlogstream", "logs:putlogevents"})
+_BARE_LOG_GROUP: Final = re.compile(r"^arn:[a-z-]+:logs:[^:]*:[^:]*:log-group:[^:]+$")
+LAMBDA_PERMISSION: Final = "aws:lambda/permission:Permission"
+#: Service principals for which AWS documents no confused-deputy keys when they assume a
+#: role: Lambda's `aws:SourceArn` is about who may invoke a function, not about assuming
+#: its execution role, and a condition the service never sends would stop every function.
+DEFAULT_UNCONDITIONED_SERVICES: Final = ("lambda.amazonaws.com",)
+_SOURCE_KEYS: Final = frozenset({"aws:sourceaccount", "aws:sourcearn"})
+
+
+def _aws_documents(type_: str, name: str, props: Mapping[str, Any]
+                   ) -> list[tuple[str, Mapping[str, Any]]]:
+    """(label, document) of every IAM document a resource carries (identity, resource and
+    key policies, a role's inline policies and its trust policy)."""
+    label = _label(type_, name)
+    found: list[tuple[str, Mapping[str, Any] | None]] = []
+    if type_ in AWS_POLICY_DOCUMENTS:
+        found.append((label, _document(props.get("policy"))))
+    elif type_ == ROLE:
+        found.append((f"{label} trust policy", _document(props.get("assumeRolePolicy"))))
+        for inline in _mappings(props.get("inlinePolicies")):
+            found.append((f"{label} inline policy '{inline.get('name')}'",
+                          _document(inline.get("policy"))))
+    return [(where, doc) for where, doc in found if doc is not None]
+
+
+def _allow_statements(document: Mapping[str, Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for index, statement in enumerate(_mappings(document.get("Statement"))):
+        if statement.get("Effect", "Allow") == "Allow":
+            yield index, statement
+
+
+def _condition_keys(statement: Mapping[str, Any]) -> set[str]:
+    condition = statement.get("Condition")
+    if not isinstance(condition, Mapping):
+        return set()
+    return {str(key).lower() for operator_ in condition.values()
+            if isinstance(operator_, Mapping) for key in operator_}
+
+
+def _log_writes_resource(type_: str, name: str, props: Mapping[str, Any],
+                         config: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for where, document in _aws_documents(type_, name, props):
+        for index, statement in _allow_statements(document):
+            actions = [str(a) for a in _items(statement.get("Action"))]
+            writes = [a for a in actions if a.lower() in _LOG_WRITE_ACTIONS]
+            if not writes:
+                continue
+            for resource in (str(r) for r in _items(statement.get("Resource"))):
+                if _BARE_LOG_GROUP.match(resource):
+                    problems.append(
+                        f"{where}: statement {statement.get('Sid') or index} grants "
+                        f"{', '.join(writes)} on the bare log-group ARN '{resource}': AWS "
+                        f"authorises log writes on '{resource}:log-stream:*', so no log "
+                        "line gets through")
+    return problems
+
+
+def _service_principals(statement: Mapping[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if not isinstance(principal, Mapping):
+        return []
+    return [str(p) for p in _items(principal.get("Service"))]
+
+
+def _confused_deputy_resource(type_: str, name: str, props: Mapping[str, Any],
+                              config: Mapping[str, Any]) -> list[str]:
+    label = _label(type_, name)
+    if type_ == LAMBDA_PERMISSION:
+        principal = str(props.get("principal") or "")
+        if principal.endswith(".amazonaws.com") and not (props.get("sourceArn")
+                                                         or props.get("sourceAccount")):
+            return [f"{label}: lets {principal} invoke the function with neither sourceArn "
+                    "nor sourceAccount: any account's resources could invoke it through "
+                    "that service"]
+        return []
+    exempt = set(_items(config.get("unconditionedServices", DEFAULT_UNCONDITIONED_SERVICES)))
+    problems: list[str] = []
+    for where, document in _aws_documents(type_, name, props):
+        trust = where.endswith("trust policy")
+        for index, statement in _allow_statements(document):
+            services = [s for s in _service_principals(statement) if s not in exempt]
+            if not services:
+                continue
+            keys = _condition_keys(statement)
+            sid = statement.get("Sid") or index
+            if trust and "aws:sourceaccount" not in keys:
+                problems.append(
+                    f"{where}: statement {sid} lets {', '.join(services)} assume the role "
+                    "without an aws:SourceAccount condition (and aws:SourceArn where the "
+                    "service documents it): another account could have the service act "
+                    "with this role")
+            elif not trust and not keys & _SOURCE_KEYS:
+                problems.append(
+                    f"{where}: statement {sid} grants {', '.join(services)} with neither "
+                    "aws:SourceArn nor aws:SourceAccount: any account's resources could "
+                    "use the grant through that service")
+    return problems
+
+
+def _put_events_resource(type_: str, name: str, props: Mapping[str, Any],
+                         config: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for where, document in _aws_documents(type_, name, props):
+        if where.endswith("trust policy"):
+            continue
+        for index, statement in _allow_statements(document):
+            actions = [str(a).lower() for a in _items(statement.get("Action"))]
+            if "events:putevents" not in actions:
+                continue
+            if "events:source" not in _condition_keys(statement):
+                problems.append(
+                    f"{where}: statement {statement.get('Sid') or index} allows "
+                    "events:PutEvents without an events:source condition: the publisher "
+                    "may put any source's events on the bus (name the sources it sends, "
+                    "and events:detail-type for its types)")
+    return problems
+
+
 # --- 3. one identity per function ---------------------------------------------------------
 
 
@@ -727,6 +852,27 @@ RULES: Final[tuple[Rule, ...]] = (
          "roles, public members or unconditioned project-wide grants.",
          "Name exact actions and ARNs; grant GCP roles on one resource.",
          resource_check=_iam_resource),
+    Rule("aws-log-writes-on-streams",
+         "CloudWatch Logs writes (CreateLogStream, PutLogEvents) are granted on the log "
+         "group's streams, never on the bare log-group ARN (which AWS never matches).",
+         "Grant them on '<log-group ARN>:log-stream:*'.",
+         resource_check=_log_writes_resource),
+    Rule("aws-confused-deputy",
+         "Service principals are pinned to this account: trust policies carry "
+         "aws:SourceAccount (Lambda excepted: it documents no such key), resource "
+         "policies and Lambda permissions aws:SourceArn or aws:SourceAccount.",
+         "Add aws:SourceAccount (and aws:SourceArn, the resource that may use the grant).",
+         resource_check=_confused_deputy_resource,
+         config_schema={"unconditionedServices": {
+             "type": "array", "items": {"type": "string"},
+             "default": list(DEFAULT_UNCONDITIONED_SERVICES),
+             "description": "Service principals that document no confused-deputy keys for "
+                            "assuming a role."}}),
+    Rule("aws-put-events-scoped",
+         "events:PutEvents is granted with an events:source condition (the sources the "
+         "publisher sends), so no publisher can put another's events on the bus.",
+         "Add ForAllValues:StringEquals events:source (and StringEquals events:detail-type).",
+         resource_check=_put_events_resource),
     Rule("one-identity-per-function",
          "Each Lambda has its own role; each Cloud Function its own service account.",
          "Create one role / service account per function.",

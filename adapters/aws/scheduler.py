@@ -11,8 +11,10 @@ then parked in a dead-letter queue, like every other async edge of the stack.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, Final
 
+from adapters.aws.topology import put_events_statement
 from handlers.core.app import Catalog, Schedule
 from handlers.core.schedule import aws_cron, fired_data
 
@@ -49,12 +51,18 @@ def target(schedule: Schedule, catalog: Catalog, bus_arn: str, role_arn: str,
     }
 
 
-def role_policy(bus_arn: str, dlq_arn: str | None = None) -> dict[str, Any]:
-    """A delivering role (schedules, the uploads forward rule): put events on exactly this
-    bus, and (Scheduler sends dead letters with the schedule's role) its DLQ."""
-    statements: list[dict[str, Any]] = [{
-        "Sid": "PutEventsOnAppBus", "Effect": "Allow", "Action": "events:PutEvents",
-        "Resource": bus_arn}]
+def published(schedules: Iterable[Schedule], catalog: Catalog) -> list[tuple[str, str]]:
+    """(Source, DetailType) of what the schedules put on the bus."""
+    return sorted({(catalog[s.emits].source, catalog[s.emits].detail_type) for s in schedules})
+
+
+def role_policy(bus_arn: str, publishes: Iterable[tuple[str, str]],
+                dlq_arn: str | None = None) -> dict[str, Any]:
+    """A delivering role (schedules, the uploads forward rule): put exactly these
+    (Source, DetailType) pairs on exactly this bus, and (Scheduler sends dead letters with
+    the schedule's role) its DLQ."""
+    statements: list[dict[str, Any]] = [
+        put_events_statement(bus_arn, publishes, sid="PutEventsOnAppBus")]
     if dlq_arn:
         statements.append({"Sid": "DeadLetter", "Effect": "Allow",
                            "Action": "sqs:SendMessage", "Resource": dlq_arn})

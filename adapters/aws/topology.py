@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from adapters.aws.buckets import upload_pattern
 from adapters.aws.settings import Settings
-from handlers.core.app import App, Consumer
+from handlers.core.app import App, Catalog, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
 from handlers.core.storage import STORAGE_OBJECT_FINALIZED
@@ -35,6 +35,8 @@ KEY_ATTRIBUTE: Final = "pk"
 #: The engine stamps idempotency records with this epoch-seconds attribute.
 TTL_ATTRIBUTE: Final = "expires_at"
 XRAY_ACTIONS: Final = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+#: What X-Ray active tracing on a state machine also reads (its sampling rules).
+XRAY_SAMPLING_ACTIONS: Final = ("xray:GetSamplingRules", "xray:GetSamplingTargets")
 #: CloudWatch Logs "vended log delivery" actions Step Functions needs to log to a group.
 #: They do not support resource-level permissions (AWS documents Resource "*" for them).
 LOG_DELIVERY_ACTIONS: Final = (
@@ -42,6 +44,26 @@ LOG_DELIVERY_ACTIONS: Final = (
     "logs:DescribeResourcePolicies", "logs:GetLogDelivery", "logs:ListLogDeliveries",
     "logs:PutResourcePolicy", "logs:UpdateLogDelivery",
 )  # fmt: skip
+#: The one list of actions this stack grants on Resource "*", each with AWS's reason. The
+#: Service Authorization Reference lists no resource type for them, so "*" is the only
+#: form IAM accepts; every other grant names exact ARNs. tests/infra/test_iam_parliament.py
+#: fails on a "*" for any other action, and the policy pack's wildcard rule allows these.
+STAR_RESOURCE_ACTIONS: Final[Mapping[str, str]] = {
+    **{a: "X-Ray trace upload has no resource-level permissions" for a in XRAY_ACTIONS},
+    **{a: "X-Ray sampling rules have no resource-level permissions (Step Functions "
+          "tracing reads them)" for a in XRAY_SAMPLING_ACTIONS},
+    **{a: "CloudWatch Logs vended log delivery (Step Functions logging to a log group) "
+          "supports no resource-level permissions" for a in LOG_DELIVERY_ACTIONS},
+}
+#: CloudWatch Logs actions that write into a log group. AWS authorises them on the log
+#: stream (`<log group ARN>:log-stream:<stream>`), never on the bare log-group ARN that
+#: the provider's `arn` output gives: a grant on the bare ARN lets no log line through.
+LOG_WRITE_ACTIONS: Final = ("logs:CreateLogStream", "logs:PutLogEvents")
+#: Step Functions logging: errors only, without the execution's input and output (the
+#: orders themselves) in CloudWatch. ERROR records every failed state and execution,
+#: which is what an operator needs next to the needs-attention alarm.
+STATE_MACHINE_LOG_LEVEL: Final = "ERROR"
+STATE_MACHINE_LOG_EXECUTION_DATA: Final = False
 TABLE_ACTIONS: Final = (
     "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -361,6 +383,8 @@ class Grants:
     dead_letter_queue_arn: str | None = None
     table_arns: Sequence[str] = ()
     bus_arn: str | None = None
+    #: What it may put on the bus (with `bus_arn`): narrows PutEvents by source/detail-type.
+    publishes: Sequence[tuple[str, str]] = ()
     topic_arn: str | None = None
     state_machine_arn: str | None = None
     extra: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
@@ -377,11 +401,39 @@ def log_stream_arn(log_group_arn: str) -> str:
     return f"{log_group_arn}:log-stream:*"
 
 
+def put_events_statement(bus_arn: str, published: Iterable[tuple[str, str]],
+                         sid: str = "PublishToBus") -> dict[str, Any]:
+    """PutEvents on exactly this bus, for exactly the (Source, DetailType) pairs given.
+
+    PutEvents supports the `events:source` and `events:detail-type` condition keys; AWS's
+    example puts the multivalued `events:source` under `ForAllValues:StringEquals` (every
+    entry's Source must be listed) and `events:detail-type` under `StringEquals`. An entry
+    outside them is refused by EventBridge (NotAuthorizedForSourceException /
+    NotAuthorizedForDetailTypeException), so a publisher cannot spoof another's events.
+    """
+    pairs = list(published)
+    if not pairs:
+        raise ValueError("a PutEvents grant needs the event types it may publish")
+    return {"Sid": sid, "Effect": "Allow", "Action": "events:PutEvents", "Resource": bus_arn,
+            "Condition": {
+                "ForAllValues:StringEquals": {"events:source": sorted({s for s, _ in pairs})},
+                "StringEquals": {"events:detail-type": sorted({d for _, d in pairs})},
+            }}
+
+
+def published_types(catalog: Catalog, types: Iterable[str] | None = None
+                    ) -> list[tuple[str, str]]:
+    """(Source, DetailType) of the types a publisher declares (its `emits`), or of every
+    catalog entry when `types` is None."""
+    entries = list(catalog) if types is None else [catalog[t] for t in sorted(set(types))]
+    return sorted({(t.source, t.detail_type) for t in entries})
+
+
 def function_policy(grants: Grants) -> dict[str, Any]:
     """The inline policy of one function's own role: exact ARNs, X-Ray the one exception."""
     statements = [
-        _statement("OwnLogGroup", ["logs:CreateLogStream"], [grants.log_group_arn]),
-        _statement("OwnLogStreams", ["logs:PutLogEvents"], [log_stream_arn(grants.log_group_arn)]),
+        # Both actions are authorised on the log stream, so both name the group's streams.
+        _statement("OwnLogStreams", LOG_WRITE_ACTIONS, [log_stream_arn(grants.log_group_arn)]),
         # X-Ray's trace APIs have no resource-level permissions: "*" is the only form.
         _statement("XRay", XRAY_ACTIONS, ["*"]),
     ]
@@ -394,7 +446,7 @@ def function_policy(grants: Grants) -> dict[str, Any]:
     if grants.table_arns:
         statements.append(_statement("Tables", TABLE_ACTIONS, sorted(grants.table_arns)))
     if grants.bus_arn:
-        statements.append(_statement("PublishToBus", ["events:PutEvents"], [grants.bus_arn]))
+        statements.append(put_events_statement(grants.bus_arn, grants.publishes))
     if grants.topic_arn:
         statements.append(_statement("Notify", ["sns:Publish"], [grants.topic_arn]))
     if grants.state_machine_arn:
@@ -404,8 +456,8 @@ def function_policy(grants: Grants) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def consumer_grants(consumer: Consumer, *, log_group_arn: str, queue_arn: str, dlq_arn: str,
-                    table_arns: Mapping[str, str], bus_arn: str, topic_arn: str,
+def consumer_grants(consumer: Consumer, *, catalog: Catalog, log_group_arn: str, queue_arn: str,
+                    dlq_arn: str, table_arns: Mapping[str, str], bus_arn: str, topic_arn: str,
                     state_machine_arn: str, bucket_arns: Mapping[str, str] | None = None,
                     claims_bucket: str | None = None) -> Grants:
     """What a consumer's role may touch: exactly what `consumer_settings` tells it about."""
@@ -420,6 +472,7 @@ def consumer_grants(consumer: Consumer, *, log_group_arn: str, queue_arn: str, d
         log_group_arn=log_group_arn, consume_queue_arn=queue_arn, dead_letter_queue_arn=dlq_arn,
         table_arns=[table_arns[t] for t in consumer_tables(consumer)],
         bus_arn=bus_arn if consumer.emits else None,
+        publishes=published_types(catalog, consumer.emits),
         topic_arn=topic_arn if consumer.notifies else None,
         state_machine_arn=state_machine_arn if consumer.starts_saga else None,
     )
@@ -433,23 +486,71 @@ def saga_grants(app: App, *, log_group_arn: str, table_arns: Mapping[str, str],
     return Grants(log_group_arn=log_group_arn,
                   extra=bucket_statements([], [claims_arn] if claims_arn else []),
                   table_arns=[table_arns[t] for t in saga_tables(app)],
-                  bus_arn=bus_arn if app.saga.emits else None)
+                  bus_arn=bus_arn if app.saga.emits else None,
+                  publishes=published_types(app.catalog, app.saga.emits))
+
+
+def ingest_grants(catalog: Catalog, *, log_group_arn: str, bus_arn: str) -> Grants:
+    """The HTTP ingress function: PutEvents for any catalog event (its entry point refuses
+    any other), nothing else."""
+    return Grants(log_group_arn=log_group_arn, bus_arn=bus_arn,
+                  publishes=published_types(catalog))
 
 
 def state_machine_policy(function_arns: Sequence[str]) -> dict[str, Any]:
-    """The state machine may invoke exactly the saga's functions, trace, and log."""
+    """The state machine may invoke exactly the saga's functions, trace, and log.
+
+    The definition names each function by its unqualified ARN (`asl.task_functions`), which
+    is what the grant names; invoking a version or alias would need `<arn>:<qualifier>`."""
     return {"Version": "2012-10-17", "Statement": [
         _statement("InvokeSagaSteps", ["lambda:InvokeFunction"], sorted(function_arns)),
-        _statement("XRay", (*XRAY_ACTIONS, "xray:GetSamplingRules", "xray:GetSamplingTargets"),
-                   ["*"]),
+        _statement("XRay", (*XRAY_ACTIONS, *XRAY_SAMPLING_ACTIONS), ["*"]),
         _statement("LogDelivery", LOG_DELIVERY_ACTIONS, ["*"]),
     ]}
 
 
-def assume_role_policy(service: str) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
-    }]}
+#: Service principals that assume this stack's roles, and whether AWS documents the
+#: confused-deputy condition keys for that assumption. Where it does, the trust policy
+#: pins `aws:SourceAccount` (and `aws:SourceArn`, the one resource that may use the role):
+#: - states: "Prevent cross-service confused deputy" in the Step Functions guide (the
+#:   state machine's ARN);
+#: - scheduler: "Confused deputy prevention" in the EventBridge Scheduler guide (the
+#:   schedule group's ARN, not a schedule's);
+#: - events: "Cross-service confused deputy prevention" in the EventBridge guide (the
+#:   rule's ARN for a rule target).
+#: Lambda documents neither key for assuming an execution role (its `aws:SourceArn`
+#: applies to who may invoke a function); a condition the service does not send would
+#: stop every function from starting, so Lambda's trust is the service alone. A role
+#: can only be passed to Lambda by a principal of its own account (iam:PassRole).
+SOURCE_CONDITIONED_SERVICES: Final = frozenset({
+    "states.amazonaws.com", "scheduler.amazonaws.com", "events.amazonaws.com"})
+UNCONDITIONED_SERVICES: Final[Mapping[str, str]] = {
+    "lambda.amazonaws.com": "Lambda documents no aws:SourceAccount/aws:SourceArn for "
+                            "assuming an execution role",
+}
+
+
+def assume_role_policy(service: str, account_id: str | None = None,
+                       source_arn: str | None = None) -> dict[str, Any]:
+    """Trust policy letting `service` assume the role, on behalf of exactly this account
+    and (when given) this one resource, where AWS documents those keys for the service."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if service in SOURCE_CONDITIONED_SERVICES:
+        if not account_id:
+            raise ValueError(f"a role trusting {service} needs the account (aws:SourceAccount)")
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        if source_arn:
+            statement["Condition"]["ArnEquals"] = {"aws:SourceArn": source_arn}
+    elif service not in UNCONDITIONED_SERVICES:
+        raise ValueError(f"no trust rule for service principal {service!r}: add it to "
+                         "SOURCE_CONDITIONED_SERVICES or UNCONDITIONED_SERVICES")
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def state_machine_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    """A state machine's ARN from its name (its role must name it before it exists)."""
+    return f"arn:{partition}:states:{region}:{account_id}:stateMachine:{name}"
 
 
 def alarm_key_policy(account_id: str) -> dict[str, Any]:
@@ -470,7 +571,8 @@ def alarm_key_policy(account_id: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "Grants", "Names", "QueueSpec", "TableSpec", "consumer_tables", "event_pattern",
-    "function_policy", "queue_policy", "queue_spec", "saga_tables", "state_machine_policy",
-    "table_specs", "target_retry_policy",
+    "Grants", "Names", "QueueSpec", "TableSpec", "assume_role_policy", "consumer_tables",
+    "event_pattern", "function_policy", "ingest_grants", "put_events_statement",
+    "queue_policy", "queue_spec", "saga_tables", "state_machine_policy", "table_specs",
+    "target_retry_policy",
 ]

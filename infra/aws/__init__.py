@@ -72,7 +72,8 @@ class AwsStack(pulumi.ComponentResource):
         }
         self.api = IngestApi(f"{name}-ingest", IngestArgs(
             config=config, names=names, bus_name=bus_name, bus_arn=bus_arn, code=code,
-            code_sha256=archive.sha256_base64), opts=child) if config.api else None
+            code_sha256=archive.sha256_base64, catalog=app.catalog), opts=child) \
+            if config.api else None
 
         self.outputs: dict[str, pulumi.Input[object]] = {
             "cloud": self.cloud,

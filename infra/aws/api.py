@@ -6,6 +6,7 @@ IAM-authorised: callers sign their requests (SigV4) with a principal allowed
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pulumi
@@ -13,7 +14,8 @@ import pulumi_aws as aws
 
 from adapters.aws import topology
 from adapters.aws.settings import Settings
-from adapters.aws.topology import Grants, Names
+from adapters.aws.topology import Names
+from handlers.core.app import Catalog
 from infra.aws.function import FunctionArgs, LambdaFunction
 from infra.config import StackConfig
 
@@ -28,6 +30,8 @@ class IngestArgs:
     bus_arn: pulumi.Input[str]
     code: pulumi.Archive
     code_sha256: str
+    #: What the ingress may put on the bus: the catalog's (Source, DetailType) pairs.
+    catalog: Catalog
 
 
 class IngestApi(pulumi.ComponentResource):
@@ -44,7 +48,8 @@ class IngestApi(pulumi.ComponentResource):
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
             environment=pulumi.Output.from_input(args.bus_name).apply(
                 lambda bus: Settings(bus_name=bus).environment()),
-            grant_inputs={"bus_arn": args.bus_arn}, grants=Grants), opts=child)
+            grant_inputs={"bus_arn": args.bus_arn},
+            grants=functools.partial(topology.ingest_grants, args.catalog)), opts=child)
         self.api = aws.apigatewayv2.Api(f"{name}-api", name=names.api(), protocol_type="HTTP",
                                         description="Event ingress", opts=child)
         integration = aws.apigatewayv2.Integration(
@@ -66,7 +71,8 @@ class IngestApi(pulumi.ComponentResource):
         aws.lambda_.Permission(
             f"{name}-invoke", function=self.ingest.function.name, action="lambda:InvokeFunction",
             principal="apigateway.amazonaws.com",
-            # Exactly this API, stage and route.
+            # Exactly this API, stage and route (the confused-deputy guard for a service
+            # principal: the execute-api ARN names this account and this API).
             source_arn=pulumi.Output.format(
                 "arn:{0}:execute-api:{1}:{2}:{3}/$default/POST/events", partition, region,
                 account, self.api.id),

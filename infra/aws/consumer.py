@@ -110,6 +110,7 @@ class ConsumerRoute(pulumi.ComponentResource):
                 "bucket_arns": dict(args.stack.bucket_arns),
             },
             grants=functools.partial(topology.consumer_grants, consumer,
+                                     catalog=args.stack.app.catalog,
                                      claims_bucket=args.stack.claims_bucket)), opts=child)
 
         max_concurrency = consumer.max_concurrency or config.max_concurrency

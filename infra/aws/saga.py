@@ -51,11 +51,19 @@ class SagaStateMachine(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs", name=Names.state_machine_log_group(machine_name),
             retention_in_days=config.log_retention_days, opts=child)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        # Only Step Functions, for this state machine of this account, may assume the role
+        # (its ARN is built from the name: the machine itself needs the role first).
+        trust = pulumi.Output.all(aws.get_partition_output(opts=invoke).partition,
+                                  aws.get_region_output(opts=invoke).region, account).apply(
+            lambda v: json.dumps(topology.assume_role_policy(
+                "states.amazonaws.com", v[2],
+                topology.state_machine_arn(v[0], v[1], v[2], machine_name))))
         self.role = aws.iam.Role(
             f"{name}-role", name=Names.role(machine_name),
             description=f"Identity of the {machine_name} state machine only",
-            assume_role_policy=json.dumps(topology.assume_role_policy("states.amazonaws.com")),
-            opts=child)
+            assume_role_policy=trust, opts=child)
         self.definition = self.steps.function.arn.apply(
             lambda arn: json.dumps(asl.compile_saga(saga, arn), indent=1))
         self.policy_document = self.definition.apply(
@@ -68,7 +76,8 @@ class SagaStateMachine(pulumi.ComponentResource):
             f"{name}-state-machine", name=machine_name, type="STANDARD",
             role_arn=self.role.arn, definition=self.definition,
             logging_configuration=aws.sfn.StateMachineLoggingConfigurationArgs(
-                level="ALL", include_execution_data=True,
+                level=topology.STATE_MACHINE_LOG_LEVEL,
+                include_execution_data=topology.STATE_MACHINE_LOG_EXECUTION_DATA,
                 # Step Functions wants the log group ARN with its ":*" suffix.
                 log_destination=self.log_group.arn.apply(lambda a: f"{a}:*")),
             tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(enabled=True),

@@ -57,9 +57,9 @@ class Sources(pulumi.ComponentResource):
             self._bucket(f"{name}-{bucket.name}", bucket, names, account, child)
         uploads = [self.bucket_names[b.name] for b in app.buckets if b.events]
         self.forward_rule = self._forward(name, names, uploads, bus_arn, alarm_topic_arn,
-                                          child) if uploads else None
-        self.schedules = self._schedules(name, app, names, bus_arn, alarm_topic_arn, child) \
-            if app.schedules else {}
+                                          account, child) if uploads else None
+        self.schedules = self._schedules(name, app, names, bus_arn, alarm_topic_arn, account,
+                                         child) if app.schedules else {}
         self.register_outputs({"bucketNames": self.bucket_names})
 
     def _bucket(self, name: str, bucket: Any, names: Names, account: pulumi.Output[str],
@@ -107,7 +107,8 @@ class Sources(pulumi.ComponentResource):
 
     def _forward(self, name: str, names: Names, uploads: list[pulumi.Output[str]],
                  bus_arn: pulumi.Input[str], alarm_topic_arn: pulumi.Input[str],
-                 child: pulumi.ResourceOptions) -> aws.cloudwatch.EventRule:
+                 account: pulumi.Output[str], child: pulumi.ResourceOptions
+                 ) -> aws.cloudwatch.EventRule:
         rule_name = buckets.forward_rule_name(names.prefix)
         rule = aws.cloudwatch.EventRule(
             f"{name}-uploads-forward", name=rule_name, event_bus_name="default",
@@ -125,12 +126,17 @@ class Sources(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-uploads-forward-role", name=Names.role(rule_name),
             description="Lets the uploads rule put S3 events on the app's bus only",
-            assume_role_policy=json.dumps(topology.assume_role_policy("events.amazonaws.com")),
+            # Only EventBridge, delivering for this rule of this account (its target's role).
+            assume_role_policy=pulumi.Output.all(account, rule.arn).apply(
+                lambda v: json.dumps(topology.assume_role_policy("events.amazonaws.com",
+                                                                 v[0], v[1]))),
             opts=child)
+        # What the rule forwards is S3's own event, unchanged: that Source and DetailType.
+        forwarded = [(buckets.S3_SOURCE, buckets.S3_OBJECT_CREATED)]
         policy = aws.iam.RolePolicy(
             f"{name}-uploads-forward-policy", role=role.id, name="least-privilege",
             policy=pulumi.Output.from_input(bus_arn).apply(
-                lambda arn: json.dumps(scheduler.role_policy(arn))), opts=child)
+                lambda arn: json.dumps(scheduler.role_policy(arn, forwarded))), opts=child)
         retry = topology.target_retry_policy()
         aws.cloudwatch.EventTarget(
             f"{name}-uploads-forward-target", rule=rule.name, event_bus_name="default",
@@ -145,23 +151,29 @@ class Sources(pulumi.ComponentResource):
         return rule
 
     def _schedules(self, name: str, app: App, names: Names, bus_arn: pulumi.Input[str],
-                   alarm_topic_arn: pulumi.Input[str], child: pulumi.ResourceOptions
-                   ) -> Mapping[str, aws.scheduler.Schedule]:
+                   alarm_topic_arn: pulumi.Input[str], account: pulumi.Output[str],
+                   child: pulumi.ResourceOptions) -> Mapping[str, aws.scheduler.Schedule]:
         dlq = aws.sqs.Queue(f"{name}-schedules-dlq", name=f"{names.prefix}-schedules-dlq",
                             message_retention_seconds=topology.DLQ_RETENTION_S,
                             sqs_managed_sse_enabled=True, opts=child)
+        group = aws.scheduler.ScheduleGroup(f"{name}-schedules", name=f"{names.prefix}",
+                                            opts=child)
         role_name = Names.role(f"{names.prefix}-schedules")
         role = aws.iam.Role(
             f"{name}-schedules-role", name=role_name,
             description="Lets the app's schedules put events on its bus only",
-            assume_role_policy=json.dumps(
-                topology.assume_role_policy("scheduler.amazonaws.com")), opts=child)
+            # Only Scheduler, for this account's schedule group (AWS scopes the condition to
+            # the group, never to one schedule).
+            assume_role_policy=pulumi.Output.all(account, group.arn).apply(
+                lambda v: json.dumps(topology.assume_role_policy("scheduler.amazonaws.com",
+                                                                 v[0], v[1]))),
+            opts=child)
+        publishes = scheduler.published(app.schedules, app.catalog)
         policy = aws.iam.RolePolicy(
             f"{name}-schedules-policy", role=role.id, name="least-privilege",
             policy=pulumi.Output.all(bus_arn, dlq.arn).apply(
-                lambda v: json.dumps(scheduler.role_policy(v[0], v[1]))), opts=child)
-        group = aws.scheduler.ScheduleGroup(f"{name}-schedules", name=f"{names.prefix}",
-                                            opts=child)
+                lambda v: json.dumps(scheduler.role_policy(v[0], publishes, v[1]))),
+            opts=child)
         _dlq_alarm(f"{name}-schedules-dlq", dlq, "A scheduled event", alarm_topic_arn, child)
         out = {}
         for schedule in app.schedules:

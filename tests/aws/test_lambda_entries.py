@@ -136,6 +136,26 @@ def test_api_accepts_events_with_202_and_refuses_bad_ones_with_every_problem(
     assert any("DetailType" in p for p in problems) and any("Detail" in p for p in problems)
 
 
+def test_api_refuses_an_event_whose_source_is_not_its_catalog_source(
+    wired: dict[str, Any]
+) -> None:
+    """The ingress role may put only the catalog's (Source, DetailType) pairs: a CloudEvent
+    claiming another source is a 400 naming it, not a PutEvents refusal answered as 503."""
+    event = restock("A", 3)
+    spoofed = {"specversion": "1.0", "id": "ce-9", "source": "not-inventory",
+               "type": event.type, "datacontenttype": "application/json",
+               "data": event.data}
+    answer = lambda_entry.api_handler({"body": json.dumps(spoofed), "headers": {
+        "content-type": "application/cloudevents+json"}})
+    assert answer["statusCode"] == 400, answer
+    [problem] = json.loads(answer["body"])["problems"]
+    assert "source 'not-inventory' is not 'inventory'" in problem and "ce-9" in problem
+    honest = lambda_entry.api_handler({"body": json.dumps({**spoofed, "source": event.source}),
+                                       "headers": {"content-type":
+                                                   "application/cloudevents+json"}})
+    assert honest["statusCode"] == 202, honest
+
+
 def test_step_handler_refuses_a_mismatched_key_and_wraps_permanent_errors(
     wired: dict[str, Any]
 ) -> None:

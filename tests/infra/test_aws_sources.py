@@ -78,9 +78,12 @@ def test_uploads_are_forwarded_from_the_default_bus_with_retry_and_dlq(rec: Reco
     role = by_name(rec, "aws:iam/role:Role", f"{buckets.forward_rule_name(PREFIX)}-role")
     [policy] = [p for p in rec.of_type("aws:iam/rolePolicy:RolePolicy")
                 if p.inputs["role"] == role.id]
+    # S3's own events only: the rule forwards them unchanged.
     assert json.loads(policy.inputs["policy"])["Statement"] == [{
         "Sid": "PutEventsOnAppBus", "Effect": "Allow", "Action": "events:PutEvents",
-        "Resource": bus.outputs["arn"]}]
+        "Resource": bus.outputs["arn"], "Condition": {
+            "ForAllValues:StringEquals": {"events:source": ["aws.s3"]},
+            "StringEquals": {"events:detail-type": ["Object Created"]}}}]
     # The file processor's rule takes S3's shape for exactly these buckets.
     processor = by_name(rec, "aws:cloudwatch/eventRule:EventRule", NAMES.rule("file-processor"))
     assert buckets.upload_pattern(uploads) in json.loads(

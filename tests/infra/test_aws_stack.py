@@ -11,13 +11,12 @@ import base64
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime.mocks import MockResourceArgs
 
 from adapters.aws import asl, buckets, topology
 from adapters.aws.settings import Settings
@@ -29,14 +28,12 @@ from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer
 from infra.aws.packaging import build_zip
 from infra.config import ConfigError
+from tests.infra.aws_fakes import aws_fake
 from tests.infra.aws_sources import with_sources
 from tests.infra.pulumi_harness import (
     FAKE_ACCOUNT,
-    FakeContext,
-    FakeState,
     Recorded,
     RecordedResource,
-    default_fake,
     run_program,
 )
 
@@ -47,43 +44,8 @@ CONSUMERS = APP.consumer_names()
 ACCOUNT = FAKE_ACCOUNT
 
 
-def realistic_fake(args: MockResourceArgs, ctx: FakeContext) -> FakeState:
-    """Outputs in each service's real format, computed from the physical name."""
-    resource_id, state = default_fake(args, ctx)
-    region, name = ctx.aws_region, args.inputs.get("name") or args.name
-    base = f"{region}:{ACCOUNT}"
-    formats: dict[str, Callable[[], dict[str, Any]]] = {
-        "aws:sqs/queue:Queue": lambda: {
-            "arn": f"arn:aws:sqs:{base}:{name}",
-            "url": f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"},
-        "aws:lambda/function:Function": lambda: {
-            "arn": f"arn:aws:lambda:{base}:function:{name}",
-            "invokeArn": f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                         f"arn:aws:lambda:{base}:function:{name}/invocations"},
-        "aws:cloudwatch/logGroup:LogGroup": lambda: {
-            "arn": f"arn:aws:logs:{base}:log-group:{name}"},
-        "aws:dynamodb/table:Table": lambda: {"arn": f"arn:aws:dynamodb:{base}:table/{name}"},
-        "aws:cloudwatch/eventBus:EventBus": lambda: {
-            "arn": f"arn:aws:events:{base}:event-bus/{name}"},
-        "aws:cloudwatch/eventRule:EventRule": lambda: {
-            "arn": f"arn:aws:events:{base}:rule/{args.inputs.get('eventBusName')}/{name}"},
-        "aws:cloudwatch/eventArchive:EventArchive": lambda: {
-            "arn": f"arn:aws:events:{base}:archive/{name}"},
-        "aws:sns/topic:Topic": lambda: {"arn": f"arn:aws:sns:{base}:{name}"},
-        "aws:sfn/stateMachine:StateMachine": lambda: {
-            "arn": f"arn:aws:states:{base}:stateMachine:{name}"},
-        "aws:iam/role:Role": lambda: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{name}"},
-        "aws:kms/key:Key": lambda: {"arn": f"arn:aws:kms:{base}:key/{args.name}"},
-        "aws:cloudwatch/metricAlarm:MetricAlarm": lambda: {
-            "arn": f"arn:aws:cloudwatch:{base}:alarm:{name}"},
-    }
-    if args.typ in formats:
-        state.update(formats[args.typ]())
-    if args.typ == "aws:iam/role:Role":
-        resource_id = name
-    if args.typ == "aws:apigatewayv2/api:Api":
-        resource_id = "abc123"
-    return resource_id, state
+#: Outputs in each service's real format, computed from the physical name.
+realistic_fake = aws_fake
 
 
 def deploy(**config: object) -> Recorded:
@@ -375,8 +337,9 @@ def test_consumer_policy_names_exact_arns(rec: Recorded, consumer: str) -> None:
     name = NAMES.function(consumer)
     log_arn = out(by_name(rec, "aws:cloudwatch/logGroup:LogGroup", f"/aws/lambda/{name}"))
     expected: dict[str, tuple[list[str], list[str]]] = {
-        "OwnLogGroup": (["logs:CreateLogStream"], [log_arn]),
-        "OwnLogStreams": (["logs:PutLogEvents"], [f"{log_arn}:log-stream:*"]),
+        # Log writes are authorised on the streams, never on the bare log-group ARN.
+        "OwnLogStreams": (["logs:CreateLogStream", "logs:PutLogEvents"],
+                          [f"{log_arn}:log-stream:*"]),
         "XRay": (sorted(topology.XRAY_ACTIONS), ["*"]),
         "ConsumeOwnQueue": (sorted(topology.QUEUE_CONSUME_ACTIONS),
                             [out(queue(rec, NAMES.queue(consumer)))]),
@@ -438,8 +401,7 @@ def _wildcards(policy: Mapping[str, Any]) -> Iterable[tuple[list[str], list[str]
 
 
 def test_no_iam_wildcard_except_xray_and_log_streams(rec: Recorded) -> None:
-    allowed_star_actions = {*topology.XRAY_ACTIONS, "xray:GetSamplingRules",
-                            "xray:GetSamplingTargets", *topology.LOG_DELIVERY_ACTIONS}
+    allowed_star_actions = set(topology.STAR_RESOURCE_ACTIONS)
     for policy in rec.of_type("aws:iam/rolePolicy:RolePolicy"):
         document = json.loads(policy.inputs["policy"])
         for actions, resources in _wildcards(document):
@@ -455,7 +417,7 @@ def test_no_iam_wildcard_except_xray_and_log_streams(rec: Recorded) -> None:
                 assert set(actions) <= {"s3:GetObject", "s3:PutObject"}, actions
                 assert all(r.endswith("/*") and "*" not in r[:-2] for r in resources)
             else:  # the streams of the function's own log group, and nothing else
-                assert actions == ["logs:PutLogEvents"]
+                assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"]
                 [stream] = resources
                 assert stream.endswith(":log-stream:*") and ":log-group:/aws/lambda/" in stream
 
@@ -521,8 +483,10 @@ def test_state_machine_is_compiled_from_the_saga(rec: Recorded) -> None:
     assert json.loads(machine.inputs["definition"]) == asl.compile_saga(APP.saga, out(steps))
     log_group = by_name(rec, "aws:cloudwatch/logGroup:LogGroup",
                         Names.state_machine_log_group(NAMES.state_machine("order")))
+    # Errors only, and never the execution's input and output (the orders) in the logs.
     assert machine.inputs["loggingConfiguration"] == {
-        "level": "ALL", "includeExecutionData": True, "logDestination": f"{out(log_group)}:*"}
+        "level": "ERROR", "includeExecutionData": False,
+        "logDestination": f"{out(log_group)}:*"}
     assert machine.inputs["tracingConfiguration"] == {"enabled": True}
     assert steps.inputs["handler"] == topology.STEP_HANDLER
     assert steps.inputs["tracingConfig"] == {"mode": "Active"}

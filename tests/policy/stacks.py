@@ -18,15 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pulumi.runtime.mocks import MockResourceArgs
 
-from tests.infra.pulumi_harness import (
-    FAKE_ACCOUNT,
-    FakeContext,
-    FakeState,
-    default_fake,
-    run_program,
-)
+from tests.infra.aws_fakes import aws_fake
+from tests.infra.pulumi_harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_DIR = ROOT / "policy"
@@ -93,26 +87,9 @@ def stack_config(stack: str) -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
 
 
-_ARN_FORMATS: dict[str, str] = {
-    # The formats the rules read: log-stream ARNs extend the log group's; DLQ ARNs match.
-    "aws:cloudwatch/logGroup:LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}",
-    "aws:sqs/queue:Queue": "arn:aws:sqs:{region}:{account}:{name}",
-    "aws:lambda/function:Function": "arn:aws:lambda:{region}:{account}:function:{name}",
-    "aws:iam/role:Role": "arn:aws:iam::{account}:role/{name}",
-    "aws:sfn/stateMachine:StateMachine": "arn:aws:states:{region}:{account}:stateMachine:{name}",
-    "aws:sns/topic:Topic": "arn:aws:sns:{region}:{account}:{name}",
-    "aws:dynamodb/table:Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
-}
-
-
-def arn_fake(args: MockResourceArgs, ctx: FakeContext) -> FakeState:
-    """`default_fake` with ARNs in each service's real format."""
-    resource_id, state = default_fake(args, ctx)
-    template = _ARN_FORMATS.get(args.typ)
-    if template:
-        name = args.inputs.get("name") or args.name
-        state["arn"] = template.format(region=ctx.aws_region, account=FAKE_ACCOUNT, name=name)
-    return resource_id, state
+#: ARNs in each service's real format (the rules read them: log-stream ARNs extend the
+#: log group's, DLQ ARNs match the redrive policies, trust policies name real ARNs).
+arn_fake = aws_fake
 
 
 @functools.cache

@@ -100,6 +100,7 @@ def add(resource_type: str, name: str, props: Props) -> Callable[[Recording], Re
 A, G = "dev-aws", "dev-gcp"
 Q, T, ESM = rules.SQS_QUEUE, rules.EVENT_TARGET, rules.EVENT_SOURCE_MAPPING
 RP, SUB, FN = "aws:iam/rolePolicy:RolePolicy", rules.PUBSUB_SUBSCRIPTION, rules.FUNCTION_V2
+ROLE = rules.ROLE
 PIAM = rules.PROJECT_IAM[0]
 AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
 
@@ -159,6 +160,47 @@ MUTATIONS = [
                     edit_json("policy", lambda d: [s.update(Principal="*") or s.pop("Condition")
                                                    for s in d["Statement"]])),
              "no-iam-wildcards", ("orders-queue-policy", "Principal '*'")),
+    Mutation("aws-log-writes-on-the-bare-log-group", A,
+             change(RP, "orders-policy", edit_json("policy", lambda doc: [
+                 st.update(Resource=st["Resource"].removesuffix(":log-stream:*"))
+                 for st in doc["Statement"] if st.get("Sid") == "OwnLogStreams"])),
+             "aws-log-writes-on-streams",
+             ("orders-policy", "OwnLogStreams", "logs:PutLogEvents",
+              "log-group:/aws/lambda/switchyard-dev-aws-orders'", "log-stream:*")),
+    Mutation("aws-trust-without-source-account", A,
+             change(ROLE, "saga-role", edit_json("assumeRolePolicy", lambda doc: [
+                 st.pop("Condition") for st in doc["Statement"]])),
+             "aws-confused-deputy",
+             ("saga-role", "trust policy", "states.amazonaws.com", "aws:SourceAccount")),
+    Mutation("aws-scheduler-trust-pins-the-wrong-key", A,
+             change(ROLE, "sources-schedules-role", edit_json("assumeRolePolicy", lambda doc: [
+                 st.update(Condition={"ArnEquals": st["Condition"]["ArnEquals"]})
+                 for st in doc["Statement"]])),
+             "aws-confused-deputy",
+             ("sources-schedules-role", "scheduler.amazonaws.com", "aws:SourceAccount")),
+    Mutation("aws-queue-policy-without-source", A,
+             change("aws:sqs/queuePolicy:QueuePolicy", "orders-queue-policy",
+                    edit_json("policy", lambda doc: [st.pop("Condition")
+                                                     for st in doc["Statement"]])),
+             "aws-confused-deputy",
+             ("orders-queue-policy", "events.amazonaws.com", "aws:SourceArn")),
+    Mutation("aws-lambda-permission-without-source", A,
+             add(rules.LAMBDA_PERMISSION, "s3-invoke", {
+                 "function": "f", "action": "lambda:InvokeFunction",
+                 "principal": "s3.amazonaws.com"}),
+             "aws-confused-deputy", ("s3-invoke", "s3.amazonaws.com", "sourceArn")),
+    Mutation("aws-put-events-unscoped", A,
+             change(RP, "file-processor-policy", edit_json("policy", lambda doc: [
+                 st.pop("Condition") for st in doc["Statement"]
+                 if st.get("Sid") == "PublishToBus"])),
+             "aws-put-events-scoped",
+             ("file-processor-policy", "PublishToBus", "events:source")),
+    Mutation("aws-put-events-scoped-by-detail-type-only", A,
+             change(RP, "sources-schedules-policy", edit_json("policy", lambda doc: [
+                 st["Condition"].pop("ForAllValues:StringEquals")
+                 for st in doc["Statement"] if st.get("Sid") == "PutEventsOnAppBus"])),
+             "aws-put-events-scoped",
+             ("sources-schedules-policy", "PutEventsOnAppBus", "events:source")),
     Mutation("aws-shared-role", A,
              share_with(rules.LAMBDA, "inventory", "orders", ("role",)),
              "one-identity-per-function",
@@ -293,7 +335,8 @@ def test_the_policy_catches_the_mutation(mutation: Mutation) -> None:
 def test_every_policy_has_a_mutation_on_each_cloud_it_covers() -> None:
     covered = {(m.policy, m.stack) for m in MUTATIONS}
     for rule in rules.RULES:
-        clouds = {G} if rule.name == "gcp-internal-ingress" else {A, G}
+        clouds = {G} if rule.name == "gcp-internal-ingress" else \
+            {A} if rule.name.startswith("aws-") else {A, G}
         for stack in clouds:
             assert (rule.name, stack) in covered, (rule.name, stack)
 
@@ -327,6 +370,18 @@ def test_only_actions_without_resource_level_permissions_may_use_resource_star(
     assert (problems == []) is allowed, problems
 
 
+def test_the_actions_the_stack_grants_on_resource_star_are_the_ones_the_pack_allows() -> None:
+    """adapters/aws/topology.STAR_RESOURCE_ACTIONS is the stack's one list; the pack (which
+    imports nothing from the app) must allow each of them, alone, on "*"."""
+    from adapters.aws.topology import STAR_RESOURCE_ACTIONS
+
+    for action in STAR_RESOURCE_ACTIONS:
+        document = json.dumps({"Statement": [{"Effect": "Allow", "Action": action,
+                                              "Resource": "*"}]})
+        assert rules.check_resource(rules.rule("no-iam-wildcards"), RP, "p",
+                                    {"policy": document}) == [], action
+
+
 def test_the_public_ingress_entry_point_is_configurable() -> None:
     props = {"buildConfig": {"entryPoint": "ingest"},
              "serviceConfig": {"ingressSettings": "ALLOW_ALL"}}
@@ -352,6 +407,15 @@ def test_the_public_ingress_entry_point_is_configurable() -> None:
     (rules.KMS_KEY, {"keySpec": "RSA_2048", "enableKeyRotation": False}),
     (rules.PUBSUB_TOPIC, {"kmsKeyName":
                           "projects/p/locations/l/keyRings/r/cryptoKeys/k"}),
+    # Lambda's execution-role trust documents no source keys; log writes on the streams.
+    (ROLE, {"assumeRolePolicy": json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]})}),
+    (RP, {"policy": json.dumps({"Statement": [{
+        "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:g:log-stream:*"}]})}),
+    (rules.LAMBDA_PERMISSION, {"principal": "apigateway.amazonaws.com",
+                               "sourceArn": "arn:aws:execute-api:us-east-1:1:a/*"}),
 ])
 def test_what_the_rules_allow(type_: str, props: Props) -> None:
     """Controls: the valid forms next to the mutations above pass every resource rule."""

@@ -59,6 +59,9 @@ def test_every_rule_is_exercised_on_some_real_resource() -> None:
         "no-iam-wildcards": {"aws:iam/rolePolicy:RolePolicy", rules.PROJECT_IAM[0]},
         "encryption-at-rest": {rules.DYNAMODB_TABLE, rules.SQS_QUEUE, rules.SNS_TOPIC},
         "gcp-internal-ingress": {rules.FUNCTION_V2},
+        "aws-log-writes-on-streams": {"aws:iam/rolePolicy:RolePolicy"},
+        "aws-confused-deputy": {rules.ROLE, "aws:sqs/queuePolicy:QueuePolicy", rules.KMS_KEY},
+        "aws-put-events-scoped": {"aws:iam/rolePolicy:RolePolicy"},
     }
     types = {r.type for s in STACKS for r in record(s).resources}
     for name, wanted in inspected.items():
