@@ -9,10 +9,12 @@ retries is what the stack deploys. Nothing here imports pulumi or google.*.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from adapters.gcp import settings as env
 from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
@@ -92,6 +94,16 @@ class FunctionData:
         """Every database this function may read and write, and nothing else."""
         return tuple(sorted({self.home, *self.tables.values(), *self.steps.values()}))
 
+    def environment(self) -> dict[str, str]:
+        """The function's SWITCHYARD_DATABASE / _TABLE_DATABASES / _STEP_DATABASES
+        (adapters.gcp.settings), as the stack sets them and the emulator tests do."""
+        def compact(mapping: Mapping[str, str]) -> str:
+            return json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))
+        out = {env.DATABASE: self.home, env.TABLE_DATABASES: compact(self.tables)}
+        if self.steps:
+            out[env.STEP_DATABASES] = compact(self.steps)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class DataLayout:
@@ -112,6 +124,10 @@ class DataLayout:
     databases: Mapping[str, tuple[str, ...]]  # database id -> the tables it holds
     consumers: Mapping[str, FunctionData]
     saga: FunctionData
+
+    def table_databases(self) -> dict[str, str]:
+        """Every table -> its database (what an operator's or a test's reader opens)."""
+        return {t: db for db, tables in self.databases.items() for t in tables}
 
     def shared_beyond_declared(self) -> dict[str, tuple[str, ...]]:
         """Per function ("saga" for the steps): tables it can reach without declaring them

@@ -9,7 +9,6 @@ children of `GcpStack`. Nothing here may import `pulumi_aws`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,19 +209,9 @@ def _data_environment(data: FunctionData, databases: Databases
     """Where a function's tables and idempotency records live (adapters.gcp.settings).
 
     Built from the databases' name outputs, so the function waits for its databases."""
-    names = [databases.databases[d].name for d in data.databases]
-
-    def after_databases(value: str) -> pulumi.Output[str]:
-        return pulumi.Output.all(*names).apply(lambda _: value)
-
-    out: dict[str, pulumi.Input[str]] = {
-        env.DATABASE: after_databases(data.home),
-        env.TABLE_DATABASES: after_databases(
-            json.dumps(dict(sorted(data.tables.items())), separators=(",", ":")))}
-    if data.steps:
-        out[env.STEP_DATABASES] = after_databases(
-            json.dumps(dict(sorted(data.steps.items())), separators=(",", ":")))
-    return out
+    names = pulumi.Output.all(*[databases.databases[d].name for d in data.databases])
+    return {key: names.apply(lambda _, value=value: value)
+            for key, value in data.environment().items()}
 
 
 def _depends_on(resources: Sequence[pulumi.Resource]) -> pulumi.ResourceTransformation:
