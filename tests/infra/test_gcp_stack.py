@@ -500,3 +500,26 @@ def _source_bucket(rec: Recorded) -> RecordedResource:
     [bucket] = [b for b in rec.of_type("gcp:storage/bucket:Bucket")
                 if b.name.endswith("-source-bucket")]
     return bucket
+
+
+def test_readme_database_table_matches_the_layout() -> None:
+    """README.md's GCP table of databases says what `data_layout` does."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z<>_-]+)` \| ([^|]+) \| ([^|]+) \|$", text, re.M)
+    readme = {name: ({t.strip() for t in tables.split(",")},
+                     {g.strip() for g in grantees.split(",")})
+              for name, tables, grantees in rows}
+    users: dict[str, set[str]] = {}
+    for name, data in (*LAYOUT.consumers.items(), ("saga steps", LAYOUT.saga)):
+        for db in data.databases:
+            users.setdefault(db, set()).add(name)
+    for db, tables in LAYOUT.databases.items():
+        short = db.removeprefix(f"{PREFIX}-")
+        if not tables:  # a consumer's own records
+            assert short.endswith("-records") and users[db] == {
+                short.removesuffix("-records")}
+            continue
+        assert readme[short] == (set(tables), users[db]), short
+    assert readme["<consumer>-records"][1] == {"that consumer only"}
