@@ -170,7 +170,7 @@ def data_layout(app: App, prefix: str) -> DataLayout:
 
     def join(tables: Iterable[str]) -> None:
         first, *rest = list(tables) or [""]
-        for other in rest:
+        for other in rest:  # (nothing to join for one table or none)
             a, b = find(first), find(other)
             if a != b:  # the root is the table the app lists first: stable names
                 keep, drop = sorted((a, b), key=app.tables.index)

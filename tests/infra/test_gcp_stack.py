@@ -367,6 +367,22 @@ def test_workflow_is_compiled_from_the_saga_with_its_own_identity() -> None:
     assert steps["serviceConfig"]["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
 
 
+def test_invokers_are_exactly_the_callers_and_only_run_invoker() -> None:
+    """Gen2 functions are invoked through their Cloud Run service: run.invoker on that
+    service, for the push identity of its consumer (or the workflow, for the saga steps)."""
+    rec = dev()
+    members: dict[str, set[str]] = {}
+    for grant in rec.of_type(T_RUN_IAM):
+        assert grant.inputs["role"] == "roles/run.invoker"
+        members.setdefault(grant.inputs["name"], set()).add(grant.inputs["member"])
+    expected = {TOP.route(c).function:
+                {f"serviceAccount:{email(TOP.route(c).invoker_account_id)}"}
+                for c in CONSUMERS}
+    expected[TOP.saga_function] = {f"serviceAccount:{email(TOP.workflow_account_id)}"}
+    assert members == expected
+    assert not [r for r in rec.resources if "cloudfunctions.invoker" in repr(r.inputs)]
+
+
 def test_saga_needs_attention_alert() -> None:
     filters = [p.inputs["conditions"][0]["conditionThreshold"]["filter"]
                for p in dev().of_type(T_ALERT)]
