@@ -19,7 +19,7 @@ from handlers.core.app import App, Consumer
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
 
-#: Pub/Sub accepts max_delivery_attempts only in this range (RELIABILITY.md).
+#: Pub/Sub accepts a dead_letter_policy's max_delivery_attempts only in this range.
 MIN_DELIVERIES: Final = 5
 MAX_DELIVERIES: Final = 100
 #: Pub/Sub's push ack deadline ceiling.

@@ -401,7 +401,7 @@ class ConsumerRoute(pulumi.ComponentResource):
             opts=here)
 
         # Without these, Pub/Sub cannot forward to the dead-letter topic nor ack the
-        # source message, and a poison message loops forever (RELIABILITY.md).
+        # source message, and a poison message loops forever.
         _topic_publisher(f"{name}-agent-dlq-publisher", self.dead_letter_topic,
                          place.pubsub_agent, self)
         gcp.pubsub.SubscriptionIAMMember(
