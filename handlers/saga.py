@@ -35,6 +35,7 @@ from handlers.core.errors import StepFailed, TransientError
 from handlers.inventory import INVENTORY, available
 from handlers.money import format_cents
 from handlers.orders import ORDERS
+from handlers.payments import PAYMENTS
 
 OUT_OF_STOCK = "out_of_stock"
 PAYMENT_DECLINED_REASON = "payment_declined"
@@ -162,15 +163,17 @@ def complete_order(ctx: StepContext) -> Mapping[str, Any]:
 ORDER_SAGA = Saga(
     name="order",
     steps=(
-        Step("create_order", create_order, retry=Retry(3, 1.0, 2.0)),
-        Step("payment", process_payment, compensate=refund_payment, retry=Retry(3, 1.0, 2.0)),
+        Step("create_order", create_order, retry=Retry(3, 1.0, 2.0), stores=(ORDERS,)),
+        Step("payment", process_payment, compensate=refund_payment, retry=Retry(3, 1.0, 2.0),
+             stores=(PAYMENTS,)),
         Step("reserve_inventory", reserve_inventory, compensate=release_inventory,
-             retry=Retry(3, 0.5, 2.0)),
-        Step("ship", ship_order, retry=Retry(3, 1.0, 2.0)),
+             retry=Retry(3, 0.5, 2.0), stores=(INVENTORY,)),
+        Step("ship", ship_order, retry=Retry(3, 1.0, 2.0), stores=(ORDERS,)),
     ),
-    on_success=Step("complete_order", complete_order, retry=Retry(5, 1.0, 2.0)),
-    on_failure=Step("cancel_order", cancel_order, retry=Retry(5, 1.0, 2.0)),
-    stores=(ORDERS, INVENTORY, "payments"),
+    on_success=Step("complete_order", complete_order, retry=Retry(5, 1.0, 2.0),
+                    stores=(ORDERS,)),
+    on_failure=Step("cancel_order", cancel_order, retry=Retry(5, 1.0, 2.0), stores=(ORDERS,)),
+    stores=(ORDERS, INVENTORY, PAYMENTS),
     emits=(ORDER_COMPLETED, ORDER_CANCELLED, NOTIFICATION_SENT, PAYMENT_PROCESSED,
            PAYMENT_DECLINED, PAYMENT_REFUNDED, INVENTORY_RESERVED, INVENTORY_RELEASED,
            ORDER_SHIPPED),

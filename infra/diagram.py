@@ -127,6 +127,12 @@ def _identifiers(r: RecordedResource) -> set[str]:
                 out.add(value)
     if r.id:
         out.add(r.id)
+    if r.type == "gcp:cloudfunctionsv2/function:Function":
+        # Pushes and workflow calls name a gen2 function by its Cloud Run (run.app) URL.
+        uri = (r.outputs.get("serviceConfig") or {}).get("uri")
+        if isinstance(uri, str) and uri:
+            out.add(uri)
+            out.add(uri.split("://", 1)[-1].split("/", 1)[0])
     account, project = r.inputs.get("accountId"), r.inputs.get("project")
     if r.type == "gcp:serviceaccount/account:Account" and account and project:
         out.add(f"{account}@{project}.iam.gserviceaccount.com")

@@ -212,7 +212,33 @@ def default_fake(args: MockResourceArgs, ctx: FakeContext) -> FakeState:
     elif args.typ.startswith("gcp:"):
         state.setdefault("name", args.name)
         state.setdefault("project", ctx.gcp_project)
+        if args.typ == GCP_FUNCTION_V2:
+            _fake_function_urls(state, ctx)
     return resource_id, state
+
+
+GCP_FUNCTION_V2: Final = "gcp:cloudfunctionsv2/function:Function"
+#: Cloud Run's region codes in default URLs (`<service>-<hash>-<code>.a.run.app`); the
+#: fakes know a few, enough for realistic values (any other region gets "xx").
+_RUN_REGION_CODES: Final = {"us-central1": "uc", "us-east1": "ue", "us-east4": "uk",
+                            "us-west1": "uw", "europe-west1": "ew", "europe-west4": "ez",
+                            "asia-northeast1": "an"}
+
+
+def _fake_function_urls(state: dict[str, Any], ctx: FakeContext) -> None:
+    """A gen2 function's two URLs as the API reports them: `url` on cloudfunctions.net and
+    `serviceConfig.uri`, the underlying Cloud Run service's default run.app URL (the
+    hash is per project, as Cloud Run's deterministic URLs are)."""
+    name = str(state["name"])
+    region = str(state.get("location") or ctx.gcp_region)
+    digest = hashlib.sha256(ctx.gcp_project.encode()).hexdigest()[:10]
+    code = _RUN_REGION_CODES.get(region, "xx")
+    state.setdefault("url", f"https://{region}-{ctx.gcp_project}.cloudfunctions.net/{name}")
+    service = dict(state.get("serviceConfig") or {})
+    service.setdefault("uri", f"https://{name}-{digest}-{code}.a.run.app")
+    service.setdefault("service", f"projects/{ctx.gcp_project}/locations/{region}/"
+                                  f"services/{name}")
+    state["serviceConfig"] = service
 
 
 _DEFAULT_CALLS: Final[dict[str, Callable[[FakeContext], dict[str, Any]]]] = {

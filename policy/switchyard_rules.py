@@ -837,6 +837,131 @@ def _secret_outputs_stack(stack: Stack, config: Mapping[str, Any]) -> list[tuple
     return found
 
 
+# --- 8. GCP: internal-ingress functions are called at their run.app URL -------------------
+
+#: Gen2 functions' legacy host. Cloud Run counts Pub/Sub push, Eventarc, Cloud Scheduler and
+#: Workflows requests as internal (what ALLOW_INTERNAL_ONLY admits) only when they are sent
+#: to the service's default run.app URL; at a cloudfunctions.net URL they are refused.
+CLOUDFUNCTIONS_URL: Final = re.compile(r"https://[A-Za-z0-9.-]*\.cloudfunctions\.net\b[^\s\"']*")
+RUN_APP_HOST: Final = re.compile(r"^https://[a-z0-9-]+\.a\.run\.app(/|$)")
+
+
+def _run_app_urls_resource(type_: str, name: str, props: Mapping[str, Any],
+                           config: Mapping[str, Any]) -> list[str]:
+    label = _label(type_, name)
+    problems: list[str] = []
+    if type_ == PUBSUB_SUBSCRIPTION:
+        push = _get(props, "pushConfig")
+        if not isinstance(push, Mapping):
+            return []
+        endpoint = str(push.get("pushEndpoint") or "")
+        if CLOUDFUNCTIONS_URL.match(endpoint):
+            problems.append(f"{label}: push endpoint {endpoint} is a cloudfunctions.net URL; "
+                            "an internal-ingress function takes Pub/Sub pushes only at its "
+                            "run.app URL (serviceConfig.uri)")
+        token = push.get("oidcToken")
+        if RUN_APP_HOST.match(endpoint) and not isinstance(token, Mapping):
+            problems.append(f"{label}: pushes to {endpoint} without an OIDC token; Cloud Run "
+                            "refuses unauthenticated calls (set oidcToken with an invoker "
+                            "service account)")
+        audience = token.get("audience") if isinstance(token, Mapping) else None
+        if audience and audience != endpoint:
+            # Unset, Pub/Sub uses the endpoint itself, which is what Cloud Run accepts.
+            problems.append(f"{label}: OIDC audience {audience} is not the push endpoint "
+                            f"{endpoint}; Cloud Run rejects tokens for another audience")
+    elif type_ == WORKFLOW:
+        for url in sorted(set(CLOUDFUNCTIONS_URL.findall(str(props.get("sourceContents")
+                                                             or "")))):
+            problems.append(f"{label}: calls {url}, a cloudfunctions.net URL; an "
+                            "internal-ingress function takes Workflows calls only at its "
+                            "run.app URL (serviceConfig.uri)")
+    return problems
+
+
+# --- 9. GCP: function identities hold no project-wide role ---------------------------------
+
+#: Roles a function may hold on the project, because the service has no resource-level IAM
+#: (Firestore grants stop at the project, narrowed to a database by a condition; Workflows
+#: has no per-workflow policy). Each still needs a condition naming one resource.
+PROJECT_ONLY_ROLES: Final = re.compile(r"^roles/(datastore\.[A-Za-z]+|workflows\.invoker)$")
+#: `resource.name == "<one resource>"` (or several such, ORed): names, not patterns.
+_EXACT_NAMES: Final = re.compile(
+    r'^\s*resource\.name\s*==\s*"[^"*]+"(\s*\|\|\s*resource\.name\s*==\s*"[^"*]+")*\s*$')
+_DATABASE_NAME: Final = re.compile(r'resource\.name\s*==\s*"projects/[^/"]+/databases/[^/"*]+"')
+
+
+def _function_members(stack: Stack) -> dict[str, str]:
+    """`serviceAccount:<email>` -> the function's name, for every function's identity."""
+    out: dict[str, str] = {}
+    for fn in stack.of_type(FUNCTION_V2, FUNCTION_V1):
+        try:
+            email = (_get(fn.props, "serviceConfig", "serviceAccountEmail")
+                     if fn.type == FUNCTION_V2 else fn.props.get("serviceAccountEmail"))
+        except stack.unknown:
+            continue  # unknown in preview: checked at update
+        if email:
+            out[f"serviceAccount:{email}"] = fn.name
+    return out
+
+
+def _grant_members(grant: Resource) -> list[str]:
+    return [str(m) for m in (_items(grant.props.get("members"))
+                             or _items(grant.props.get("member")))]
+
+
+def _condition(grant: Resource) -> str:
+    return str(_get(grant.props, "condition", "expression") or "")
+
+
+def _function_project_roles_stack(stack: Stack, config: Mapping[str, Any]
+                                  ) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    functions = _function_members(stack)
+    for grant in stack.of_type(*PROJECT_IAM):
+        role = str(grant.props.get("role") or "")
+        for member in _grant_members(grant):
+            if member not in functions:
+                continue
+            label = _label(grant.type, grant.name)
+            who = f"function '{functions[member]}'"
+            if not PROJECT_ONLY_ROLES.match(role):
+                found.append((grant.urn, f"{label}: grants {who} {role} on the project; the "
+                                         "service has resource-level IAM: grant it on the "
+                                         "one resource instead"))
+            elif not _EXACT_NAMES.match(_condition(grant)):
+                found.append((grant.urn, f"{label}: grants {who} {role} on the project "
+                                         "without a condition naming exact resources "
+                                         "(resource.name == \"...\")"))
+    return found
+
+
+# --- 10. GCP: per-function data access (Firestore) -----------------------------------------
+
+
+def _data_access_stack(stack: Stack, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A datastore role must name a database: Firestore IAM is per database, and a grant on
+    the project reaches every database in it. Unconditioned is tolerated only when the
+    stack's one database is used by that one identity (it holds only that one's data)."""
+    found: list[tuple[str, str]] = []
+    grants = [g for g in stack.of_type(*PROJECT_IAM)
+              if str(g.props.get("role") or "").startswith("roles/datastore.")]
+    holders = {m for g in grants for m in _grant_members(g)}
+    only_one = len(stack.of_type("gcp:firestore/database:Database")) == 1 and len(holders) == 1
+    for grant in grants:
+        condition = _condition(grant)
+        label, role = _label(grant.type, grant.name), grant.props.get("role")
+        if not condition:
+            if not only_one:
+                found.append((grant.urn, f"{label}: {role} without a condition reaches every "
+                                         "Firestore database in the project; name the "
+                                         "function's database(s) with resource.name"))
+        elif not _EXACT_NAMES.match(condition) or not _DATABASE_NAME.search(condition):
+            found.append((grant.urn, f"{label}: {role} condition '{condition}' does not name "
+                                     "a database (resource.name == \"projects/P/databases/D"
+                                     "\")"))
+    return found
+
+
 # --- the rule table -----------------------------------------------------------------------
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -900,6 +1025,23 @@ RULES: Final[tuple[Rule, ...]] = (
          "Stack outputs that look secret are Pulumi secrets.",
          "Wrap the value in pulumi.Output.secret, or do not export it.",
          stack_check=_secret_outputs_stack),
+    Rule("gcp-internal-callers-use-run-app-urls",
+         "Pub/Sub pushes and Workflows calls reach Cloud Functions at their run.app URL "
+         "(never cloudfunctions.net), with an OIDC token whose audience is that URL.",
+         "Use the function's serviceConfig.uri as push endpoint, call URL and audience.",
+         resource_check=_run_app_urls_resource),
+    Rule("gcp-no-project-roles-for-functions",
+         "Function identities hold no project-level role, except where the service has no "
+         "resource-level IAM (Firestore, Workflows), with a condition naming the resource.",
+         "Grant the role on the resource; for Firestore and Workflows add a condition "
+         "resource.name == \"...\".",
+         stack_check=_function_project_roles_stack),
+    Rule("gcp-function-data-access",
+         "Firestore roles name the database(s) they reach: a project grant without such a "
+         "condition reaches every database (tolerated only for a stack's one database used "
+         "by one identity).",
+         "Add a condition resource.name == \"projects/P/databases/D\" per database.",
+         stack_check=_data_access_stack),
 )
 
 

@@ -80,7 +80,7 @@ def runtime() -> Runtime:
     """The composition root: settings, clients and ports, built once per instance."""
     from google.cloud import firestore, pubsub_v1
 
-    from adapters.gcp.firestore_store import FirestoreStore
+    from adapters.gcp.firestore_store import FirestoreDatabases, FirestoreStore
     from adapters.gcp.pubsub_notifier import PubSubNotifier
     from adapters.gcp.pubsub_publisher import PubSubPublisher
     from adapters.gcp.topology import topic_path
@@ -94,8 +94,13 @@ def runtime() -> Runtime:
 
     settings = Settings.from_env()
     publisher_client = pubsub_v1.PublisherClient()
-    store = FirestoreStore(firestore.Client(project=settings.project,
-                                            database=settings.database))
+    # One client per database this function's data lives in (see FirestoreDatabases).
+    names = {settings.database, *settings.table_databases.values(),
+             *settings.step_databases.values()}
+    store = FirestoreDatabases(
+        {db: FirestoreStore(firestore.Client(project=settings.project, database=db))
+         for db in sorted(names)},
+        settings.database, settings.table_databases, settings.step_databases)
     clock = _SystemClock()
 
     def publisher(topic: str | None, setting: str) -> Any:

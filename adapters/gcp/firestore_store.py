@@ -30,7 +30,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from handlers.core.errors import TransientError
+from handlers.core.engine import PROCESSED, step_of_key
+from handlers.core.errors import PermanentError, TransientError
 from handlers.core.ports import Op, Put, apply_op
 
 #: The field Firestore's TTL policy watches (infra/gcp sets the policy on it).
@@ -169,3 +170,55 @@ class FirestoreStore:
                 last_update_time=snapshot.update_time))
         batch.commit()
         return True
+
+
+class FirestoreDatabases:
+    """The Store port over several Firestore databases, each table in the one the stack
+    put it in (`adapters.gcp.topology.DataLayout`).
+
+    Idempotency records (`processed`) go where the writes they commit with go: a saga
+    step's to the database of the step's tables, everything else's to `home`. So every
+    transaction the engine makes stays inside one database, which is all Firestore can
+    commit atomically; one that would not is refused as a permanent error naming the
+    tables (the app description and the stack disagree: fix, then redrive).
+    """
+
+    def __init__(self, stores: Mapping[str, FirestoreStore], home: str,
+                 tables: Mapping[str, str], steps: Mapping[str, str]) -> None:
+        unknown = sorted({home, *tables.values(), *steps.values()} - set(stores))
+        if unknown:
+            raise ValueError(f"no Firestore client for database(s) {unknown}")
+        self._stores = dict(stores)
+        self._home = home
+        self._tables = dict(tables)
+        self._steps = dict(steps)
+
+    def database_of(self, table: str, key: str) -> str:
+        if table == PROCESSED:
+            step = step_of_key(key)
+            return self._steps.get(step, self._home) if step else self._home
+        return self._tables.get(table, self._home)
+
+    def _store(self, table: str, key: str) -> FirestoreStore:
+        return self._stores[self.database_of(table, key)]
+
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        return self._stores[self._tables.get(table, self._home)].scan(table)
+
+    def get(self, table: str, key: str) -> dict[str, Any] | None:
+        return self._store(table, key).get(table, key)
+
+    def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> bool:
+        return self._store(table, key).put_if_absent(table, key, item)
+
+    def transact(self, ops: Sequence[Op]) -> bool:
+        where = {self.database_of(op.table, op.key) for op in ops}
+        if len(where) > 1:
+            tables = sorted({f"{op.table} ({self.database_of(op.table, op.key)})"
+                             for op in ops})
+            raise PermanentError("one transaction cannot span Firestore databases: "
+                                 f"{', '.join(tables)}; declare these tables together "
+                                 "(one consumer or saga step) so the stack co-locates them")
+        if not where:
+            return True
+        return self._stores[where.pop()].transact(ops)

@@ -23,6 +23,11 @@ BUS_TOPIC: Final = "SWITCHYARD_BUS_TOPIC"
 NOTIFICATIONS_TOPIC: Final = "SWITCHYARD_NOTIFICATIONS_TOPIC"
 DEAD_LETTER_TOPIC: Final = "SWITCHYARD_DEAD_LETTER_TOPIC"
 DATABASE: Final = "SWITCHYARD_DATABASE"
+#: JSON: table -> Firestore database holding it (the stack splits tables into databases
+#: so that each function's grants name only its own data); unset tables live in DATABASE.
+TABLE_DATABASES: Final = "SWITCHYARD_TABLE_DATABASES"
+#: JSON: saga step -> the database its tables (and so its idempotency records) live in.
+STEP_DATABASES: Final = "SWITCHYARD_STEP_DATABASES"
 WORKFLOW: Final = "SWITCHYARD_WORKFLOW"
 DECLINE_ABOVE_CENTS: Final = "SWITCHYARD_DECLINE_ABOVE_CENTS"
 #: A workflows-emulator base URL to start executions on (tests), as PUBSUB_EMULATOR_HOST
@@ -46,7 +51,9 @@ class Settings:
     bus_topic: str | None = None
     notifications_topic: str | None = None
     dead_letter_topic: str | None = None
-    database: str = "(default)"
+    database: str = "(default)"  # where this function's idempotency records live
+    table_databases: Mapping[str, str] = field(default_factory=dict)
+    step_databases: Mapping[str, str] = field(default_factory=dict)
     workflow: str | None = None  # short workflow name; set where sagas are started
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     workflows_emulator: str | None = None
@@ -67,6 +74,8 @@ class Settings:
         deliveries = env.get(MAX_DELIVERIES) or ""
         if deliveries and not deliveries.isdigit():
             problems.append(f"{MAX_DELIVERIES} must be a whole number, got {deliveries!r}")
+        maps = {name: _json_map(env, name, problems)
+                for name in (BUCKETS, TABLE_DATABASES, STEP_DATABASES)}
         if problems:
             raise RuntimeError("invalid function settings: " + "; ".join(problems))
         return cls(
@@ -81,6 +90,22 @@ class Settings:
             decline_above_cents=int(decline),
             workflows_emulator=env.get(WORKFLOWS_EMULATOR) or None,
             max_deliveries=int(deliveries) if deliveries else None,
-            buckets={str(k): str(v) for k, v in json.loads(env.get(BUCKETS) or "{}").items()},
+            buckets=maps[BUCKETS],
+            table_databases=maps[TABLE_DATABASES],
+            step_databases=maps[STEP_DATABASES],
             storage_api=env.get(STORAGE_API) or None,
         )
+
+
+def _json_map(env: Mapping[str, str], name: str, problems: list[str]) -> dict[str, str]:
+    """A JSON object of strings from `name` ({} when unset); a problem when malformed."""
+    raw = env.get(name) or "{}"
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        problems.append(f"{name} is not JSON: {error.msg}")
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        problems.append(f"{name} must be a JSON object of strings, got {raw!r}")
+        return {}
+    return {str(k): v for k, v in value.items()}

@@ -9,13 +9,17 @@ retries is what the stack deploys. Nothing here imports pulumi or google.*.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from handlers.core.app import App
+from adapters.gcp import settings as env
+from handlers.core.app import App, Consumer
+from handlers.core.engine import PROCESSED
+from handlers.core.ports import SAGAS
 
-#: Pub/Sub accepts max_delivery_attempts only in this range (RELIABILITY.md).
+#: Pub/Sub accepts a dead_letter_policy's max_delivery_attempts only in this range.
 MIN_DELIVERIES: Final = 5
 MAX_DELIVERIES: Final = 100
 #: Pub/Sub's push ack deadline ceiling.
@@ -35,6 +39,8 @@ DEAD_LETTER_TOPIC_RETENTION_S: Final = 31 * 86400
 _ACCOUNT_ID_MAX: Final = 30
 #: The attribute the Pub/Sub CloudEvents binding puts the event type in.
 TYPE_ATTRIBUTE: Final = "ce-type"
+#: Firestore database ids: 4-63 characters (lowercase letters, digits, hyphens).
+_DATABASE_ID_MAX: Final = 63
 #: Cloud Functions entry points (targets) exported by the zip's main.py.
 CONSUMER_ENTRY: Final = "consume"
 SAGA_ENTRY: Final = "saga_step"
@@ -68,6 +74,141 @@ def _quote(value: str) -> str:
 def ack_deadline(timeout_s: int) -> int:
     """Push ack deadline: at least the function timeout (plus a margin), at most 600 s."""
     return min(MAX_ACK_DEADLINE_S, timeout_s + ACK_MARGIN_S)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionData:
+    """Where one function's data lives: what it opens, and where its idempotency records go.
+
+    `home` keeps the records of a consumer (and of saga steps that declare no tables);
+    `tables` maps every table the function touches to its database; `steps` maps each saga
+    step that declares tables to the database holding them (the step's record goes there).
+    """
+
+    home: str
+    tables: Mapping[str, str]
+    steps: Mapping[str, str]
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        """Every database this function may read and write, and nothing else."""
+        return tuple(sorted({self.home, *self.tables.values(), *self.steps.values()}))
+
+    def environment(self) -> dict[str, str]:
+        """The function's SWITCHYARD_DATABASE / _TABLE_DATABASES / _STEP_DATABASES
+        (adapters.gcp.settings), as the stack sets them and the emulator tests do."""
+        def compact(mapping: Mapping[str, str]) -> str:
+            return json.dumps(dict(sorted(mapping.items())), separators=(",", ":"))
+        out = {env.DATABASE: self.home, env.TABLE_DATABASES: compact(self.tables)}
+        if self.steps:
+            out[env.STEP_DATABASES] = compact(self.steps)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DataLayout:
+    """The app's tables split into Firestore databases, so that each function's grants can
+    name only databases holding its own data.
+
+    Firestore IAM stops at the database (a condition on the database's `resource.name`),
+    and a transaction cannot span databases. The engine commits a handler's writes with
+    its idempotency record in one transaction, so the tables one consumer (or one saga
+    step) declares share a database with its records: tables are grouped by "declared
+    together by one consumer or one step", and each group is a database. Each database
+    has its own `processed` collection for the records of the functions whose home it is.
+    A consumer that declares no table gets a database of its own for its records only.
+    The saga-start registry (`sagas`) is written outside the handler's transaction, so
+    it is a database of its own unless a consumer declares it.
+    """
+
+    databases: Mapping[str, tuple[str, ...]]  # database id -> the tables it holds
+    consumers: Mapping[str, FunctionData]
+    saga: FunctionData
+
+    def table_databases(self) -> dict[str, str]:
+        """Every table -> its database (what an operator's or a test's reader opens)."""
+        return {t: db for db, tables in self.databases.items() for t in tables}
+
+    def shared_beyond_declared(self) -> dict[str, tuple[str, ...]]:
+        """Per function ("saga" for the steps): tables it can reach without declaring them
+        (they share a database with tables it does declare). The price of the
+        one-transaction rule; README.md lists them."""
+        return {name: extra for name, extra in self._extras().items() if extra}
+
+    def _extras(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for name, data in (*self.consumers.items(), ("saga", self.saga)):
+            reachable = {t for db in data.databases for t in self.databases[db]}
+            out[name] = tuple(sorted(reachable - set(data.tables)))
+        return out
+
+
+def database_id(prefix: str, name: str) -> str:
+    """A Firestore database id for `name`: lowercase, hyphens for underscores, shortened
+    with a hash when over 63 characters (like `account_id`)."""
+    full = f"{prefix}-{name}".lower().replace("_", "-")
+    if len(full) <= _DATABASE_ID_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    return f"{full[:_DATABASE_ID_MAX - 7].rstrip('-')}-{digest}"
+
+
+def _consumer_tables(consumer: Consumer) -> tuple[str, ...]:
+    return consumer.stores + ((SAGAS,) if consumer.starts_saga and
+                              SAGAS not in consumer.stores else ())
+
+
+def data_layout(app: App, prefix: str) -> DataLayout:
+    """Split the app's tables into databases (see `DataLayout`)."""
+    parent: dict[str, str] = {t: t for t in app.tables}
+
+    def find(table: str) -> str:
+        while parent[table] != table:
+            parent[table] = parent[parent[table]]
+            table = parent[table]
+        return table
+
+    def join(tables: Iterable[str]) -> None:
+        first, *rest = list(tables) or [""]
+        for other in rest:  # (nothing to join for one table or none)
+            a, b = find(first), find(other)
+            if a != b:  # the root is the table the app lists first: stable names
+                keep, drop = sorted((a, b), key=app.tables.index)
+                parent[drop] = keep
+
+    for consumer in app.consumers:
+        join(consumer.stores)
+    steps = app.saga.all_steps() + ((app.saga.on_failure,) if app.saga.on_failure else ())
+    for step in steps:
+        join(step.stores)
+    groups: dict[str, list[str]] = {}
+    for table in app.tables:
+        if table != PROCESSED:
+            groups.setdefault(find(table), []).append(table)
+    db_of = {t: database_id(prefix, root) for root, ts in groups.items() for t in ts}
+    databases: dict[str, tuple[str, ...]] = {
+        database_id(prefix, root): tuple(sorted(ts)) for root, ts in groups.items()}
+
+    consumers: dict[str, FunctionData] = {}
+    for consumer in app.consumers:
+        tables = {t: db_of[t] for t in _consumer_tables(consumer)}
+        if consumer.stores:
+            home = db_of[consumer.stores[0]]
+        else:
+            home = database_id(prefix, f"{consumer.name}-records")
+            if home in databases:
+                raise ValueError(f"database id '{home}' of consumer '{consumer.name}' "
+                                 "collides with a table's database")
+            databases[home] = ()
+        consumers[consumer.name] = FunctionData(home, tables, {})
+    step_dbs = {s.name: db_of[s.stores[0]] for s in steps if s.stores}
+    saga_tables = {t: db_of[t] for t in app.saga.stores}
+    if app.saga.stores:
+        saga_home = db_of[app.saga.stores[0]]
+    else:
+        saga_home = database_id(prefix, f"saga-{app.saga.name}-records")
+        databases[saga_home] = ()
+    return DataLayout(databases, consumers, FunctionData(saga_home, saga_tables, step_dbs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,10 @@
 The workflow is the same state machine as `handlers.core.saga_runner`, unrolled:
 
 - forward steps in order, then `on_success`; each is an authenticated (OIDC) HTTP call to
-  the saga step function carrying the saga state and the step's idempotency key
-  (saga id : step : phase), retried as the step's `Retry` declares, only for transient
-  answers (429, 5xx, no answer at all);
+  the saga step function at its Cloud Run `run.app` URL (an internal-ingress function
+  accepts a Workflows call only there, not at its cloudfunctions.net URL), carrying the
+  saga state and the step's idempotency key (saga id : step : phase), retried as the
+  step's `Retry` declares, only for transient answers (429, 5xx, no answer at all);
 - a business failure (`ok: false`) at step k -> compensations k-1..1, in reverse;
 - a step whose retries are exhausted (or that answered 4xx: permanent) -> compensations
   k..1, since it may have half-happened downstream; when that step is `on_success`,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from handlers.core.app import Retry, Saga, Step
 
@@ -35,6 +37,8 @@ CANCELLED: Final = "cancelled"
 COMPLETED: Final = "completed"
 #: Cloud Workflows caps a backoff delay at this many seconds.
 MAX_DELAY_S: Final = 60
+#: Host suffix of gen2 functions' legacy URLs (never a valid target here, see compile_saga).
+CLOUDFUNCTIONS_HOST: Final = ".cloudfunctions.net"
 _IDENT: Final = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -182,7 +186,11 @@ class _Compiler:
                         "call": "http.post",
                         "args": {
                             "url": _x("url"),
-                            "auth": {"type": "OIDC"},
+                            # The ID token's audience is the service's own run.app
+                            # URL, the one thing Cloud Run accepts as the audience of
+                            # a call to that URL (Workflows' default audience is the
+                            # called URL, said here so nothing depends on a default).
+                            "auth": {"type": "OIDC", "audience": _x("url")},
                             "timeout": self.timeout_s,
                             "headers": {"Idempotency-Key":
                                         _x('state.saga_id + ":" + step + ":" + phase')},
@@ -208,7 +216,16 @@ class _Compiler:
 
 
 def compile_saga(saga: Saga, step_url: str, *, timeout_s: int = 60) -> dict[str, Any]:
-    """The workflow definition (as data) for `saga`, whose steps are served at `step_url`."""
+    """The workflow definition (as data) for `saga`, whose steps are served at `step_url`.
+
+    Refuses a cloudfunctions.net URL: the step function has internal-only ingress, and
+    Cloud Run counts a Workflows call as internal only at the service's run.app URL.
+    """
+    host = urlsplit(step_url).hostname or ""
+    if host.endswith(CLOUDFUNCTIONS_HOST):
+        raise ValueError(f"saga step URL {step_url!r} is a cloudfunctions.net URL: an "
+                         "internal-ingress function takes Workflows calls only at its "
+                         "run.app URL (the function's serviceConfig.uri)")
     return _Compiler(saga, step_url, timeout_s).workflow()
 
 

@@ -146,6 +146,11 @@ class Step:
     compensate: StepAction | None = None
     retry: Retry = field(default_factory=Retry)
     compensate_retry: Retry = field(default_factory=lambda: Retry(5, 1.0, 2.0))
+    #: Tables the step (and its compensation) writes or reads, a subset of the saga's
+    #: `stores`. A cloud whose store grants stop at a database (Firestore) keeps each
+    #: step's idempotency record with these tables, so its writes and its record commit
+    #: in one transaction.
+    stores: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,15 @@ class App:
             if consumer.starts_saga and SAGAS not in self.tables:
                 problems.append(f"consumer '{consumer.name}' starts sagas: the app needs the "
                                 f"'{SAGAS}' table")
+        for table in self.saga.stores:
+            if table not in self.tables:
+                problems.append(f"saga '{self.saga.name}' names unknown table '{table}'")
+        for step in self.saga.all_steps() + ((self.saga.on_failure,)
+                                              if self.saga.on_failure else ()):
+            for table in step.stores:
+                if table not in self.saga.stores:
+                    problems.append(f"saga step '{step.name}' names table '{table}', which "
+                                    f"is not in the saga's stores")
         if problems:
             raise ValueError("invalid app description: " + "; ".join(problems))
 

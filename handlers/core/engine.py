@@ -182,6 +182,14 @@ def step_key(saga_id: str, step: str, phase: str) -> str:
     return f"step|{saga_id}|{step}|{phase}"
 
 
+def step_of_key(key: str) -> str | None:
+    """The step named in a `step_key` (saga ids may contain '|'), None for other keys."""
+    if not key.startswith("step|"):
+        return None
+    parts = key.rsplit("|", 2)
+    return parts[1] if len(parts) == 3 and parts[0] != "step" else None
+
+
 def handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
     """Process one delivery of `event` for one consumer, exactly once in effect.
 

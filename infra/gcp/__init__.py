@@ -19,7 +19,14 @@ import pulumi_gcp as gcp
 
 from adapters.gcp import settings as env
 from adapters.gcp import source_archive
-from adapters.gcp.topology import INGRESS_ENTRY, SAGA_ENTRY, Topology, topology
+from adapters.gcp.topology import (
+    INGRESS_ENTRY,
+    SAGA_ENTRY,
+    FunctionData,
+    Topology,
+    data_layout,
+    topology,
+)
 from adapters.gcp.workflows import saga_yaml
 from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.config import ConfigError, StackConfig
@@ -28,7 +35,7 @@ from infra.gcp.components import (
     Bus,
     ConsumerArgs,
     ConsumerRoute,
-    Database,
+    Databases,
     Function,
     FunctionSpec,
     Place,
@@ -85,7 +92,9 @@ class GcpStack(pulumi.ComponentResource):
         here = pulumi.ResourceOptions(parent=self,
                                       transformations=[_depends_on(after_services)])
         bus = Bus(f"{name}-bus", top, place, opts=here)
-        database = Database(f"{name}-firestore", top, place, opts=here)
+        self.layout = data_layout(app, config.prefix)
+        databases = Databases(f"{name}-firestore", self.layout, config.prefix, place,
+                              opts=here)
         source = Source(f"{name}-source", args.archive, args.archive_sha256, place, opts=here)
 
         sources = GcpSources(f"{name}-sources", app, config.prefix, place, bus.events,
@@ -93,7 +102,6 @@ class GcpStack(pulumi.ComponentResource):
         common: dict[str, pulumi.Input[str]] = {
             env.PROJECT: args.project, env.REGION: args.region,
             env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,
-            env.DATABASE: database.database.name,
             env.DECLINE_ABOVE_CENTS: str(int(config.payment_decline_above * 100)),
         }
         max_instances = config.max_concurrency
@@ -103,10 +111,11 @@ class GcpStack(pulumi.ComponentResource):
             name=top.saga_function, entry_point=SAGA_ENTRY, account_id=top.saga_account_id,
             memory_mb=config.memory_mb, timeout_s=config.timeout_s,
             max_instances=max_instances,
-            environment={**common, env.BUCKETS: sources.environment(None)},
+            environment={**common, **_data_environment(self.layout.saga, databases),
+                         env.BUCKETS: sources.environment(None)},
             description=f"Steps of the {app.saga.name} saga, called by its workflow."),
             source, place, opts=here)
-        database.grant(f"{name}-saga-datastore", steps.account, place, here)
+        databases.grant(f"{name}-saga", steps.account, self.layout.saga, place, here)
         sources.grant(f"{name}-saga", None, member_of(steps.account, place))
         gcp.pubsub.TopicIAMMember(
             f"{name}-saga-bus-publisher", project=args.project, topic=bus.events.name,
@@ -118,14 +127,19 @@ class GcpStack(pulumi.ComponentResource):
 
         self.consumers: dict[str, ConsumerRoute] = {}
         for consumer in app.consumers:
-            environment = {**common, env.BUCKETS: sources.environment(consumer.name)}
+            environment = {**common, **_data_environment(self.layout.consumers[consumer.name],
+                                                          databases),
+                           env.BUCKETS: sources.environment(consumer.name)}
             if consumer.starts_saga:
                 environment[env.WORKFLOW] = top.workflow
             self.consumers[consumer.name] = ConsumerRoute(
                 f"{name}-{consumer.name}",
                 ConsumerArgs(consumer=consumer, route=top.route(consumer.name), bus=bus,
-                             database=database, source=source, memory_mb=config.memory_mb,
-                             timeout_s=config.timeout_s, max_instances=max_instances,
+                             databases=databases, data=self.layout.consumers[consumer.name],
+                             source=source, memory_mb=config.memory_mb,
+                             timeout_s=config.timeout_s,
+                             # A consumer's own cap wins over the stack's, as on AWS.
+                             max_instances=consumer.max_concurrency or max_instances,
                              environment=environment,
                              workflow_grant=saga.resource_name if consumer.starts_saga
                              else None),
@@ -170,7 +184,7 @@ class GcpStack(pulumi.ComponentResource):
             "functionUrls": {**{c: r.function.url for c, r in self.consumers.items()},
                              "saga": steps.url},
             "workflow": saga.workflow.name,
-            "database": database.database.name,
+            "databases": {d: list(t) for d, t in self.layout.databases.items()},
             "sourceBucket": source.bucket.name,
         }
         if sources.bucket_names:
@@ -188,6 +202,16 @@ class GcpStack(pulumi.ComponentResource):
                           for c, r in self.consumers.items()},
         }
         self.register_outputs({"cloud": self.cloud, "prefix": config.prefix, **self.outputs})
+
+
+def _data_environment(data: FunctionData, databases: Databases
+                      ) -> dict[str, pulumi.Input[str]]:
+    """Where a function's tables and idempotency records live (adapters.gcp.settings).
+
+    Built from the databases' name outputs, so the function waits for its databases."""
+    names = pulumi.Output.all(*[databases.databases[d].name for d in data.databases])
+    return {key: names.apply(lambda _, value=value: value)
+            for key, value in data.environment().items()}
 
 
 def _depends_on(resources: Sequence[pulumi.Resource]) -> pulumi.ResourceTransformation:

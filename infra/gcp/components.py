@@ -4,6 +4,12 @@ Names and delivery settings come from `adapters.gcp.topology` (pure functions sh
 the emulator tests); this module only turns them into resources and grants. Every grant
 names one exact resource (topic, subscription, function, database, workflow): no
 project-wide roles without a condition, one identity per function.
+
+Project-level grants remain only where the service has no resource-level IAM, each with
+a condition naming one resource: `roles/datastore.user` (Firestore IAM is granted on
+the project, narrowed to one database by a condition on its `resource.name`) and
+`roles/workflows.invoker` (Workflows has no per-workflow IAM policy; the condition names
+the workflow).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from adapters.gcp import settings as env
 from adapters.gcp.topology import (
     DEAD_LETTER_RETENTION_S,
     DEAD_LETTER_TOPIC_RETENTION_S,
+    DataLayout,
+    FunctionData,
     Route,
     Topology,
     topic_path,
@@ -76,11 +84,22 @@ def member_of(account: gcp.serviceaccount.Account, place: Place) -> pulumi.Outpu
     return email_of(account, place).apply(lambda email: f"serviceAccount:{email}")
 
 
-def function_url(function: gcp.cloudfunctionsv2.Function, place: Place) -> pulumi.Output[str]:
-    """A gen2 function's HTTPS URL, `https://<region>-<project>.cloudfunctions.net/<name>`
-    (the `url` the API reports), derived from the function's name output."""
-    return function.name.apply(
-        lambda n: f"https://{place.region}-{place.project}.cloudfunctions.net/{n}")
+def service_uri(function: gcp.cloudfunctionsv2.Function) -> pulumi.Output[str]:
+    """A gen2 function's Cloud Run service URL, `https://<name>-<hash>-<region code>.a.run.app`
+    (`serviceConfig.uri`).
+
+    The only URL to call an internal-ingress function at: Cloud Run treats requests from
+    Pub/Sub push, Eventarc, Cloud Scheduler and Workflows as internal only when they are
+    sent to the service's default run.app URL; at the cloudfunctions.net URL (the
+    function's `url` output) they are external and refused. The same URL is the OIDC
+    audience Cloud Run accepts for it.
+    """
+    def uri(config: gcp.cloudfunctionsv2.outputs.FunctionServiceConfig | None) -> str:
+        value = config.uri if config is not None else None
+        if not value:
+            raise ValueError("a Cloud Functions gen2 function reported no serviceConfig.uri")
+        return value
+    return function.service_config.apply(uri)
 
 
 # --- project services -----------------------------------------------------------------
@@ -139,43 +158,60 @@ class Bus(pulumi.ComponentResource):
 # --- database -------------------------------------------------------------------------
 
 
-class Database(pulumi.ComponentResource):
-    """Firestore (native mode) with point-in-time recovery, and a TTL policy that deletes
-    idempotency records once `expires_at` has passed."""
+class Databases(pulumi.ComponentResource):
+    """The Firestore (native mode) databases of the app's data layout, each with
+    point-in-time recovery and, where idempotency records live, a TTL policy that deletes
+    them once `expires_at` has passed.
 
-    def __init__(self, name: str, topology: Topology, place: Place,
+    One database per data set (`adapters.gcp.topology.DataLayout`): Firestore grants stop
+    at a database, so this is what lets each function be granted only its own data.
+    """
+
+    def __init__(self, name: str, layout: DataLayout, prefix: str, place: Place,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("switchyard:gcp:Database", name, None, opts)
-        self.database = gcp.firestore.Database(
-            topology.database, name=topology.database, project=place.project,
-            location_id=place.region, type="FIRESTORE_NATIVE",
-            concurrency_mode="OPTIMISTIC",
-            point_in_time_recovery_enablement="POINT_IN_TIME_RECOVERY_ENABLED",
-            delete_protection_state="DELETE_PROTECTION_ENABLED",
-            deletion_policy="ABANDON",
-            opts=pulumi.ResourceOptions(parent=self))
-        self.ttl = gcp.firestore.Field(
-            f"{name}-{PROCESSED}-ttl", project=place.project, database=self.database.name,
-            collection=PROCESSED, field=TTL_FIELD,
-            ttl_config=gcp.firestore.FieldTtlConfigArgs(),
-            # No single-field indexes on a TTL field: they cost writes and hotspot.
-            index_config=gcp.firestore.FieldIndexConfigArgs(indexes=[]),
-            opts=pulumi.ResourceOptions(parent=self))
-        self.resource_name = self.database.name.apply(
-            lambda db: f"projects/{place.project}/databases/{db}")
-        self.register_outputs({"database": self.database.name})
+        super().__init__("switchyard:gcp:Databases", name, None, opts)
+        self.prefix = prefix
+        here = pulumi.ResourceOptions(parent=self)
+        with_records = {layout.saga.home, *layout.saga.steps.values(),
+                        *(c.home for c in layout.consumers.values())}
+        self.databases: dict[str, gcp.firestore.Database] = {}
+        for database_id in layout.databases:
+            database = gcp.firestore.Database(
+                database_id, name=database_id, project=place.project,
+                location_id=place.region, type="FIRESTORE_NATIVE",
+                concurrency_mode="OPTIMISTIC",
+                point_in_time_recovery_enablement="POINT_IN_TIME_RECOVERY_ENABLED",
+                delete_protection_state="DELETE_PROTECTION_ENABLED",
+                deletion_policy="ABANDON", opts=here)
+            self.databases[database_id] = database
+            if database_id in with_records:
+                gcp.firestore.Field(
+                    f"{database_id}-{PROCESSED}-ttl", project=place.project,
+                    database=database.name, collection=PROCESSED, field=TTL_FIELD,
+                    ttl_config=gcp.firestore.FieldTtlConfigArgs(),
+                    # No single-field indexes on a TTL field: they cost writes and hotspot.
+                    index_config=gcp.firestore.FieldIndexConfigArgs(indexes=[]), opts=here)
+        self.register_outputs({"databases": {d: list(t) for d, t in layout.databases.items()}})
 
-    def grant(self, name: str, account: gcp.serviceaccount.Account, place: Place,
-              opts: pulumi.ResourceOptions) -> gcp.projects.IAMMember:
-        """Read/write on this database only (Firestore IAM is per database, via a
-        condition on the project binding)."""
-        return gcp.projects.IAMMember(
-            name, project=place.project, role="roles/datastore.user",
-            member=member_of(account, place),
-            condition=gcp.projects.IAMMemberConditionArgs(
-                title="this-database-only",
-                expression=self.resource_name.apply(lambda r: f'resource.name == "{r}"')),
-            opts=opts)
+    def grant(self, name: str, account: gcp.serviceaccount.Account, data: FunctionData,
+              place: Place, opts: pulumi.ResourceOptions) -> list[gcp.projects.IAMMember]:
+        """Read/write on exactly the databases holding this function's data. Firestore
+        has no per-database IAM policy: the grant is a project binding whose condition
+        names one database (`resource.name`), one binding per database."""
+        grants = []
+        for database_id in data.databases:
+            resource = self.databases[database_id].name.apply(
+                lambda db: f"projects/{place.project}/databases/{db}")
+            grants.append(gcp.projects.IAMMember(
+                f"{name}-datastore-{database_id.removeprefix(self.prefix + '-')}",
+                project=place.project,
+                role="roles/datastore.user", member=member_of(account, place),
+                condition=gcp.projects.IAMMemberConditionArgs(
+                    title=f"database-{database_id}"[:100],
+                    description="Firestore IAM is per project; this names one database.",
+                    expression=resource.apply(lambda r: f'resource.name == "{r}"')),
+                opts=opts))
+        return grants
 
 
 # --- source ---------------------------------------------------------------------------
@@ -242,7 +278,7 @@ class Function(pulumi.ComponentResource):
                 max_instance_count=spec.max_instances,
                 environment_variables=dict(spec.environment)),
             opts=pulumi.ResourceOptions(parent=self))
-        self.url = function_url(self.function, place)
+        self.url = service_uri(self.function)
         self.email = email_of(self.account, place)
         self.register_outputs({"name": self.function.name, "url": self.url,
                                "serviceAccount": self.email})
@@ -273,7 +309,8 @@ class ConsumerArgs:
     consumer: Consumer
     route: Route
     bus: Bus
-    database: Database
+    databases: Databases
+    data: FunctionData
     source: Source
     memory_mb: int
     timeout_s: int
@@ -317,7 +354,7 @@ class ConsumerRoute(pulumi.ComponentResource):
                          environment=environment, description=consumer.description),
             args.source, place, opts=here)
         member = member_of(self.function.account, place)
-        args.database.grant(f"{name}-datastore", self.function.account, place, here)
+        args.databases.grant(name, self.function.account, args.data, place, here)
         _topic_publisher(f"{name}-dlq-publisher", self.dead_letter_topic, member, self)
         if consumer.emits:
             _topic_publisher(f"{name}-bus-publisher", bus.events, member, self)
@@ -364,7 +401,7 @@ class ConsumerRoute(pulumi.ComponentResource):
             opts=here)
 
         # Without these, Pub/Sub cannot forward to the dead-letter topic nor ack the
-        # source message, and a poison message loops forever (RELIABILITY.md).
+        # source message, and a poison message loops forever.
         _topic_publisher(f"{name}-agent-dlq-publisher", self.dead_letter_topic,
                          place.pubsub_agent, self)
         gcp.pubsub.SubscriptionIAMMember(

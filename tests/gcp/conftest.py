@@ -44,6 +44,7 @@ from adapters.gcp.topology import (
     CONSUMER_ENTRY,
     SAGA_ENTRY,
     Topology,
+    data_layout,
     dead_letter_subscription_request,
     subscription_path,
     subscription_request,
@@ -310,14 +311,17 @@ def gcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpEmulated]:
                 "--source", "main.py", "--host", "127.0.0.1", "--port", str(ports[name])],
                 cwd=source_dir, env_vars={**server_env, **extra})
 
+        # Each function opens the named Firestore databases the stack gives it.
+        layout = data_layout(APP, PREFIX)
         for route in top.routes:
             consumer = APP.consumer(route.consumer)
-            extra = {env.CONSUMER: route.consumer, env.DEAD_LETTER_TOPIC: route.dead_letter_topic}
+            extra = {env.CONSUMER: route.consumer, env.DEAD_LETTER_TOPIC: route.dead_letter_topic,
+                     **layout.consumers[route.consumer].environment()}
             if consumer.starts_saga:
                 extra |= {env.WORKFLOW: top.workflow,
                           env.WORKFLOWS_EMULATOR: workflows_url}
             serve(route.consumer, CONSUMER_ENTRY, **extra)
-        serve("saga", SAGA_ENTRY)
+        serve("saga", SAGA_ENTRY, **layout.saga.environment())
 
         workflow_file = base / "saga.yaml"
         workflow_file.write_text(saga_yaml(APP.saga, proxy.url, timeout_s=60))
@@ -418,11 +422,27 @@ def start_workflows_emulator(procs: Processes, workflow_file: Path, name: str,
 
 @pytest.fixture(scope="session")
 def store(gcp: GcpEmulated) -> Any:
+    """Every table where the functions keep it (the stack's named databases), for the
+    tests to look at; tables the app does not declare live in the default database."""
     from google.cloud import firestore
 
-    from adapters.gcp.firestore_store import FirestoreStore
+    from adapters.gcp.firestore_store import FirestoreDatabases, FirestoreStore
+    from handlers.core.engine import PROCESSED
 
-    return FirestoreStore(firestore.Client(project=PROJECT))
+    layout = data_layout(APP, PREFIX)
+    names = {"(default)", *layout.databases}
+    stores = {db: FirestoreStore(firestore.Client(project=PROJECT, database=db))
+              for db in sorted(names)}
+
+    class EveryTable(FirestoreDatabases):
+        def database_of(self, table: str, key: str) -> str:
+            # A consumer's idempotency record (`<consumer>|source|id`) is in its home.
+            consumer = layout.consumers.get(key.split("|", 1)[0])
+            if table == PROCESSED and consumer is not None:
+                return consumer.home
+            return super().database_of(table, key)
+
+    return EveryTable(stores, "(default)", layout.table_databases(), layout.saga.steps)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ from adapters.gcp.workflows import compile_saga, saga_yaml
 from handlers.app import APP
 from handlers.core.app import Saga, Step
 
-URL = "https://us-central1-p.cloudfunctions.net/saga"
+#: The step function's Cloud Run URL (serviceConfig.uri), where Workflows may call it.
+URL = "https://p-saga-order-a1b2c3d4e5-uc.a.run.app"
 
 
 def _steps(workflow: dict) -> dict[str, dict]:
@@ -60,7 +61,8 @@ def test_failure_targets_follow_the_saga_rules() -> None:
 def test_calls_are_authenticated_and_carry_the_idempotency_key() -> None:
     run_step = compile_saga(APP.saga, URL)["run_step"]["steps"][0]["call_function"]
     assert run_step["call"] == "http.post"
-    assert run_step["args"]["auth"] == {"type": "OIDC"}
+    # The token's audience is the called run.app URL: what Cloud Run accepts.
+    assert run_step["args"]["auth"] == {"type": "OIDC", "audience": "${url}"}
     assert run_step["args"]["headers"]["Idempotency-Key"] == \
         '${state.saga_id + ":" + step + ":" + phase}'
 
@@ -69,3 +71,9 @@ def test_step_names_that_cannot_be_workflow_identifiers_are_refused() -> None:
     bad = Saga("s", (Step("Bad-Name", lambda ctx: {}),))
     with pytest.raises(ValueError, match="Bad-Name"):
         compile_saga(bad, URL)
+
+
+def test_a_cloudfunctions_net_step_url_is_refused() -> None:
+    """An internal-ingress function rejects Workflows calls at its cloudfunctions.net URL."""
+    with pytest.raises(ValueError, match=r"cloudfunctions\.net URL.*run\.app URL"):
+        compile_saga(APP.saga, "https://us-central1-p.cloudfunctions.net/p-saga-order")

@@ -7,12 +7,14 @@ consumer is covered without touching this file.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from typing import Any
 
 import pytest
 import yaml
 
-from adapters.gcp.topology import topology
+from adapters.gcp.topology import data_layout, topology
 from adapters.gcp.workflows import compile_saga
 from adapters.ops.layout import replay_subscription
 from adapters.ops.outputs import GcpOutputs
@@ -27,6 +29,7 @@ PROJECT, REGION, PREFIX = "switchyard-dev", "us-central1", "switchyard-dev-gcp"
 DEV = {"cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
 AGENT = f"serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 TOP = topology(APP, PREFIX)
+LAYOUT = data_layout(APP, PREFIX)
 CONSUMERS = APP.consumer_names()
 
 T_TOPIC = "gcp:pubsub/topic:Topic"
@@ -49,8 +52,19 @@ def email(account_id: str) -> str:
     return f"{account_id}@{PROJECT}.iam.gserviceaccount.com"
 
 
-def url(function: str) -> str:
-    return f"https://{REGION}-{PROJECT}.cloudfunctions.net/{function}"
+#: A Cloud Run service's default URL: https://<service>-<project hash>-<region code>.a.run.app
+RUN_APP = re.compile(r"^https://(?P<service>[a-z0-9-]+)-[a-z0-9]{10}-[a-z]{2}\.a\.run\.app$")
+
+
+def url(function: str, rec: Recorded | None = None) -> str:
+    """The function's serviceConfig.uri as the (realistic) mock reports it: its Cloud Run
+    service's run.app URL, the only URL internal callers may use."""
+    fn = by_name(rec or dev(), T_FUNCTION, function)
+    uri = fn.outputs["serviceConfig"]["uri"]
+    match = RUN_APP.match(uri)
+    assert match and match["service"] == function, uri
+    assert fn.outputs["url"].endswith(f".cloudfunctions.net/{function}")  # the wrong one
+    return str(uri)
 
 
 def by_name(rec: Recorded, type_: str, name: str) -> RecordedResource:
@@ -84,7 +98,7 @@ def test_resource_inventory() -> None:
     assert counts[T_SUB] == 2 * n + 1  # push + dead-letter pull per consumer, replay
     assert counts[T_ACCOUNT] == 2 * n + 2  # function + push identity each; saga; workflow
     assert counts["gcp:workflows/workflow:Workflow"] == 1
-    assert counts["gcp:firestore/database:Database"] == 1
+    assert counts["gcp:firestore/database:Database"] == len(LAYOUT.databases)
     assert counts[T_ALERT] == n + 1
     assert counts["gcp:projects/service:Service"] == len(SERVICES)
 
@@ -111,13 +125,30 @@ def test_bus_and_notification_topics() -> None:
 
 def test_firestore_native_with_ttl_on_dedupe_records() -> None:
     rec = dev()
-    db = rec.one("gcp:firestore/database:Database").inputs
-    assert db["type"] == "FIRESTORE_NATIVE" and db["locationId"] == REGION
-    assert db["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
-    ttl = rec.one("gcp:firestore/field:Field").inputs
-    assert (ttl["collection"], ttl["field"], ttl["database"]) == (
-        PROCESSED, "expires_at", db["name"])
-    assert "ttlConfig" in ttl
+    dbs = {d.inputs["name"]: d.inputs for d in rec.of_type("gcp:firestore/database:Database")}
+    assert set(dbs) == set(LAYOUT.databases)
+    for db in dbs.values():
+        assert db["type"] == "FIRESTORE_NATIVE" and db["locationId"] == REGION
+        assert db["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+    ttls = {f.inputs["database"]: f.inputs for f in rec.of_type("gcp:firestore/field:Field")}
+    # Every database some function keeps its idempotency records in has the TTL policy.
+    homes = {LAYOUT.saga.home, *LAYOUT.saga.steps.values(),
+             *(c.home for c in LAYOUT.consumers.values())}
+    assert set(ttls) == homes and homes <= set(dbs)
+    for ttl in ttls.values():
+        assert (ttl["collection"], ttl["field"]) == (PROCESSED, "expires_at")
+        assert "ttlConfig" in ttl
+
+
+def test_each_table_lives_in_one_database_and_writes_together_share_one() -> None:
+    placed = [t for tables in LAYOUT.databases.values() for t in tables]
+    assert sorted(placed) == sorted(t for t in APP.tables if t != PROCESSED)
+    where = {t: db for db, tables in LAYOUT.databases.items() for t in tables}
+    # One consumer's (one saga step's) tables commit in one transaction with its record.
+    for consumer in APP.consumers:
+        assert {where[t] for t in consumer.stores} <= {LAYOUT.consumers[consumer.name].home}
+    for step in APP.saga.all_steps():
+        assert {where[t] for t in step.stores} == {LAYOUT.saga.steps[step.name]}
 
 
 def test_source_bucket_is_private_and_holds_the_zip() -> None:
@@ -155,6 +186,9 @@ def test_consumer_function(consumer: str) -> None:
     assert variables["SWITCHYARD_MAX_DELIVERIES"] == str(route.max_delivery_attempts)
     assert variables["SWITCHYARD_PROJECT"] == PROJECT
     assert ("SWITCHYARD_WORKFLOW" in variables) == APP.consumer(consumer).starts_saga
+    data = LAYOUT.consumers[consumer]
+    assert variables["SWITCHYARD_DATABASE"] == data.home
+    assert json.loads(variables["SWITCHYARD_TABLE_DATABASES"]) == dict(data.tables)
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS)
@@ -166,9 +200,12 @@ def test_push_subscription(consumer: str) -> None:
     assert sub["filter"] == " OR ".join(f'attributes.ce-type = "{t}"' for t in types)
     assert sub["ackDeadlineSeconds"] >= 30
     push = sub["pushConfig"]
-    assert push["pushEndpoint"] == url(route.function)
+    # Internal-ingress functions take Pub/Sub pushes only at their run.app URL, and the
+    # token's audience must be what the service accepts: that same URL.
+    assert push["pushEndpoint"] == url(route.function, rec)
+    assert "cloudfunctions.net" not in json.dumps(sub)
     assert push["oidcToken"] == {"serviceAccountEmail": email(route.invoker_account_id),
-                                 "audience": url(route.function)}
+                                 "audience": push["pushEndpoint"]}
     assert sub["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
     assert sub["deadLetterPolicy"] == {
         "deadLetterTopic": f"projects/{PROJECT}/topics/{route.dead_letter_topic}",
@@ -219,13 +256,73 @@ def test_function_identity_has_exactly_what_the_consumer_declares(consumer: str)
         expected.append(f"{PREFIX}-notifications")
     assert topics == sorted(expected)
     assert all(g["role"] == "roles/pubsub.publisher" for g in grants(rec, T_TOPIC_IAM, member))
-    project = {g["role"]: g["condition"]["expression"]
-               for g in grants(rec, T_PROJECT_IAM, member)}
-    db = f'resource.name == "projects/{PROJECT}/databases/{PREFIX}-db"'
+    project = sorted((g["role"], g["condition"]["expression"])
+                     for g in grants(rec, T_PROJECT_IAM, member))
     wf = f'resource.name == "projects/{PROJECT}/locations/{REGION}/workflows/{TOP.workflow}"'
-    assert project == {"roles/datastore.user": db,
-                       **({"roles/workflows.invoker": wf} if spec.starts_saga else {})}
+    assert project == sorted(
+        [("roles/datastore.user", f'resource.name == "projects/{PROJECT}/databases/{db}"')
+         for db in LAYOUT.consumers[consumer].databases]
+        + ([("roles/workflows.invoker", wf)] if spec.starts_saga else []))
     assert not grants(rec, T_SUB_IAM, member) and not grants(rec, T_RUN_IAM, member)
+
+
+def _reachable_tables(rec: Recorded, member: str) -> set[str]:
+    """Every table in the databases `member`'s datastore grants name."""
+    named = re.compile(rf'^resource\.name == "projects/{PROJECT}/databases/([a-z0-9-]+)"$')
+    out: set[str] = set()
+    for grant in grants(rec, T_PROJECT_IAM, member):
+        if grant["role"].startswith("roles/datastore."):
+            match = named.match(grant["condition"]["expression"])
+            assert match, grant  # one named database, never the whole project
+            out |= set(LAYOUT.databases[match[1]])
+    return out
+
+
+#: What Firestore's per-database IAM cannot narrow further (README.md, "What each cloud
+#: gets"): the inventory database holds `audits` too, because inventory-audit declares
+#: it with `inventory` and `stock_ledger`, which the inventory consumer writes together.
+WIDER_THAN_DECLARED = {"inventory": {"audits"}, "saga": {"audits", "stock_ledger"}}
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_function_reaches_only_the_tables_it_declares(consumer: str) -> None:
+    rec, spec = dev(), APP.consumer(consumer)
+    member = f"serviceAccount:{email(TOP.route(consumer).account_id)}"
+    declared = set(spec.stores) | ({"sagas"} if spec.starts_saga else set())
+    assert _reachable_tables(rec, member) == declared | WIDER_THAN_DECLARED.get(consumer,
+                                                                                set())
+    if not declared:  # its own idempotency records only, in a database nobody else has
+        [home] = LAYOUT.consumers[consumer].databases
+        assert LAYOUT.databases[home] == ()
+        holders = [g.inputs["member"] for g in rec.of_type(T_PROJECT_IAM)
+                   if g.inputs["role"].startswith("roles/datastore.")
+                   and g.inputs["condition"]["expression"].endswith(f'/databases/{home}"')]
+        assert holders == [member]
+
+
+def test_saga_steps_reach_only_the_saga_tables() -> None:
+    rec = dev()
+    member = f"serviceAccount:{email(TOP.saga_account_id)}"
+    assert _reachable_tables(rec, member) == set(APP.saga.stores) | WIDER_THAN_DECLARED["saga"]
+    assert LAYOUT.shared_beyond_declared() == {
+        k: tuple(sorted(v)) for k, v in WIDER_THAN_DECLARED.items()}
+    variables = by_name(rec, T_FUNCTION, TOP.saga_function).inputs["serviceConfig"][
+        "environmentVariables"]
+    assert json.loads(variables["SWITCHYARD_STEP_DATABASES"]) == dict(LAYOUT.saga.steps)
+
+
+def test_no_function_identity_holds_a_project_wide_role() -> None:
+    """A project-level grant to a function's identity is allowed only where the service has
+    no resource-level IAM (Firestore, Workflows), with a condition naming one resource."""
+    rec = dev(api=True)
+    identities = {f"serviceAccount:{f.inputs['serviceConfig']['serviceAccountEmail']}"
+                  for f in rec.of_type(T_FUNCTION)}
+    assert len(identities) == len(CONSUMERS) + 2
+    one_resource = re.compile(r'^resource\.name == "projects/[^"*]+"$')
+    for grant in rec.of_type(T_PROJECT_IAM):
+        if grant.inputs["member"] in identities:
+            assert grant.inputs["role"] in ("roles/datastore.user", "roles/workflows.invoker")
+            assert one_resource.match(grant.inputs["condition"]["expression"]), grant.inputs
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS)
@@ -250,9 +347,16 @@ def test_workflow_is_compiled_from_the_saga_with_its_own_identity() -> None:
     assert workflow["name"] == TOP.workflow and workflow["region"] == REGION
     assert workflow["serviceAccount"] == email(TOP.workflow_account_id)
     source = yaml.safe_load(workflow["sourceContents"])
-    assert source == compile_saga(APP.saga, url(TOP.saga_function), timeout_s=60)
+    step_uri = url(TOP.saga_function, rec)
+    assert source == compile_saga(APP.saga, step_uri, timeout_s=60)
+    assert "cloudfunctions.net" not in workflow["sourceContents"]
+    urls = {c["try"]["args"]["url"] for step in source["main"]["steps"]
+            for c in step.values() if "try" in c}
+    assert urls == {step_uri}
     calls = source["run_step"]["steps"][0]["call_function"]
-    assert calls["call"] == "http.post" and calls["args"]["auth"] == {"type": "OIDC"}
+    # OIDC with the called (run.app) URL as the audience: what Cloud Run accepts.
+    assert calls["call"] == "http.post" and calls["args"]["url"] == "${url}"
+    assert calls["args"]["auth"] == {"type": "OIDC", "audience": "${url}"}
     assert "Idempotency-Key" in calls["args"]["headers"]
     member = f"serviceAccount:{email(TOP.workflow_account_id)}"
     assert grants(rec, T_RUN_IAM, member) == [{
@@ -261,6 +365,22 @@ def test_workflow_is_compiled_from_the_saga_with_its_own_identity() -> None:
     steps = by_name(rec, T_FUNCTION, TOP.saga_function).inputs
     assert steps["buildConfig"]["entryPoint"] == "saga_step"
     assert steps["serviceConfig"]["ingressSettings"] == "ALLOW_INTERNAL_ONLY"
+
+
+def test_invokers_are_exactly_the_callers_and_only_run_invoker() -> None:
+    """Gen2 functions are invoked through their Cloud Run service: run.invoker on that
+    service, for the push identity of its consumer (or the workflow, for the saga steps)."""
+    rec = dev()
+    members: dict[str, set[str]] = {}
+    for grant in rec.of_type(T_RUN_IAM):
+        assert grant.inputs["role"] == "roles/run.invoker"
+        members.setdefault(grant.inputs["name"], set()).add(grant.inputs["member"])
+    expected = {TOP.route(c).function:
+                {f"serviceAccount:{email(TOP.route(c).invoker_account_id)}"}
+                for c in CONSUMERS}
+    expected[TOP.saga_function] = {f"serviceAccount:{email(TOP.workflow_account_id)}"}
+    assert members == expected
+    assert not [r for r in rec.resources if "cloudfunctions.invoker" in repr(r.inputs)]
 
 
 def test_saga_needs_attention_alert() -> None:
@@ -293,7 +413,7 @@ def test_api_ingress_is_an_authenticated_https_function() -> None:
     assert not [g for t in (T_RUN_IAM,) for g in grants(rec, t, "allUsers")]
     member = f"serviceAccount:{email(TOP.ingress_account_id)}"
     assert [g["topic"] for g in grants(rec, T_TOPIC_IAM, member)] == [f"{PREFIX}-events"]
-    assert rec.outputs["apiUrl"] == url(TOP.ingress_function)
+    assert rec.outputs["apiUrl"] == url(TOP.ingress_function, rec)
     assert not [f for f in dev().of_type(T_FUNCTION)
                 if f.inputs["name"] == TOP.ingress_function]
 
@@ -309,6 +429,17 @@ def test_settings_flow_into_every_function_and_subscription() -> None:
         assert (service["availableMemory"], service["timeoutSeconds"]) == ("512M", 120)
 
 
+def test_max_concurrency_caps_instances() -> None:
+    """`maxConcurrency` becomes every function's max_instance_count (one request per
+    instance: gen2's default concurrency), as it caps the SQS pollers on AWS."""
+    assert all("maxInstanceCount" not in f.inputs["serviceConfig"]
+               for f in dev().of_type(T_FUNCTION))
+    rec = dev(maxConcurrency="20")
+    functions = rec.of_type(T_FUNCTION)
+    assert len(functions) == len(CONSUMERS) + 1
+    assert all(f.inputs["serviceConfig"]["maxInstanceCount"] == 20 for f in functions)
+
+
 def test_stack_outputs() -> None:
     outputs = dev().outputs
     assert outputs["busTopic"] == f"{PREFIX}-events"
@@ -318,7 +449,8 @@ def test_stack_outputs() -> None:
         c: TOP.route(c).dead_letter_subscription for c in CONSUMERS}
     assert outputs["functionUrls"] == {**{c: url(TOP.route(c).function) for c in CONSUMERS},
                                        "saga": url(TOP.saga_function)}
-    assert outputs["workflow"] == TOP.workflow and outputs["database"] == f"{PREFIX}-db"
+    assert outputs["workflow"] == TOP.workflow
+    assert outputs["databases"] == {d: list(t) for d, t in LAYOUT.databases.items()}
 
 
 def test_operations_output_and_the_replay_subscription() -> None:
@@ -384,3 +516,26 @@ def _source_bucket(rec: Recorded) -> RecordedResource:
     [bucket] = [b for b in rec.of_type("gcp:storage/bucket:Bucket")
                 if b.name.endswith("-source-bucket")]
     return bucket
+
+
+def test_readme_database_table_matches_the_layout() -> None:
+    """README.md's GCP table of databases says what `data_layout` does."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z<>_-]+)` \| ([^|]+) \| ([^|]+) \|$", text, re.M)
+    readme = {name: ({t.strip() for t in tables.split(",")},
+                     {g.strip() for g in grantees.split(",")})
+              for name, tables, grantees in rows}
+    users: dict[str, set[str]] = {}
+    for name, data in (*LAYOUT.consumers.items(), ("saga steps", LAYOUT.saga)):
+        for db in data.databases:
+            users.setdefault(db, set()).add(name)
+    for db, tables in LAYOUT.databases.items():
+        short = db.removeprefix(f"{PREFIX}-")
+        if not tables:  # a consumer's own records
+            assert short.endswith("-records") and users[db] == {
+                short.removesuffix("-records")}
+            continue
+        assert readme[short] == (set(tables), users[db]), short
+    assert readme["<consumer>-records"][1] == {"that consumer only"}

@@ -9,6 +9,7 @@ problem). Violations the unmutated stack already has do not count.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,12 @@ RP, SUB, FN = "aws:iam/rolePolicy:RolePolicy", rules.PUBSUB_SUBSCRIPTION, rules.
 ROLE = rules.ROLE
 PIAM = rules.PROJECT_IAM[0]
 AGENT = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
+#: A gen2 function's cloudfunctions.net URL: never reachable by internal callers.
+CF_URL = "https://us-central1-switchyard-dev.cloudfunctions.net/switchyard-dev-gcp-orders"
+CF_SAGA_URL = ("https://us-central1-switchyard-dev.cloudfunctions.net/"
+               "switchyard-dev-gcp-saga-order")
+RUN_APP = re.compile(r"https://[a-z0-9-]+\.a\.run\.app")
+ORDERS_SA = "serviceAccount:switchyard-dev-gcp-orders@switchyard-dev.iam.gserviceaccount.com"
 
 MUTATIONS = [
     # --- AWS ---------------------------------------------------------------------------
@@ -267,14 +274,14 @@ MUTATIONS = [
                  ingressSettings="ALLOW_ALL")),
              "gcp-internal-ingress", ("switchyard-dev-gcp-orders", "ALLOW_ALL")),
     Mutation("gcp-primitive-role", G,
-             change(PIAM, "orders-datastore", set_(role="roles/editor")),
+             change(PIAM, "orders-datastore-orders", set_(role="roles/editor")),
              "no-iam-wildcards", ("orders-datastore", "primitive role roles/editor")),
     Mutation("gcp-all-users-invoker", G,
              change("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "orders-push-invoker",
                     set_(member="allUsers")),
              "no-iam-wildcards", ("orders-push-invoker", "allUsers")),
     Mutation("gcp-project-wide-grant", G,
-             change(PIAM, "orders-datastore", drop("condition")),
+             change(PIAM, "orders-datastore-orders", drop("condition")),
              "no-iam-wildcards", ("orders-datastore", "whole project")),
     Mutation("gcp-shared-service-account", G,
              share_with(FN, "inventory", "orders", ("serviceConfig", "serviceAccountEmail")),
@@ -312,6 +319,50 @@ MUTATIONS = [
     Mutation("gcp-nested-secret-output", G,
              output("functionSettings", {"orders": {"clientSecret": "s3cr3t"}}),
              "no-plaintext-secret-outputs", ("functionSettings.orders.clientSecret",)),
+    Mutation("gcp-push-to-cloudfunctions-net", G,
+             change(SUB, "orders", lambda p: p["pushConfig"].update(
+                 pushEndpoint=CF_URL, oidcToken={**p["pushConfig"]["oidcToken"],
+                                                 "audience": CF_URL})),
+             "gcp-internal-callers-use-run-app-urls",
+             ("switchyard-dev-gcp-orders", CF_URL, "run.app")),
+    Mutation("gcp-push-audience-is-not-the-endpoint", G,
+             change(SUB, "inventory", lambda p: p["pushConfig"]["oidcToken"].update(
+                 audience=CF_URL)),
+             "gcp-internal-callers-use-run-app-urls",
+             ("switchyard-dev-gcp-inventory", "audience", CF_URL, "not the push endpoint")),
+    Mutation("gcp-push-without-oidc", G,
+             change(SUB, "notifications", lambda p: p["pushConfig"].pop("oidcToken")),
+             "gcp-internal-callers-use-run-app-urls",
+             ("switchyard-dev-gcp-notifications", "without an OIDC token")),
+    Mutation("gcp-workflow-calls-cloudfunctions-net", G,
+             change(rules.WORKFLOW, "saga-order", lambda p: p.update(
+                 sourceContents=RUN_APP.sub(CF_SAGA_URL, p["sourceContents"]))),
+             "gcp-internal-callers-use-run-app-urls",
+             ("switchyard-dev-gcp-saga-order", CF_SAGA_URL)),
+    Mutation("gcp-function-project-role", G,
+             add(PIAM, "orders-project-publisher", {
+                 "project": "switchyard-dev", "role": "roles/pubsub.publisher",
+                 "member": ORDERS_SA,
+                 "condition": {"title": "t", "expression":
+                               'resource.name == "projects/switchyard-dev/topics/x"'}}),
+             "gcp-no-project-roles-for-functions",
+             ("orders-project-publisher", "function 'switchyard-dev-gcp-orders'",
+              "roles/pubsub.publisher", "resource-level IAM")),
+    Mutation("gcp-function-workflow-invoker-on-all-workflows", G,
+             change(PIAM, "orders-workflow-invoker", lambda p: p["condition"].update(
+                 expression='resource.name.startsWith("projects/switchyard-dev/")')),
+             "gcp-no-project-roles-for-functions",
+             ("orders-workflow-invoker", "roles/workflows.invoker", "naming exact resources")),
+    Mutation("gcp-datastore-on-every-database", G,
+             change(PIAM, "notifications-datastore-notifications-records", drop("condition")),
+             "gcp-function-data-access",
+             ("notifications-datastore-notifications-records", "roles/datastore.user",
+              "every Firestore database")),
+    Mutation("gcp-datastore-condition-names-no-database", G,
+             change(PIAM, "inventory-datastore-inventory", lambda p: p["condition"].update(
+                 expression='resource.name == "projects/switchyard-dev"')),
+             "gcp-function-data-access",
+             ("inventory-datastore-inventory", "does not name a database")),
 ]
 
 
@@ -335,7 +386,7 @@ def test_the_policy_catches_the_mutation(mutation: Mutation) -> None:
 def test_every_policy_has_a_mutation_on_each_cloud_it_covers() -> None:
     covered = {(m.policy, m.stack) for m in MUTATIONS}
     for rule in rules.RULES:
-        clouds = {G} if rule.name == "gcp-internal-ingress" else \
+        clouds = {G} if rule.name.startswith("gcp-") else \
             {A} if rule.name.startswith("aws-") else {A, G}
         for stack in clouds:
             assert (rule.name, stack) in covered, (rule.name, stack)
@@ -421,3 +472,18 @@ def test_what_the_rules_allow(type_: str, props: Props) -> None:
     """Controls: the valid forms next to the mutations above pass every resource rule."""
     assert [m for rule in rules.RULES
             for m in rules.check_resource(rule, type_, "ok", props)] == []
+
+
+@pytest.mark.parametrize("push", [
+    {"pushEndpoint": "https://fn-a1b2c3d4e5-uc.a.run.app",
+     "oidcToken": {"serviceAccountEmail": "push@p.iam.gserviceaccount.com",
+                   "audience": "https://fn-a1b2c3d4e5-uc.a.run.app"}},
+    # Unset, Pub/Sub's audience is the endpoint itself.
+    {"pushEndpoint": "https://fn-a1b2c3d4e5-uc.a.run.app",
+     "oidcToken": {"serviceAccountEmail": "push@p.iam.gserviceaccount.com"}},
+    # A push to something that is not a Cloud Run service is not this rule's business.
+    {"pushEndpoint": "https://hooks.example.com/in"},
+])
+def test_run_app_pushes_with_their_own_audience_pass(push: Props) -> None:
+    rule = rules.rule("gcp-internal-callers-use-run-app-urls")
+    assert rules.check_resource(rule, SUB, "ok", {"pushConfig": push}) == []
