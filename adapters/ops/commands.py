@@ -254,8 +254,8 @@ def cmd_replay(args: argparse.Namespace, backend: Backend) -> int:
                          default=str))
     else:
         print(result.description)
-        if note:
-            print(f"note: {note}")
+        if note:  # on stderr: stdout stays the platform's answer, for scripts
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 

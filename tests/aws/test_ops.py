@@ -273,8 +273,8 @@ def test_discard_and_purge_delete_from_the_dlq_after_recording_each_letter(
 
 def test_a_cloud_replay_warns_that_failures_are_dead_lettered_again(
         stack: MotoStack, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = ops(capsys, outputs, "replay", "--from", "1h", "--dry-run")
-    assert code == 0 and "are dead-lettered again" in out
+    code, _, err = ops(capsys, outputs, "replay", "--from", "1h", "--dry-run")
+    assert code == 0 and "are dead-lettered again" in err
 
 
 def test_no_credentials_is_one_line(tmp_path: Path) -> None:

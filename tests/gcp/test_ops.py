@@ -247,8 +247,8 @@ def test_discard_acks_the_dead_letter_after_recording_it(
 
 def test_a_cloud_replay_warns_that_failures_are_dead_lettered_again(
         gcp: GcpEmulated, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = ops(capsys, outputs, "replay", "--from", "1m", "--dry-run")
-    assert code == 0 and "are dead-lettered again" in out
+    code, _, err = ops(capsys, outputs, "replay", "--from", "1m", "--dry-run")
+    assert code == 0 and "are dead-lettered again" in err
 
 
 def test_no_credentials_is_one_line(tmp_path: Path) -> None:
