@@ -256,33 +256,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--db", default=_db_default(),
-                       type=cli_args.nonempty("--db", "SWITCHYARD_DB"),
+                       type=cli_args.nonempty("SWITCHYARD_DB"),
                        help="SQLite database of the local runtime (env SWITCHYARD_DB)")
         return p
 
     serve = with_db(sub.add_parser("serve", help="run the local runtime with its HTTP API"))
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
-    serve.add_argument("--workers", type=cli_args.positive_int("--workers"), default=4,
+    serve.add_argument("--workers", type=cli_args.positive_int, default=4,
                        help="worker threads processing deliveries and saga steps")
-    serve.add_argument("--max-deliveries", type=cli_args.positive_int("--max-deliveries"),
+    serve.add_argument("--max-deliveries", type=cli_args.positive_int,
                        default=5, help="attempts per delivery before it is dead-lettered")
-    serve.add_argument("--visibility-timeout", type=cli_args.seconds("--visibility-timeout"),
+    serve.add_argument("--visibility-timeout", type=cli_args.seconds(),
                        default=30.0, help="seconds before an unfinished delivery is retried")
     serve.add_argument("--decline-above", default=os.environ.get(
         "SWITCHYARD_PAYMENT_DECLINE_ABOVE", "1000.00"),
-        type=cli_args.amount("--decline-above", "SWITCHYARD_PAYMENT_DECLINE_ABOVE"),
+        type=cli_args.amount("SWITCHYARD_PAYMENT_DECLINE_ABOVE"),
         help="the simulated payment provider declines totals above this "
              "(env SWITCHYARD_PAYMENT_DECLINE_ABOVE)")
-    serve.add_argument("--uploads", type=cli_args.directory("--uploads"),
+    serve.add_argument("--uploads", type=cli_args.directory,
                        help="the watched uploads folder (None: <db>.blobs/uploads); drop "
                             "CSVs there")
-    serve.add_argument("--schedule-every", type=cli_args.seconds("--schedule-every"),
+    serve.add_argument("--schedule-every", type=cli_args.seconds(),
                        help="fire every schedule every N seconds instead of on its cron")
     serve.set_defaults(func=cmd_serve)
 
     send = sub.add_parser("send", help="post an event (or a file of them) to a server")
-    send.add_argument("--url", default=DEFAULT_URL, type=cli_args.http_url("--url"),
+    send.add_argument("--url", default=DEFAULT_URL, type=cli_args.http_url,
                       help="the `switchyard serve` to post to")
     send.add_argument("--file", help="CloudEvent JSON, a batch, or a PutEvents body")
     send.add_argument("--content-type",

@@ -285,7 +285,7 @@ def register(sub: Any, with_db: Callable[[argparse.ArgumentParser], argparse.Arg
 
     def stack_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_db(p)
-        p.add_argument("--stack", default=LOCAL, type=cli_args.nonempty("--stack"),
+        p.add_argument("--stack", default=LOCAL, type=cli_args.nonempty(),
                        help="'local' (the runtime's --db) or a Pulumi stack name")
         p.add_argument("--outputs", metavar="FILE",
                        help="JSON of `pulumi stack output --json` (else the pulumi CLI is "
@@ -326,7 +326,7 @@ def register(sub: Any, with_db: Callable[[argparse.ArgumentParser], argparse.Arg
                         help="only this event type (repeatable)")
     replay.add_argument("--dry-run", action="store_true",
                         help="say what would be replayed, change nothing")
-    replay.add_argument("--wait", type=cli_args.seconds("--wait", allow_zero=True), default=0.0,
+    replay.add_argument("--wait", type=cli_args.seconds(allow_zero=True), default=0.0,
                         metavar="SECONDS",
                         help="local: wait up to this long for a running `switchyard "
                              "serve` to process the replay, then report what failed again")
