@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from adapters.ops.model import DeadLetter, OpsError
+from adapters.ops.model import DeadLetter, OpsError, PlatformError
 
 DEFAULT_AUDIT_LOG: Final = "switchyard-discards.jsonl"
 
@@ -69,5 +69,5 @@ class JsonLinesAudit:
         except OSError as failure:
             # Written before any delete: if the record cannot be kept, nothing goes.
             consequence = "; nothing was discarded" if outcome == "discarded" else ""
-            raise OpsError(f"cannot write the discard record to {self.path}: "
+            raise PlatformError(f"cannot write the discard record to {self.path}: "
                            f"{failure.strerror or failure}{consequence}") from None

@@ -183,7 +183,8 @@ class AwsOps:
                            "what is deleted")
         discarded: list[DeadLetter] = []
         failed: list[tuple[DeadLetter, str]] = []
-        for _, url, messages, letters in self._leased(selection):
+        leased = self._leased(selection)
+        for index, (_, url, messages, letters) in enumerate(leased):
             chosen = [(m, d) for m, d in zip(messages, letters, strict=True)
                       if selection.matches(d)]
             keep = [m for m, d in zip(messages, letters, strict=True)
@@ -196,7 +197,10 @@ class AwsOps:
             try:
                 audit.record([d for _, d in chosen], by, "discarded")  # before any delete
             except OpsError:
-                self._release(url, messages)
+                # Every queue was leased up front: hand back this one and the rest now,
+                # not when the lease runs out.
+                for _, other_url, other_messages, _ in leased[index:]:
+                    self._release(other_url, other_messages)
                 raise
             for message, letter in chosen:
                 try:

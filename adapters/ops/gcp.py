@@ -179,7 +179,8 @@ class GcpOps:
                            "what is deleted")
         discarded: list[DeadLetter] = []
         failed: list[tuple[DeadLetter, str]] = []
-        for path, letters in self._leased(selection):
+        leased = self._leased(selection)
+        for index, (path, letters) in enumerate(leased):
             chosen = [(letter, raw) for letter, raw in letters if selection.matches(letter)]
             others = [raw.ack_id for letter, raw in letters if not selection.matches(letter)]
             if dry_run or not chosen:
@@ -190,7 +191,9 @@ class GcpOps:
             try:
                 audit.record([letter for letter, _ in chosen], by, "discarded")
             except OpsError:
-                self._hand_back(path, [raw.ack_id for _, raw in letters])
+                # Every subscription was pulled up front: hand them all back now.
+                for other_path, other_letters in leased[index:]:
+                    self._hand_back(other_path, [raw.ack_id for _, raw in other_letters])
                 raise
             try:
                 # Acking a dead-letter subscription's message is what deletes it.

@@ -229,6 +229,11 @@ def test_discard_and_purge_delete_from_the_dlq_after_recording_each_letter(
                        "--audit-log", str(audit))
     assert code == 0 and "would discard 1 dead letter" in out and not audit.exists()
     assert len(letters(capsys, outputs)) == 3
+    # No record, no delete: a full disk stops the discard before anything goes.
+    code, _, err = ops(capsys, outputs, "dlq", "discard", "remove-d-1", "--audit-log",
+                       "/dev/full")
+    assert code == EXIT_FAILED and "cannot write the discard record to /dev/full" in err
+    assert "nothing was discarded" in err and len(letters(capsys, outputs)) == 3
 
     # A delete that fails leaves the letter where it was and says so, in the record too.
     monkeypatch.setattr(aws_ops.AwsOps, "_delete", _raise)

@@ -230,6 +230,11 @@ def test_discard_acks_the_dead_letter_after_recording_it(
                        "--audit-log", str(audit))
     assert code == 0 and "would discard 1 dead letter" in out and not audit.exists()
     assert poison.id in {d["event_id"] for d in letters(capsys, outputs)}
+    # No record, no ack: a full disk stops the discard before anything goes.
+    code, _, err = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
+                       "/dev/full")
+    assert code == EXIT_FAILED and "nothing was discarded" in err
+    assert poison.id in {d["event_id"] for d in letters(capsys, outputs)}
 
     code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
                        str(audit))
