@@ -300,7 +300,7 @@ def register(sub: Any, with_db: Callable[[argparse.ArgumentParser], argparse.Arg
     dlq.add_argument("action", choices=["list", "show", "redrive", "discard", "purge"],
                      help="what to do")
     dlq.add_argument("event_ids", nargs="*", metavar="EVENT_ID",
-                     help="only these event ids (discard: required)")
+                     help="only these event ids (discard: these, or --id)")
     dlq.add_argument("--consumer", help="only this consumer's dead letters")
     dlq.add_argument("--type", help="only this event type")
     dlq.add_argument("--reason", help="only reasons containing this text (any case)")
