@@ -34,7 +34,8 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 #: What a shell reports for a process ended by SIGPIPE (128 + 13): `| head` closed early.
 EXIT_BROKEN_PIPE: Final = 141
-#: The HTTP API, for the serve banner (the server answers 404 with the same list).
+#: The HTTP API (adapters.local.http_server's routes), for the serve banner; a test checks
+#: that the server routes each one.
 ENDPOINTS: Final = ("POST /events", "GET /health", "GET /orders", "GET /orders/{id}",
                     "GET /inventory/{id}", "GET /dlq", "POST /dlq/redrive")
 

@@ -321,3 +321,28 @@ def test_send_to_a_port_that_answers_garbage_is_one_line(tmp_path: Path) -> None
     assert b"did not answer properly" in err
 
 
+
+
+def test_the_banner_lists_only_endpoints_the_server_routes(tmp_path: Path) -> None:
+    import io
+
+    from adapters.cli import ENDPOINTS
+    from adapters.local.http_server import App
+
+    runtime = Runtime(tmp_path / "routes.db")
+    app = App(runtime)
+    try:
+        for endpoint in ENDPOINTS:
+            method, path = endpoint.split(" ", 1)
+            body = b"{}" if method == "POST" else b""
+            status: list[str] = []
+            answer = b"".join(app(
+                {"REQUEST_METHOD": method, "PATH_INFO": path.replace("{id}", "x"),
+                 "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+                 "wsgi.input": io.BytesIO(body)},
+                lambda code, headers, *_, into=status: into.append(code)))
+            # A routed path may still answer 404 for an unknown id, never "no route".
+            assert not status[0].startswith("405"), (endpoint, status, answer)
+            assert b"no route for" not in answer, (endpoint, status, answer)
+    finally:
+        runtime.close()
