@@ -124,6 +124,12 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier in-process main() left its handler on a stream pytest has since closed."""
+    monkeypatch.setattr(logging.getLogger("switchyard"), "handlers", [])
+
+
 def _seed(db: Path) -> None:
     runtime = Runtime(db, settings=RuntimeSettings(retry_scale=0.001, max_deliveries=2))
     runtime.ingest([restock("A", 5), order_created("o1", [("A", 1, 3.0)]),
@@ -137,8 +143,6 @@ def test_misuse_ends_in_one_line_and_an_exit_code(
         case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     db, missing = tmp_path / "cli.db", tmp_path / "nowhere" / "deeper" / "x.db"
-    # An earlier in-process main() left its handler on a stream pytest has since closed.
-    monkeypatch.setattr(logging.getLogger("switchyard"), "handlers", [])
     if case.setup == "seeded":
         _seed(db)
     if case.setup == "file":

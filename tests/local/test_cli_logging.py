@@ -22,9 +22,10 @@ from tests.factories import order_created, restock
 
 @pytest.fixture()
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    yield stream
-    configure_logging("WARNING")  # leave the loggers as other tests expect
+    logger = logging.getLogger("switchyard")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield io.StringIO()
+    logger.handlers[:], logger.level, logger.propagate = saved  # as other tests expect
 
 
 def _run_an_order(db: Path) -> None:
