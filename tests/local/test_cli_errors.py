@@ -269,7 +269,8 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert len(proc.stdout.read(100)) == 100
     proc.stdout.close()
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, EXIT_BROKEN_PIPE), err
+    # The JSON is far over a pipe's buffer, so the write does meet the closed end.
+    assert proc.returncode == EXIT_BROKEN_PIPE, err
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
 
 
