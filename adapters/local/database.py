@@ -7,6 +7,12 @@ which skips that fsync; the WAL is a log, so a later FULL commit also makes ever
 frame durable, and a power cut can only lose the newest processing steps, in order,
 which the idempotent engine redoes. Each thread gets its own connection; writes use
 `BEGIN IMMEDIATE` so two writers queue on the lock instead of deadlocking.
+
+Commands that only look (or must not start a database by accident) open an existing file:
+`create=False` refuses a missing one with `DatabaseMissing`, and `read_only=True` opens it
+through SQLite's `mode=ro` URI, so nothing is created or changed, not even the schema
+(SQLite may still create the WAL's `-wal`/`-shm` companions of an existing database, the
+index readers share with a running writer).
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ CREATE TABLE IF NOT EXISTS dlq (
     attempts INTEGER NOT NULL, body TEXT NOT NULL, failed_at REAL NOT NULL,
     redriven_at REAL
 );
+CREATE TABLE IF NOT EXISTS dlq_discarded (
+    did INTEGER PRIMARY KEY,
+    consumer TEXT NOT NULL, event_id TEXT, event_type TEXT, reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL, body TEXT NOT NULL, failed_at REAL NOT NULL,
+    discarded_by TEXT NOT NULL, discarded_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sagas (
     saga_id TEXT PRIMARY KEY, status TEXT NOT NULL, state TEXT NOT NULL,
     next_run_at REAL NOT NULL, lease_until REAL NOT NULL DEFAULT 0,
@@ -59,20 +71,66 @@ CREATE TABLE IF NOT EXISTS timeline (
 """
 
 
+#: Tables every command reads; a file without them is not a switchyard database.
+_REQUIRED: Final = ("events", "queue", "dlq", "timeline", "items", "sagas")
+
+
+class DatabaseMissing(Exception):
+    """The database a command should open does not exist, or is not one of ours."""
+
+
 class Database:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True,
+                 read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
         self._local = threading.local()
         self._writer = threading.Lock()
-        if self.path != ":memory:":
+        self._uri: str | None = None
+        if self.path != ":memory:" and (read_only or not create):
+            file = Path(self.path)
+            if not file.is_file():
+                raise DatabaseMissing(
+                    f"no database at {self.path} (start one with `switchyard serve --db "
+                    f"{self.path}`, or point --db / SWITCHYARD_DB at an existing one)")
+            # mode=rw|ro: SQLite itself refuses to create the file if it vanished since.
+            self._uri = f"{file.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+            self._check_tables()
+        elif self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.connection().executescript(SCHEMA)
+        if not read_only:
+            self.connection().executescript(SCHEMA)
+
+    def _check_tables(self) -> None:
+        try:
+            found = {row[0] for row in self.read(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise DatabaseMissing(f"{self.path} is not a switchyard database ({error})") \
+                from None
+        missing = [t for t in _REQUIRED if t not in found]
+        if missing:
+            self.close()
+            raise DatabaseMissing(f"{self.path} is not a switchyard database (no table "
+                                  f"{', '.join(missing)})")
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
-                                   check_same_thread=False)
+            if self._uri is not None:
+                conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
+                                       timeout=30.0, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                       check_same_thread=False)
+            if self.read_only:
+                # The writer chose WAL; a reader must not try to change the journal mode.
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute("PRAGMA busy_timeout=30000")
+                self._local.conn = conn
+                self._local.durable = False
+                return conn
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")

@@ -5,6 +5,16 @@ clouds are: one queue per consumer (rows in `queue`), routed by the catalog type
 consumer consumes; a visibility timeout and attempt counter per message; `maxDeliveries`
 then the dead-letter table; the saga executor running the same saga definition with its
 state persisted, so a restart resumes sagas mid-way.
+
+Every delivery outcome (ok, duplicate, ignored, retry, dead-lettered, already
+dead-lettered) and every saga step logs one INFO line on `switchyard.local` with its
+fields (consumer, event type and id, attempt, outcome, reason, duration), after the
+transaction that records it has committed.
+
+A delivery that fails for good with exactly the reason of a dead letter still open for
+the same consumer and event (a replay, or a resend, of a known poison event) does not add
+a second dead letter: the timeline and the log say "already-dead-lettered" instead, and
+the open dead letter is the one to redrive or discard.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from adapters.local.blob_store import FileBlobStore
-from adapters.local.database import Database
+from adapters.local.database import Database, DatabaseMissing
 from adapters.local.sources import LocalSources
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core import jsonformat, saga_runner
@@ -41,6 +51,10 @@ MAX_EVENT_BYTES: Final = 1024 * 1024
 DEFAULT_DB: Final = "switchyard.db"
 #: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
 _STEPS_PER_CLAIM: Final = 16
+#: Timeline/log outcome of a delivery whose failure matches a dead letter still open.
+ALREADY_DEAD_LETTERED: Final = "already-dead-lettered"
+#: Engine statuses as the delivery log names them.
+_LOGGED_OUTCOME: Final = {"processed": "ok"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +167,13 @@ class Runtime:
     """Queues, workers, dead letters and the saga executor over one SQLite file."""
 
     def __init__(self, db_path: str | Path = DEFAULT_DB, app: App | None = None,
-                 settings: RuntimeSettings | None = None) -> None:
+                 settings: RuntimeSettings | None = None, *, create: bool = True,
+                 read_only: bool = False) -> None:
+        """`create=False`: the database must exist (`DatabaseMissing` otherwise);
+        `read_only=True` also opens it read-only, for commands that only look."""
         self.app = app or load_app()
         self.settings = settings or RuntimeSettings()
-        self.db = Database(db_path)
+        self.db = Database(db_path, create=create, read_only=read_only)
         self.store = SQLiteStore(self.db)
         self.blobs = _blob_store(self.app, db_path, self.settings)
         clock = SystemClock()
@@ -168,13 +185,25 @@ class Runtime:
             blobs=self.blobs,
             atomic=self.db.write,
         )
-        self.sources = LocalSources(self.app, self.db, self.blobs,
-                                    lambda events: self.ingest(events, origin="source"),
-                                    self.settings.schedule_every)
+        self._sources: LocalSources | None = None
+        if not read_only:
+            _ = self.sources  # their tables exist from the start, as before
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._turn = False
+
+    @property
+    def sources(self) -> LocalSources:
+        """Uploads, schedules and expiry; made on first use, as they write their tables
+        (a read-only runtime never needs them)."""
+        if self._sources is None:
+            if self.db.read_only:
+                raise DatabaseMissing(f"{self.db.path} is open read-only: no event sources")
+            self._sources = LocalSources(self.app, self.db, self.blobs,
+                                         lambda events: self.ingest(events, origin="source"),
+                                         self.settings.schedule_every)
+        return self._sources
 
     def producer(self) -> _Publisher | ClaimCheckPublisher:
         """A publisher onto the local bus for handlers and in-process producers: events
@@ -226,6 +255,10 @@ class Runtime:
             self._wake.notify_all()
 
     def start(self, workers: int = 4) -> None:
+        if workers < 1:  # events would be accepted and never processed
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if self.db.read_only:
+            raise DatabaseMissing(f"{self.db.path} is open read-only: cannot process")
         self._stopping.clear()
         for n in range(workers):
             thread = threading.Thread(target=self._loop, name=f"switchyard-worker-{n}",
@@ -320,6 +353,9 @@ class Runtime:
             with self.db.write() as conn:
                 outcome = handle(self.app, consumer, event, self.ports)
                 self._ack(mid, consumer, event, attempts, outcome, started, conn)
+            _log_delivery(consumer, event, attempts,
+                          _LOGGED_OUTCOME.get(outcome.status, outcome.status), started,
+                          detail=outcome.detail)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"permanent error: {error}", started)
@@ -352,20 +388,29 @@ class Runtime:
                          (time.time() + delay * self.settings.retry_scale, message, mid))
             self._record(event, event.type, consumer, attempts, "retry", message, duration,
                          _subject(event), conn=conn)
+        _log_delivery(consumer, event, attempts, "retry", started, reason=message)
 
     def _dead_letter(self, mid: int, consumer: str, event: Event, body: str, attempts: int,
                      reason: str, started: float | None = None) -> None:
         with self.db.write() as conn:
             conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
-            conn.execute(
-                "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
-                "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (consumer, event.id, event.type, reason, attempts, body, time.time()))
+            # A dead letter still open for this consumer and event with this very reason
+            # says it all already; a second copy would only be discarded or redriven twice.
+            known = conn.execute(
+                "SELECT did FROM dlq WHERE consumer = ? AND event_id = ? AND reason = ? "
+                "AND redriven_at IS NULL LIMIT 1", (consumer, event.id, reason)).fetchone()
+            if known is None:
+                conn.execute(
+                    "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
+                    "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (consumer, event.id, event.type, reason, attempts, body, time.time()))
+            outcome = "dead-lettered" if known is None else ALREADY_DEAD_LETTERED
             duration = (time.perf_counter() - started) * 1000 if started else 0.0
-            self._record(event, event.type, consumer, attempts, "dead-lettered", reason,
+            self._record(event, event.type, consumer, attempts, outcome,
+                         reason if known is None else f"dead letter #{known[0]}: {reason}",
                          duration, _subject(event), conn=conn)
-        log.error("dead-lettered", extra={"consumer": consumer, "event_id": event.id,
-                                          "event_type": event.type, "reason": reason})
+        _log_delivery(consumer, event, attempts, outcome, started, reason=reason,
+                      level=logging.ERROR if known is None else logging.WARNING)
 
     # sagas ------------------------------------------------------------------
     def _advance_one_saga(self) -> bool:
@@ -396,6 +441,15 @@ class Runtime:
                 lease = now + self.settings.saga_lease if keep else 0.0
                 self._save_saga(saga_id, state, seen, duration, now + (delay or 0.0) *
                                 self.settings.retry_scale, lease)
+            for entry in state["history"][seen:]:
+                log.info("saga step", extra={
+                    "saga_id": saga_id, "step": entry["step"], "phase": entry["phase"],
+                    "outcome": entry["outcome"], "attempt": entry["attempt"],
+                    "detail": entry["detail"], "duration_ms": round(duration, 2)})
+            if state["status"] in saga_runner.TERMINAL:
+                log.info("saga finished", extra={"saga_id": saga_id,
+                                                 "outcome": state["status"],
+                                                 "reason": state.get("reason") or None})
             if not keep:
                 break
         if state["status"] in saga_runner.TERMINAL:
@@ -505,6 +559,48 @@ class Runtime:
         self.wake()
         return redriven
 
+    def discard(self, ids: Sequence[int], by: str) -> list[int]:
+        """Give up on dead letters for good: each row moves to `dlq_discarded` with who
+        and when, in one transaction, so it is never redriven, nor counted as dead
+        again, and the record of what was dropped stays. Already redriven or discarded
+        rows are left alone."""
+        if not ids:
+            return []
+        now = time.time()
+        marks = ",".join("?" * len(ids))
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT did, consumer, event_id, event_type, attempts FROM dlq WHERE "
+                f"redriven_at IS NULL AND did IN ({marks}) ORDER BY did", list(ids)).fetchall()
+            done = [r[0] for r in rows]
+            if not done:
+                return []
+            chosen = ",".join("?" * len(done))
+            conn.execute(
+                "INSERT INTO dlq_discarded (did, consumer, event_id, event_type, reason, "
+                "attempts, body, failed_at, discarded_by, discarded_at) SELECT did, consumer,"
+                " event_id, event_type, reason, attempts, body, failed_at, ?, ? FROM dlq "
+                f"WHERE did IN ({chosen})", [by, now, *done])
+            conn.execute(f"DELETE FROM dlq WHERE did IN ({chosen})", done)
+            for did, consumer, event_id, event_type, attempts in rows:
+                self._record(None, event_type or "?", consumer, attempts, "discarded",
+                             f"dead letter #{did} discarded by {by}", 0.0, None,
+                             saga_id=event_id, conn=conn)
+        log.warning("dead letters discarded", extra={"dlq_ids": done, "discarded_by": by})
+        return done
+
+    def discarded(self) -> list[dict[str, Any]]:
+        """The record of every discarded dead letter, oldest first."""
+        names = ("dlq_id", "consumer", "event_id", "type", "reason", "attempts", "event",
+                 "failed_at", "discarded_by", "discarded_at")
+        rows = self.db.read("SELECT did, consumer, event_id, event_type, reason, attempts, "
+                            "body, failed_at, discarded_by, discarded_at FROM dlq_discarded "
+                            "ORDER BY discarded_at, did")
+        out = [dict(zip(names, row, strict=True)) for row in rows]
+        for entry in out:
+            entry["event"] = json.loads(entry["event"])
+        return out
+
     def timeline(self, subject: str | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT at, event_id, event_type, consumer, attempt, outcome, detail, "
                "duration_ms, subject, trace_id FROM timeline")
@@ -547,3 +643,19 @@ class Runtime:
     def close(self) -> None:
         self.stop()
         self.db.close()
+
+
+def _log_delivery(consumer: str, event: Event, attempt: int, outcome: str,
+                  started: float | None, *, reason: str | None = None,
+                  detail: str | None = None, level: int = logging.INFO) -> None:
+    """One line per delivery outcome, with the fields an operator filters on."""
+    fields: dict[str, Any] = {
+        "consumer": consumer, "event_type": event.type, "event_id": event.id,
+        "attempt": attempt, "outcome": outcome,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
+        "trace_id": trace_id_of(event.traceparent)}
+    if reason:
+        fields["reason"] = reason
+    if detail:
+        fields["detail"] = detail
+    log.log(level, "delivery %s", outcome, extra=fields)

@@ -7,8 +7,10 @@ EventBridge's when a rule target could not deliver (`ERROR_CODE`, `ERROR_MESSAGE
 `RETRY_ATTEMPTS`), or none when the queue's own redrive moved a message after
 maxReceiveCount. A redrive sends the body back to the consumer's queue, then deletes it
 from the DLQ: a crash in between leaves it in both, and the consumer's idempotency record
-makes the second delivery a no-op. Replay is EventBridge's `StartReplay` from the archive,
-to the rules of the consumers of the selected types.
+makes the second delivery a no-op. A discard records each selected letter in the audit
+log (`adapters.ops.audit`) and then deletes it from its DLQ (SQS DeleteMessage). Replay is
+EventBridge's `StartReplay` from the archive, to the rules of the consumers of the
+selected types; events that fail again are dead-lettered again (SQS does not deduplicate).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from adapters.ops.model import (
+    AuditLog,
     ConsumerStatus,
     DeadLetter,
+    DiscardResult,
     OpsError,
     RedriveResult,
     ReplayResult,
@@ -171,6 +175,46 @@ class AwsOps:
                 redriven.append(letter)
             self._release(url, keep)
         return RedriveResult(redriven, failed, dry_run)
+
+    def discard(self, selection: Selection, by: str, audit: AuditLog | None = None,
+                dry_run: bool = False) -> DiscardResult:
+        if audit is None and not dry_run:
+            raise OpsError("discarding on a deployed stack needs an audit log to record "
+                           "what is deleted")
+        discarded: list[DeadLetter] = []
+        failed: list[tuple[DeadLetter, str]] = []
+        leased = self._leased(selection)
+        for index, (_, url, messages, letters) in enumerate(leased):
+            chosen = [(m, d) for m, d in zip(messages, letters, strict=True)
+                      if selection.matches(d)]
+            keep = [m for m, d in zip(messages, letters, strict=True)
+                    if not selection.matches(d)]
+            if dry_run or not chosen:
+                discarded.extend(d for _, d in chosen)
+                self._release(url, keep + [m for m, _ in chosen])
+                continue
+            assert audit is not None
+            try:
+                audit.record([d for _, d in chosen], by, "discarded")  # before any delete
+            except OpsError:
+                # Every queue was leased up front: hand back this one and the rest now,
+                # not when the lease runs out.
+                for _, other_url, other_messages, _ in leased[index:]:
+                    self._release(other_url, other_messages)
+                raise
+            for message, letter in chosen:
+                try:
+                    self._delete(url, message)
+                except Exception as error:  # noqa: BLE001 - report it, keep the rest going
+                    reason = f"{type(error).__name__}: {error}"
+                    failed.append((letter, reason))
+                    audit.record([letter], by, "failed", reason)
+                    keep.append(message)
+                    continue
+                discarded.append(letter)
+            self._release(url, keep)
+        return DiscardResult(discarded, failed, dry_run,
+                             audit.location if audit is not None else "")
 
     def _delete(self, url: str, message: dict[str, Any]) -> None:
         self._client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -4,9 +4,12 @@ Dead letters are pulled from each consumer's dead-letter subscription and, unles
 redriven, handed back at once (ack deadline 0): listing loses nothing. A redrive
 republishes each selected message to the bus as first published (`adapters.gcp.redrive`
 strips what dead-lettering added) and acks it only after the bus accepted it; the rest
-are handed back. Replay seeks the stack's replay subscription (a pull subscription on
-the bus that retains acked messages) to `--from`, pulls the window, and republishes what
-was published in it, marked with `REPLAY_ATTRIBUTE` so a later replay skips the copies.
+are handed back. A discard records each selected letter in the audit log
+(`adapters.ops.audit`), then acks it on the dead-letter subscription, which removes it.
+Replay seeks the stack's replay subscription (a pull subscription on the bus that retains
+acked messages) to `--from`, pulls the window, and republishes what was published in it,
+marked with `REPLAY_ATTRIBUTE` so a later replay skips the copies; events that fail
+again are dead-lettered again (Pub/Sub does not deduplicate dead letters).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from adapters.gcp.pubsub_publisher import PubSubPublisher
 from adapters.gcp.topology import subscription_path, topic_path
 from adapters.ops.layout import REPLAY_ATTRIBUTE
 from adapters.ops.model import (
+    AuditLog,
     ConsumerStatus,
     DeadLetter,
+    DiscardResult,
     OpsError,
     RedriveResult,
     ReplayResult,
@@ -166,6 +171,42 @@ class GcpOps:
                     others += [raw.ack_id for _, raw in chosen]
             self._hand_back(path, others)
         return RedriveResult(redriven, failed, dry_run)
+
+    def discard(self, selection: Selection, by: str, audit: AuditLog | None = None,
+                dry_run: bool = False) -> DiscardResult:
+        if audit is None and not dry_run:
+            raise OpsError("discarding on a deployed stack needs an audit log to record "
+                           "what is deleted")
+        discarded: list[DeadLetter] = []
+        failed: list[tuple[DeadLetter, str]] = []
+        leased = self._leased(selection)
+        for index, (path, letters) in enumerate(leased):
+            chosen = [(letter, raw) for letter, raw in letters if selection.matches(letter)]
+            others = [raw.ack_id for letter, raw in letters if not selection.matches(letter)]
+            if dry_run or not chosen:
+                discarded.extend(letter for letter, _ in chosen)
+                self._hand_back(path, others + [raw.ack_id for _, raw in chosen])
+                continue
+            assert audit is not None
+            try:
+                audit.record([letter for letter, _ in chosen], by, "discarded")
+            except OpsError:
+                # Every subscription was pulled up front: hand them all back now.
+                for other_path, other_letters in leased[index:]:
+                    self._hand_back(other_path, [raw.ack_id for _, raw in other_letters])
+                raise
+            try:
+                # Acking a dead-letter subscription's message is what deletes it.
+                self._ack(path, [raw.ack_id for _, raw in chosen])
+                discarded.extend(letter for letter, _ in chosen)
+            except Exception as error:  # noqa: BLE001 - they stay dead-lettered
+                reason = f"{type(error).__name__}: {error}"
+                failed.extend((letter, reason) for letter, _ in chosen)
+                audit.record([letter for letter, _ in chosen], by, "failed", reason)
+                others += [raw.ack_id for _, raw in chosen]
+            self._hand_back(path, others)
+        return DiscardResult(discarded, failed, dry_run,
+                             audit.location if audit is not None else "")
 
     # --- status ------------------------------------------------------------------------
 

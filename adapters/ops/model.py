@@ -1,8 +1,8 @@
 """What every backend's operations answer with, whatever the platform underneath.
 
 A `DeadLetter` is one event that a consumer could not process, with why and how often
-it was tried; a `Selection` picks dead letters (by consumer, type, reason, event id) for
-`dlq list|show|redrive`; `ConsumerStatus` is one line of `switchyard status`. Backends
+it was tried; a `Selection` picks dead letters (by consumer, type, reason, event ids) for
+`dlq list|show|redrive|discard|purge`; `ConsumerStatus` is one line of `switchyard status`. Backends
 (`adapters.ops.aws`, `gcp`, `local`) implement the `Backend` protocol.
 """
 
@@ -45,6 +45,13 @@ class Selection:
     type: str | None = None
     reason: str | None = None
     event_id: str | None = None
+    #: Any of these event ids (`dlq discard ID...`); empty: no constraint.
+    event_ids: tuple[str, ...] = ()
+
+    @property
+    def filtered(self) -> bool:
+        """Whether anything narrows it (an empty selection matches every dead letter)."""
+        return any((self.consumer, self.type, self.reason, self.event_id, self.event_ids))
 
     def consumers(self, names: Sequence[str]) -> list[str]:
         if self.consumer is None:
@@ -58,7 +65,8 @@ class Selection:
         return ((self.consumer is None or letter.consumer == self.consumer)
                 and (self.type is None or letter.type == self.type)
                 and (self.reason is None or self.reason.lower() in letter.reason.lower())
-                and (self.event_id is None or letter.event_id == self.event_id))
+                and (self.event_id is None or letter.event_id == self.event_id)
+                and (not self.event_ids or letter.event_id in self.event_ids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,16 @@ class RedriveResult:
     #: Matching letters that could not be put back (they stay dead-lettered), with why.
     failed: list[tuple[DeadLetter, str]] = field(default_factory=list)
     dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardResult:
+    discarded: list[DeadLetter]
+    #: Matching letters that could not be deleted (they stay dead-lettered), with why.
+    failed: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    dry_run: bool = False
+    #: Where the record of what was discarded is kept (a table or an audit file).
+    record: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +111,27 @@ class OpsError(Exception):
     """An operation cannot be done as asked (bad filter, missing resource...)."""
 
 
+class PlatformError(OpsError):
+    """The platform cannot be reached or refuses (credentials, permissions, network):
+    the request was fine, so the command fails with exit 1, not as a usage error."""
+
+
+class AuditLog(Protocol):
+    """Where a cloud backend records each dead letter it discards, before deleting it."""
+
+    location: str
+
+    def record(self, letters: Sequence[DeadLetter], by: str, outcome: str,
+               error: str | None = None) -> None: ...
+
+
 class Backend(Protocol):
     def dead_letters(self, selection: Selection) -> list[DeadLetter]: ...
 
     def redrive(self, selection: Selection, dry_run: bool = False) -> RedriveResult: ...
+
+    def discard(self, selection: Selection, by: str, audit: AuditLog | None = None,
+                dry_run: bool = False) -> DiscardResult: ...
 
     def status(self) -> list[ConsumerStatus]: ...
 

@@ -3,7 +3,8 @@
 The engine opens a `log_context` (trace id, event id, type, consumer, or saga id and step)
 around each delivery; every record logged inside it, by any module, carries those fields,
 so one order can be followed across consumers and hops by its trace id. Composition roots
-(the CLI, the Lambda and Cloud Functions entries) call `configure_logging` once.
+(the CLI, the Lambda and Cloud Functions entries) call `configure_logging` once; the text
+format (for a terminal) shows the same fields as `key=value` after the message.
 """
 
 from __future__ import annotations
@@ -60,18 +61,65 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        line.update(_fields(record))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...`: the same fields as the JSON lines, for
+    a terminal. Values with spaces, quotes or `=` are JSON-quoted so a line still splits
+    into exactly its fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        parts = [f"{when} {record.levelname} {record.name}: {record.getMessage()}"]
+        parts.extend(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str,
+                                                           ensure_ascii=False)
+    if text == "" or any(c in text for c in ' ="\'\n\t'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+#: What SWITCHYARD_LOG and SWITCHYARD_LOG_FORMAT accept.
+LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS: Final = ("json", "text")
+
+
+def parse_level(text: str) -> int:
+    """A level name (any case) -> its number; ValueError naming the choices otherwise."""
+    name = text.strip().upper()
+    if name not in LEVELS:
+        raise ValueError(f"{text!r} is not a log level (use one of {', '.join(LEVELS)})")
+    return int(logging.getLevelName(name))
+
+
+def parse_format(text: str) -> bool:
+    """`json` -> True (JSON lines), `text` -> False; ValueError otherwise."""
+    name = text.strip().lower()
+    if name not in FORMATS:
+        raise ValueError(f"{text!r} is not a log format (use one of {', '.join(FORMATS)})")
+    return name == "json"
 
 
 def configure_logging(level: str | int = "INFO", json_lines: bool = True) -> None:
     """Route the `switchyard` loggers to stderr, as JSON lines by default."""
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if json_lines else
-                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     logger = logging.getLogger("switchyard")
     logger.handlers[:] = [handler]
     logger.setLevel(level)

@@ -213,3 +213,99 @@ def test_trace_context_flows_through_the_state_machine(stack: MotoStack) -> None
         execution = stack.execution(f"order-{order_id}")
         assert json.loads(execution["input"])["traceparent"] == expected
         assert trace_id_of(completed[order_id].traceparent) == trace_id_of(expected)
+
+
+def test_discard_and_purge_delete_from_the_dlq_after_recording_each_letter(
+        stack: MotoStack, outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGNAME", "ops-oncall")
+    stack.put_events(removal_entry("D", 2, "remove-d-1"), removal_entry("E", 1, "remove-e-1"),
+                     trigger_entry("never"))
+    stack.run_until_quiet()
+    assert len(letters(capsys, outputs)) == 3
+    audit = tmp_path / "discards.jsonl"
+
+    code, out, _ = ops(capsys, outputs, "dlq", "discard", "remove-d-1", "--dry-run",
+                       "--audit-log", str(audit))
+    assert code == 0 and "would discard 1 dead letter" in out and not audit.exists()
+    assert len(letters(capsys, outputs)) == 3
+    # No record, no delete: a full disk stops the discard before anything goes.
+    code, _, err = ops(capsys, outputs, "dlq", "discard", "remove-d-1", "--audit-log",
+                       "/dev/full")
+    assert code == EXIT_FAILED and "cannot write the discard record to /dev/full" in err
+    assert "nothing was discarded" in err and len(letters(capsys, outputs)) == 3
+
+    # A delete that fails leaves the letter where it was and says so, in the record too.
+    monkeypatch.setattr(aws_ops.AwsOps, "_delete", _raise)
+    code, _, err = ops(capsys, outputs, "dlq", "discard", "remove-d-1", "--audit-log",
+                       str(audit))
+    assert code == EXIT_FAILED and "NOT discarded inventory/remove-d-1" in err
+    monkeypatch.undo()
+    monkeypatch.setenv("LOGNAME", "ops-oncall")
+    assert [json.loads(x)["outcome"] for x in audit.read_text().splitlines()] == [
+        "discarded", "failed"]
+    assert len(letters(capsys, outputs)) == 3
+
+    code, out, _ = ops(capsys, outputs, "dlq", "discard", "remove-d-1", "--audit-log",
+                       str(audit))
+    assert code == 0 and "discarded 1 dead letter" in out and str(audit) in out
+    line = json.loads(audit.read_text().splitlines()[-1])
+    assert (line["event_id"], line["consumer"], line["outcome"]) == (
+        "remove-d-1", "inventory", "discarded")
+    assert line["discarded_by"] == "ops-oncall" and line["stack"] == STACK
+    assert "only 0 available" in line["reason"] and line["event"]["data"]["item_id"] == "D"
+    assert line["location"] == stack.dlq_urls["inventory"]
+    left = letters(capsys, outputs)
+    assert sorted(d["consumer"] for d in left) == ["inventory", "orders"]
+    assert "remove-d-1" not in {d["event_id"] for d in left}
+
+    assert ops(capsys, outputs, "dlq", "purge")[0] == 2  # no filter: needs --all
+    code, out, _ = ops(capsys, outputs, "dlq", "purge", "--consumer", "inventory",
+                       "--audit-log", str(audit))
+    assert code == 0 and "discarded 1 dead letter" in out
+    code, _, err = ops(capsys, outputs, "status")
+    assert code == EXIT_DEAD_LETTERS and "1 dead letter:" in err
+    monkeypatch.chdir(tmp_path)  # the default audit file lands in the working directory
+    code, out, _ = ops(capsys, outputs, "dlq", "purge", "--all")
+    assert code == 0 and "discarded 1 dead letter" in out
+    [default] = [json.loads(x) for x in
+                 (tmp_path / "switchyard-discards.jsonl").read_text().splitlines()]
+    assert default["consumer"] == "orders"
+    assert letters(capsys, outputs) == []
+    assert ops(capsys, outputs, "status")[0] == 0
+    assert all(not stack.drain(url) for url in stack.dlq_urls.values())
+
+
+def test_a_cloud_replay_warns_that_failures_are_dead_lettered_again(
+        stack: MotoStack, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = ops(capsys, outputs, "replay", "--from", "1h", "--dry-run")
+    assert code == 0 and "are dead-lettered again" in err
+
+
+def test_no_credentials_is_one_line(tmp_path: Path) -> None:
+    """Without moto and without any credential source, botocore raises
+    NoCredentialsError at the first call: the command says what to configure."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "outputs.json"
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    path.write_text(json.dumps({OUTPUT_NAME: {
+        "version": OUTPUT_VERSION, "cloud": "aws", "prefix": "p", "region": "us-east-1",
+        "busName": "b", "busArn": "arn:aws:events:us-east-1:123456789012:event-bus/b",
+        "archiveName": "a", "archiveArn": "arn:aws:events:us-east-1:123456789012:archive/a",
+        "consumers": {c: {"queueUrl": queue, "dlqUrl": queue}
+                      for c in APP.consumer_names()}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true",
+               HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "adapters.cli", "status", "--stack", "prod",
+                           "--outputs", str(path)], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.returncode == EXIT_FAILED, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("switchyard status: no AWS credentials found: configure "
+                                   "them (`aws configure`, AWS_PROFILE, or "
+                                   "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")

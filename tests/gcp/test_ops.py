@@ -212,3 +212,73 @@ def test_trace_context_flows_through_the_workflow(
         and m.attributes.get("ce-subject") == order_id)
     [completed] = pullers["events"].wait_for(match, 60, "Order Completed on the bus")
     assert trace_id_of(completed.attributes["ce-traceparent"]) == trace_id_of(TRACEPARENT)
+
+
+def test_discard_acks_the_dead_letter_after_recording_it(
+        gcp: GcpEmulated, bus: Any, outputs: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGNAME", "ops-oncall")
+    item = f"sku-{uid()}"
+    poison = Event.new("inventory", INVENTORY_UPDATED,
+                       {"item_id": item, "quantity": 2, "action": "remove"})
+    bus.publish([poison])
+    wait_until(lambda: poison.id in {d["event_id"] for d in letters(capsys, outputs)}, 90,
+               "the refused removal to be dead-lettered")
+    audit = tmp_path / "discards.jsonl"
+
+    code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--dry-run",
+                       "--audit-log", str(audit))
+    assert code == 0 and "would discard 1 dead letter" in out and not audit.exists()
+    assert poison.id in {d["event_id"] for d in letters(capsys, outputs)}
+    # No record, no ack: a full disk stops the discard before anything goes.
+    code, _, err = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
+                       "/dev/full")
+    assert code == EXIT_FAILED and "nothing was discarded" in err
+    assert poison.id in {d["event_id"] for d in letters(capsys, outputs)}
+
+    code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
+                       str(audit))
+    assert code == 0 and f"discarded 1 dead letter: ['inventory/{poison.id}']" in out
+    [line] = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert (line["event_id"], line["outcome"], line["discarded_by"]) == (
+        poison.id, "discarded", "ops-oncall")
+    assert "only 0 available" in line["reason"] and line["stack"] == STACK
+    time.sleep(1)  # an ack that did not stick would show the letter again
+    assert poison.id not in {d["event_id"] for d in letters(capsys, outputs)}
+    code, _, err = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
+                       str(audit))
+    assert code == EXIT_FAILED and f"no dead letter with event id '{poison.id}'" in err
+
+
+def test_a_cloud_replay_warns_that_failures_are_dead_lettered_again(
+        gcp: GcpEmulated, outputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = ops(capsys, outputs, "replay", "--from", "1m", "--dry-run")
+    assert code == 0 and "are dead-lettered again" in err
+
+
+def test_no_credentials_is_one_line(tmp_path: Path) -> None:
+    """Without the emulator and without credentials, google-auth raises
+    DefaultCredentialsError when the client is made: the command says what to run."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({OUTPUT_NAME: {
+        "version": OUTPUT_VERSION, "cloud": "gcp", "prefix": "p", "project": "proj",
+        "busTopic": "bus", "replaySubscription": "p-replay",
+        "consumers": {"orders": {"subscription": "s", "deadLetterTopic": "d",
+                                 "deadLetterSubscription": "ds"}}}}))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GOOGLE_", "PUBSUB_", "CLOUDSDK_", "GCE_"))}
+    # No metadata server either: google-auth would otherwise probe for one.
+    env.update(HOME=str(tmp_path), NO_GCE_CHECK="True",
+               CLOUDSDK_CONFIG=str(tmp_path / "gcloud"))
+    done = subprocess.run([sys.executable, "-m", "adapters.cli", "dlq", "list", "--stack",
+                           "prod", "--outputs", str(path)], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert done.returncode == EXIT_FAILED, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith(
+        "switchyard dlq: no Google Cloud credentials found: run `gcloud auth "
+        "application-default login`"), done.stderr

@@ -151,3 +151,96 @@ def test_replay_selects_by_type_and_window(rt: Runtime, db: Path,
     assert code == 2 and "not a time: 'yesterday'" in err
     code, _, err = run(capsys, "replay", "--db", str(db), "--from", "1h", "--type", "x.y")
     assert code == 2 and "unknown event type(s): x.y" in err
+
+
+def test_discard_and_purge_give_up_on_known_poison_with_a_record(
+        rt: Runtime, db: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGNAME", "ops-oncall")  # what getpass.getuser() reads first
+    poison, other, ghost = removal("Z", 2), removal("Y", 1), workflow_triggered("never")
+    rt.ingest([poison, other, ghost])
+    rt.run_until_idle()
+    assert run(capsys, "status", "--db", str(db))[0] == EXIT_DEAD_LETTERS
+
+    # Dry run: says what, changes nothing.
+    code, out, _ = run(capsys, "dlq", "discard", poison.id, "--db", str(db), "--dry-run")
+    assert code == 0 and f"would discard 1 dead letter: ['inventory/{poison.id}']" in out
+    assert len(dlq_json(capsys, db)) == 3
+
+    # Discard by id; an id that is not dead-lettered is named, exit 1, the rest is done.
+    code, out, err = run(capsys, "dlq", "discard", poison.id, "nope", "--db", str(db))
+    assert code == 1 and "discarded 1 dead letter" in out
+    assert "(by ops-oncall)" in out and "dlq_discarded" in out
+    assert "no dead letter with event id 'nope'" in err
+    assert sorted(d["event_id"] for d in dlq_json(capsys, db)) == sorted([other.id, ghost.id])
+    [record] = rt.discarded()
+    assert (record["event_id"], record["consumer"], record["discarded_by"]) == (
+        poison.id, "inventory", "ops-oncall")
+    assert "only 0 available" in record["reason"] and record["attempts"] == 1
+    assert record["event"]["data"]["item_id"] == "Z" and record["discarded_at"] > 0
+    # A discarded letter is gone for redrive too.
+    assert "redriven 0 entries" in run(capsys, "dlq", "redrive", "--db", str(db), "--id",
+                                       poison.id)[1]
+
+    # Purge by filter; without a filter it wants --all.
+    code, out, _ = run(capsys, "dlq", "purge", "--db", str(db), "--consumer", "inventory",
+                       "--json")
+    result = json.loads(out)
+    assert code == 0 and [d["event_id"] for d in result["discarded"]] == [other.id]
+    assert result["discarded_by"] == "ops-oncall"
+    assert run(capsys, "dlq", "purge", "--db", str(db))[0] == 2
+    code, _, err = run(capsys, "status", "--db", str(db))
+    assert code == EXIT_DEAD_LETTERS and "1 dead letter:" in err
+    code, out, _ = run(capsys, "dlq", "purge", "--all", "--db", str(db))
+    assert code == 0 and "discarded 1 dead letter" in out
+    assert run(capsys, "status", "--db", str(db))[0] == 0
+    assert [r["event_id"] for r in rt.discarded()] == [poison.id, other.id, ghost.id]
+    # The timeline says so too, under each event.
+    assert {r["event_id"] for r in rt.timeline() if r["outcome"] == "discarded"} == {
+        poison.id, other.id, ghost.id}
+
+
+def test_discard_also_writes_an_audit_file_when_asked(
+        rt: Runtime, db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    poison = removal("Z", 2)
+    rt.ingest([poison])
+    rt.run_until_idle()
+    audit = tmp_path / "audit.jsonl"
+    code, out, _ = run(capsys, "dlq", "discard", poison.id, "--db", str(db), "--audit-log",
+                       str(audit))
+    assert code == 0 and str(audit) in out
+    [line] = [json.loads(x) for x in audit.read_text().splitlines()]
+    assert line["event_id"] == poison.id and line["outcome"] == "discarded"
+    assert line["stack"] == "local" and line["discarded_by"]
+
+
+def test_a_replay_does_not_dead_letter_known_poison_again(
+        rt: Runtime, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    poisons = [removal(f"P{n}", 1) for n in range(3)]
+    rt.ingest([*poisons, restock("OK", 1)])
+    rt.run_until_idle()
+    assert len(dlq_json(capsys, db)) == 3
+
+    code, out, _ = run(capsys, "replay", "--db", str(db), "--from", "1h", "--dry-run")
+    assert code == 0 and "3 deliveries are of events already dead-lettered" in out
+    # A running server processes the replay while the command waits for it.
+    rt.start(2)
+    try:
+        code, out, _ = run(capsys, "replay", "--db", str(db), "--from", "1h", "--wait", "30")
+    finally:
+        rt.stop()
+    assert code == 0, out
+    assert ("3 replayed events failed again with their recorded reason; already "
+            "dead-lettered") in out
+    assert "0 replayed events newly dead-lettered" in out
+    letters = dlq_json(capsys, db)
+    assert sorted(d["event_id"] for d in letters) == sorted(p.id for p in poisons)
+    again = [r for r in rt.timeline() if r["outcome"] == "already-dead-lettered"]
+    assert sorted(r["event_id"] for r in again) == sorted(p.id for p in poisons)
+    assert all("only 0 available" in r["detail"] for r in again)
+
+    # After a redrive, a failure is a new dead letter again (the old one is closed).
+    run(capsys, "dlq", "redrive", "--db", str(db), "--id", poisons[0].id)
+    rt.run_until_idle()
+    assert [d["event_id"] for d in dlq_json(capsys, db)].count(poisons[0].id) == 1
+    assert len(dlq_json(capsys, db)) == 3
