@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,8 +294,14 @@ def test_serve_prints_a_banner_and_stops_on_sigint_without_a_traceback(tmp_path:
         for expected in (f"http://127.0.0.1:{port}", str(tmp_path / "s.db"), "uploads",
                          "schedules", "workers    2", "POST /events", "Ctrl-C to stop"):
             assert expected in text, text
+        # Barrier: the server answers, so the signal meets the running server, not its start.
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.05)
     finally:
-        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
