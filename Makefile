@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint soak clean
+.PHONY: demo test bench serve lint soak clean asyncapi-specs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,16 @@ $(WF_VENV)/.installed:
 	$(WF_VENV)/bin/pip install -q workflows-emulator==1.10.0
 	touch $@
 
-test: $(VENV)/.dev $(WF_VENV)/.installed
+# The official AsyncAPI JSON Schemas (npm package @asyncapi/specs, pinned with its integrity
+# in tests/asyncapi/package-lock.json): the tests validate the exported catalog against them.
+ASYNCAPI_SPECS := tests/asyncapi/node_modules/@asyncapi/specs/schemas/3.0.0.json
+$(ASYNCAPI_SPECS): tests/asyncapi/package.json tests/asyncapi/package-lock.json
+	npm ci --prefix tests/asyncapi --no-audit --no-fund --loglevel=error
+	touch $@
+
+asyncapi-specs: $(ASYNCAPI_SPECS)
+
+test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
@@ -53,4 +62,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules
