@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint soak clean asyncapi-specs
+.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,22 @@ test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra policy tests
+	@$(MAKE) --no-print-directory catalog-check
+
+# The event contracts must not break producers or consumers of the previous version:
+# compared with the merge base of origin/main when this branch has commits of its own,
+# else with the previous commit; a clone without that history has nothing to compare.
+catalog-check: $(VENV)/.base
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		echo "catalog-check: not a git checkout, nothing to compare against (skipped)"; \
+	elif base=$$(git merge-base HEAD origin/main 2>/dev/null) && \
+			[ "$$base" != "$$(git rev-parse HEAD)" ]; then \
+		$(BIN)/switchyard catalog check --against "$$base"; \
+	elif git rev-parse --verify --quiet HEAD~1 >/dev/null; then \
+		$(BIN)/switchyard catalog check --against HEAD~1; \
+	else \
+		echo "catalog-check: no origin/main and no previous commit (skipped)"; \
+	fi
 
 # 50,000 events through `switchyard serve` with two SIGKILLs, then the randomised fault
 # schedules under the long hypothesis profile; both check the invariants.

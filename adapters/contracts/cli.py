@@ -209,8 +209,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     elif ok:
         print(f"catalog check against {args.against}: compatible ({summary})")
     else:
-        mode = "FULL compatibility: widenings fail too" if args.full else "compatibility"
-        print(f"catalog check against {args.against}: INCOMPATIBLE ({summary}; {mode}). "
+        mode = "; FULL mode: widenings fail too" if args.full else ""
+        print(f"catalog check against {args.against}: INCOMPATIBLE ({summary}{mode}). "
               "Keep the old contract and publish the change as a new event type.",
               file=sys.stderr)
     return 0 if ok else 1
