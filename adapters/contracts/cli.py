@@ -98,9 +98,9 @@ def with_readme_block(readme: str, text: str) -> str:
 # --- export ---------------------------------------------------------------------------------
 
 
-def render(app: Any, fmt: str, version: str) -> str:
+def render(app: Any, fmt: str, version: str, prefix: str = export.DEFAULT_PREFIX) -> str:
     if fmt == "asyncapi":
-        return export.dumps(export.asyncapi(app, version))
+        return export.dumps(export.asyncapi(app, version, prefix))
     return export.markdown(app)
 
 
@@ -124,7 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             (out / name).write_text(export.dumps(schema), encoding="utf-8")
         print(f"wrote {len(schemas)} schemas to {out}")
         return 0
-    text = render(app, args.format, version)
+    text = render(app, args.format, version, args.prefix)
     try:
         if args.readme:
             path = Path(args.readme)
@@ -230,6 +230,9 @@ def register(sub: Any) -> None:
                      help="file to write (jsonschema: directory, one file per type); "
                           "default stdout")
     out.add_argument("--app", help=app_help)
+    out.add_argument("--prefix", default=export.DEFAULT_PREFIX,
+                     help="asyncapi: the stack prefix the AWS queue/topic names in the "
+                          "bindings carry (switchyard:prefix; default %(default)s)")
     out.add_argument("--readme", metavar="FILE",
                      help="markdown: replace the generated block of FILE")
     out.set_defaults(func=cmd_export)

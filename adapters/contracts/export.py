@@ -139,8 +139,18 @@ def _refs(channel: str, types: Iterable[str]) -> list[dict[str, str]]:
     return [{"$ref": f"#/channels/{channel}/messages/{t}"} for t in types]
 
 
-def asyncapi(app: Any, version: str = "0.0.0") -> dict[str, Any]:
-    """The app's AsyncAPI 3.0 document: bus, consumers, producers, every type as a message."""
+#: Prefix of the AWS names in the bindings when none is given. A stack's own prefix is
+#: `switchyard:prefix`, by default `switchyard-<stack>` (infra/config.py).
+DEFAULT_PREFIX: Final = "switchyard"
+
+
+def asyncapi(app: Any, version: str = "0.0.0", prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
+    """The app's AsyncAPI 3.0 document: bus, consumers, producers, every type as a message.
+
+    The queue and topic names in the `sqs`/`sns` bindings are those a stack with `prefix`
+    creates (adapters/aws/topology.py `Names`: `<prefix>-<consumer>`, `-dlq`,
+    `<prefix>-notifications`).
+    """
     types = _types(app)
     all_types = [t.type for t in types]
     messages = {t.type: _message(t) for t in types}
@@ -182,13 +192,13 @@ def asyncapi(app: Any, version: str = "0.0.0") -> dict[str, Any]:
                            "dead-letter after maxDeliveries.",
             "messages": {t: {"$ref": f"#/components/messages/{t}"} for t in consumer.consumes},
             # The rule delivers to the consumer's own queue (point to point from there):
-            # the binding's Channel form, queue and DLQ named as the stack's resources
-            # are (the deployed names carry the stack's prefix). Standard queues: the
+            # the binding's Channel form, with the queue and its DLQ. Standard queues: the
             # binding requires `fifoQueue`; order is never assumed, so none is FIFO.
             "bindings": {"sqs": {
                 "bindingVersion": _SQS_BINDING,
-                "queue": {"name": f"{consumer.name}-queue", "fifoQueue": False},
-                "deadLetterQueue": {"name": f"{consumer.name}-dlq", "fifoQueue": False},
+                "queue": {"name": f"{prefix}-{consumer.name}", "fifoQueue": False},
+                "deadLetterQueue": {"name": f"{prefix}-{consumer.name}-dlq",
+                                    "fifoQueue": False},
             }},
         }
         operations[f"receive.{consumer.name}"] = {
@@ -205,7 +215,8 @@ def asyncapi(app: Any, version: str = "0.0.0") -> dict[str, Any]:
             "description": "Fan-out of notifications to people and systems: an SNS topic "
                            "(AWS), a Pub/Sub topic (GCP), a local topic and the log.",
             "messages": {"notification": {"$ref": "#/components/messages/notification"}},
-            "bindings": {"sns": {"bindingVersion": _SNS_BINDING, "name": "notifications"}},
+            "bindings": {"sns": {"bindingVersion": _SNS_BINDING,
+                                 "name": f"{prefix}-notifications"}},
         }
         messages["notification"] = {
             "name": "notification",

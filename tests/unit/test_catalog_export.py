@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from jsonschema.validators import Draft202012Validator, validator_for
 
+from adapters.aws.topology import Names
 from adapters.cli import main
 from adapters.contracts import cli as catalog_cli
 from adapters.contracts import export
@@ -103,10 +104,12 @@ def test_asyncapi_describes_bus_routes_producers_and_messages() -> None:
     for consumer in APP.consumers:
         channel = document["channels"][f"consumers.{consumer.name}"]
         assert list(channel["messages"]) == list(consumer.consumes)
-        assert channel["bindings"]["sqs"]["queue"] == {"name": f"{consumer.name}-queue",
+        # The names the AWS stack gives them (prefix "switchyard" by default).
+        names = Names("switchyard")
+        assert channel["bindings"]["sqs"]["queue"] == {"name": names.queue(consumer.name),
                                                        "fifoQueue": False}
         assert channel["bindings"]["sqs"]["deadLetterQueue"] == {
-            "name": f"{consumer.name}-dlq", "fifoQueue": False}
+            "name": names.dlq(consumer.name), "fifoQueue": False}
         receive = document["operations"][f"receive.{consumer.name}"]
         assert receive["action"] == "receive"
         assert receive["channel"] == {"$ref": f"#/channels/consumers.{consumer.name}"}
@@ -120,7 +123,8 @@ def test_asyncapi_describes_bus_routes_producers_and_messages() -> None:
     assert sends["send.schedule.inventory-audit"] == ["com.switchyard.inventory.audit"]
     assert sends["send.bucket.uploads"] == ["com.switchyard.storage.object.finalized"]
     assert sends["send.external"] == [t.type for t in APP.catalog]
-    assert document["channels"]["notifier"]["bindings"]["sns"]["name"] == "notifications"
+    assert document["channels"]["notifier"]["bindings"]["sns"]["name"] == \
+        names.notifications_topic()
     assert "notify.notifications" in document["operations"]
     for t in APP.catalog:
         message = document["components"]["messages"][t.type]
@@ -296,8 +300,11 @@ def test_readme_without_markers_is_a_clear_error(tmp_path: Path,
 
 def test_export_of_another_app_by_spec(tmp_path: Path) -> None:
     out = tmp_path / "tiny.json"
-    assert main(["catalog", "export", "--app", f"{__name__}:TINY", "--out", str(out)]) == 0
+    assert main(["catalog", "export", "--app", f"{__name__}:TINY", "--prefix", "sy-prod",
+                 "--out", str(out)]) == 0
     document = json.loads(out.read_text())
+    assert document["channels"]["consumers.counter"]["bindings"]["sqs"]["queue"]["name"] == \
+        "sy-prod-counter"
     assert document["info"]["title"] == "tiny"
     assert list(document["components"]["messages"]) == ["org.example.bulb.failed",
                                                         "org.example.light.switched"]
