@@ -118,10 +118,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             return _fail(f"--out {out} is a file; --format jsonschema needs a directory")
-        out.mkdir(parents=True, exist_ok=True)
         schemas = export.json_schemas(app)
-        for name, schema in schemas.items():
-            (out / name).write_text(export.dumps(schema), encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, schema in schemas.items():
+                (out / name).write_text(export.dumps(schema), encoding="utf-8")
+        except OSError as exc:
+            return _fail(f"cannot write {out}: {exc.strerror or exc}")
         print(f"wrote {len(schemas)} schemas to {out}")
         return 0
     text = render(app, args.format, version, args.prefix)
@@ -177,7 +180,12 @@ def load_reference(ref: str, app_spec: str, cwd: Path) -> dict[str, Any]:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise compat.ContractError(f"cannot export {app_spec} at {ref}: {last}")
-        return json.loads(done.stdout)
+        try:
+            document: dict[str, Any] = json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise compat.ContractError(f"the export of {app_spec} at {ref} printed something "
+                                       f"other than JSON ({exc})") from exc
+        return document
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -191,6 +199,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         changes = compat.compare(old, new, old_origin=args.against, new_origin=spec)
     except (ValueError, ImportError, subprocess.TimeoutExpired) as exc:
         return _fail(str(exc))
+    except OSError as exc:  # no git on PATH, an unreadable file
+        return _fail(f"cannot read {args.against}: {exc.strerror or exc}")
     ok = compat.verdict(changes, full=args.full)
     if args.json:
         print(json.dumps({"ok": ok, "against": args.against, "full": args.full,

@@ -289,6 +289,18 @@ def test_bad_export_input_is_one_clear_line(argv: list[str], message: str,
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_unwritable_schema_folder_is_one_clear_line(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["catalog", "export", "--format", "jsonschema", "--out", str(blocker)]) == 2
+    assert "is a file; --format jsonschema needs a directory" in capsys.readouterr().err
+    assert main(["catalog", "export", "--format", "jsonschema", "--out",
+                 str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and err.count("\n") == 1
+
+
 def test_readme_without_markers_is_a_clear_error(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     readme = tmp_path / "README.md"
