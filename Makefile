@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint soak clean
+.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,36 @@ $(WF_VENV)/.installed:
 	$(WF_VENV)/bin/pip install -q workflows-emulator==1.10.0
 	touch $@
 
-test: $(VENV)/.dev $(WF_VENV)/.installed
+# The official AsyncAPI JSON Schemas (npm package @asyncapi/specs, pinned with its integrity
+# in tests/asyncapi/package-lock.json): the tests validate the exported catalog against them.
+ASYNCAPI_SPECS := tests/asyncapi/node_modules/@asyncapi/specs/schemas/3.0.0.json
+$(ASYNCAPI_SPECS): tests/asyncapi/package.json tests/asyncapi/package-lock.json
+	npm ci --prefix tests/asyncapi --no-audit --no-fund --loglevel=error
+	touch $@
+
+asyncapi-specs: $(ASYNCAPI_SPECS)
+
+test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra policy tests
+	@$(MAKE) --no-print-directory catalog-check
+
+# The event contracts must not break producers or consumers of the previous version:
+# compared with the merge base of origin/main when this branch has commits of its own,
+# else with the previous commit; a clone without that history has nothing to compare.
+catalog-check: $(VENV)/.base
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		echo "catalog-check: not a git checkout, nothing to compare against (skipped)"; \
+	elif base=$$(git merge-base HEAD origin/main 2>/dev/null) && \
+			[ "$$base" != "$$(git rev-parse HEAD)" ]; then \
+		$(BIN)/switchyard catalog check --against "$$base"; \
+	elif git rev-parse --verify --quiet HEAD~1 >/dev/null; then \
+		$(BIN)/switchyard catalog check --against HEAD~1; \
+	else \
+		echo "catalog-check: no origin/main and no previous commit (skipped)"; \
+	fi
 
 # 50,000 events through `switchyard serve` with two SIGKILLs, then the randomised fault
 # schedules under the long hypothesis profile; both check the invariants.
@@ -53,4 +78,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules

@@ -313,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also show events no consumer receives")
     demo.set_defaults(func=cmd_demo)
     __import__("adapters.tools_cli").tools_cli.register(sub)  # synth, cost (issue 6)
+    __import__("adapters.contracts.cli").contracts.cli.register(sub)  # catalog export|check
     return parser
 
 
