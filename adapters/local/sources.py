@@ -280,7 +280,9 @@ class LocalSources:
             return 0
         try:
             opened = os.fstat(fd)
-            if _Version.of(opened) != version:  # replaced between the scan and the open
+            # Checked on the descriptor, which is what will be read: a regular file, and
+            # the very version that settled (not one swapped in since the scan).
+            if not stat.S_ISREG(opened.st_mode) or _Version.of(opened) != version:
                 self._settling.pop(key, None)
                 return 0
             if opened.st_size > self.max_upload_bytes:
