@@ -328,8 +328,6 @@ class LocalSources:
 
     def _refuse(self, bucket: str, raw: bytes, version: _Version, problem: str) -> int:
         name = shown(raw)
-        log.warning("upload refused", extra={"bucket": bucket, "object": name,
-                                             "problem": problem})
         token = version.token()
         # A link's own size is the length of its target path: not the size of any file.
         size = version.size if version.kind == stat.S_IFREG else 0
@@ -350,9 +348,14 @@ class LocalSources:
         with self.db.write() as conn:
             conn.execute("INSERT OR IGNORE INTO uploads_seen (bucket, name, etag, event_id, "
                          "seen_at, size, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (bucket, name, etag, event.id, time.time(), version.size,
+                         (bucket, name, etag, event.id, time.time(), event.data["size"],
                           version.mtime_ns))
-        log.info("upload", extra={"bucket": bucket, "object": name, "event_id": event.id})
+        if "problem" in event.data:
+            log.warning("upload refused", extra={"bucket": bucket, "object": name,
+                                                 "problem": event.data["problem"],
+                                                 "event_id": event.id})
+        else:
+            log.info("upload", extra={"bucket": bucket, "object": name, "event_id": event.id})
         return 1
 
     # schedules --------------------------------------------------------------------------
