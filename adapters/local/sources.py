@@ -23,7 +23,9 @@ the watcher trusts nothing in it:
   escapes) and the files after it are still taken.
 - A file is taken once it has settled: the same size, modification time and inode on two
   scans at least `settle_seconds` apart. A file written in place (`cp`, `scp`) changes
-  between scans and is announced once, when it is whole.
+  between scans and is announced once, when it is whole. A writer that stalls for longer
+  than the settle time can still be taken early (its rest is then a new version with new
+  ids); writing `name.part` and renaming it is the only sure way, as for any bucket.
 - The size is checked on the open descriptor before anything is read; a file over the
   limit is refused and never read. Otherwise it is copied into the bucket in chunks while
   being hashed (memory stays bounded), and if it changed during the copy the copy is
