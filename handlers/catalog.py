@@ -115,7 +115,7 @@ CATALOG: Final = Catalog([
         STORAGE_OBJECT_FINALIZED, "storage", "Object Finalized",
         _obj(["bucket", "name", "size"], bucket=_ID, name={"type": "string", "minLength": 1},
              size={"type": "integer", "minimum": 0}, etag={"type": "string"},
-             content_type={"type": "string"}),
+             content_type={"type": "string"}, problem={"type": "string"}),
         "A file finished uploading to a bucket (S3, Cloud Storage, the local uploads folder).",
     ),
     EventType(

@@ -9,6 +9,7 @@ way an operator would (orders, stock, dead letters, payments).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -167,7 +168,10 @@ class LocalBackend:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f".{name}.part").write_bytes(content)  # written whole, then renamed
         (folder / f".{name}.part").rename(folder / name)
-        self.runtime.sources.scan_uploads()
+        # A file is taken once it is seen unchanged on two scans a settle time apart.
+        now = time.time()
+        self.runtime.sources.scan_uploads(now)
+        self.runtime.sources.scan_uploads(now + self.runtime.sources.settle_seconds)
 
     def fire_schedule(self, name: str, scheduled_time: str) -> None:
         from handlers.core.schedule import fired_event

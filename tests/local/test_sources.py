@@ -42,6 +42,7 @@ def test_csv_dropped_in_the_watched_folder_is_processed_once(tmp_path: Path) -> 
     drop = tmp_path / "drop"
     runtime = Runtime(tmp_path / "s.db", settings=RuntimeSettings(
         retry_scale=0.001, poll_interval=0.01, uploads_dir=str(drop), sources_interval=0.02))
+    runtime.sources.settle_seconds = 0.05
     runtime.start(workers=2)
     try:
         _drop(drop, "restock.csv", CSV)
@@ -61,7 +62,10 @@ def test_csv_dropped_in_the_watched_folder_is_processed_once(tmp_path: Path) -> 
     # A restart does not announce what was already announced.
     again = Runtime(tmp_path / "s.db", settings=RuntimeSettings(uploads_dir=str(drop)))
     try:
-        assert again.sources.scan_uploads() == 0
+        now = time.time()
+        assert again.sources.scan_uploads(now) == 0  # first sight: settling
+        assert again.sources.scan_uploads(now + 5) == 0  # settled, and already announced
+        assert again.db.read("SELECT COUNT(*) FROM uploads_seen")[0][0] == 2
     finally:
         again.close()
 
@@ -71,7 +75,17 @@ def test_partial_uploads_are_not_announced(runtime: Runtime) -> None:
     folder.mkdir(parents=True)
     (folder / "big.csv.part").write_bytes(CSV)
     (folder / ".hidden.csv").write_bytes(CSV)
-    assert runtime.sources.scan_uploads() == 0
+    (folder / "notes.csv~").write_bytes(CSV)
+    (folder / "load.tmp").write_bytes(CSV)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "nested.csv").write_bytes(CSV)  # only files directly in the folder
+    now = time.time()
+    assert runtime.sources.scan_uploads(now) + runtime.sources.scan_uploads(now + 5) == 0
+    (folder / "big.csv.part").rename(folder / "big.csv")
+    assert runtime.sources.scan_uploads(now + 6) == 0  # renamed: a new file, settling
+    assert runtime.sources.scan_uploads(now + 8) == 1
+    runtime.run_until_idle()
+    assert runtime.available("A") == 5 and runtime.dlq("file-processor") == []
 
 
 def test_schedule_fires_on_a_short_interval(tmp_path: Path) -> None:
