@@ -38,6 +38,7 @@ from infra.gcp.components import (
     member_of,
 )
 from infra.gcp.sources import GcpSources
+from infra.protection import DataProtection
 
 if TYPE_CHECKING:
     from handlers.core.app import App
@@ -85,11 +86,12 @@ class GcpStack(pulumi.ComponentResource):
         here = pulumi.ResourceOptions(parent=self,
                                       transformations=[_depends_on(after_services)])
         bus = Bus(f"{name}-bus", top, place, opts=here)
-        database = Database(f"{name}-firestore", top, place, opts=here)
+        protection = DataProtection(config.protect_data)
+        database = Database(f"{name}-firestore", top, place, protection, opts=here)
         source = Source(f"{name}-source", args.archive, args.archive_sha256, place, opts=here)
 
         sources = GcpSources(f"{name}-sources", app, config.prefix, place, bus.events,
-                             opts=here)
+                             protection, opts=here)
         common: dict[str, pulumi.Input[str]] = {
             env.PROJECT: args.project, env.REGION: args.region,
             env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,

@@ -27,6 +27,7 @@ from adapters.gcp.topology import (
 from adapters.ops.layout import replay_subscription, replay_subscription_request
 from handlers.core.app import Consumer
 from handlers.core.engine import PROCESSED
+from infra.protection import DataProtection
 
 RUNTIME: Final = "python312"
 INTERNAL_ONLY: Final = "ALLOW_INTERNAL_ONLY"
@@ -141,9 +142,11 @@ class Bus(pulumi.ComponentResource):
 
 class Database(pulumi.ComponentResource):
     """Firestore (native mode) with point-in-time recovery, and a TTL policy that deletes
-    idempotency records once `expires_at` has passed."""
+    idempotency records once `expires_at` has passed. Whether `pulumi destroy` deletes it
+    follows `switchyard:protectData` (infra/protection.py)."""
 
     def __init__(self, name: str, topology: Topology, place: Place,
+                 protection: DataProtection,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:gcp:Database", name, None, opts)
         self.database = gcp.firestore.Database(
@@ -151,16 +154,17 @@ class Database(pulumi.ComponentResource):
             location_id=place.region, type="FIRESTORE_NATIVE",
             concurrency_mode="OPTIMISTIC",
             point_in_time_recovery_enablement="POINT_IN_TIME_RECOVERY_ENABLED",
-            delete_protection_state="DELETE_PROTECTION_ENABLED",
-            deletion_policy="ABANDON",
-            opts=pulumi.ResourceOptions(parent=self))
+            delete_protection_state=protection.firestore_delete_protection_state,
+            deletion_policy=protection.firestore_deletion_policy,
+            opts=protection.data_options(self))
         self.ttl = gcp.firestore.Field(
             f"{name}-{PROCESSED}-ttl", project=place.project, database=self.database.name,
             collection=PROCESSED, field=TTL_FIELD,
             ttl_config=gcp.firestore.FieldTtlConfigArgs(),
             # No single-field indexes on a TTL field: they cost writes and hotspot.
             index_config=gcp.firestore.FieldIndexConfigArgs(indexes=[]),
-            opts=pulumi.ResourceOptions(parent=self))
+            # Kept with a kept database, or its idempotency records would never expire.
+            opts=protection.data_options(self))
         self.resource_name = self.database.name.apply(
             lambda db: f"projects/{place.project}/databases/{db}")
         self.register_outputs({"database": self.database.name})
