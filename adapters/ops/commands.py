@@ -18,6 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from adapters.missing_sdk import guarded
 from adapters.ops.model import Backend, DeadLetter, OpsError, Selection, parse_time
 
 LOCAL: Final = "local"
@@ -60,9 +61,13 @@ def _run(command: Callable[[argparse.Namespace, Backend], int]
     def run(args: argparse.Namespace) -> int:
         from adapters.ops.outputs import OutputsError
 
-        try:
+        def on_backend() -> int:
             with open_backend(args) as backend:
                 return command(args, backend)
+
+        try:
+            # A deployed stack needs its cloud's SDK: missing, it is named in one line.
+            return guarded(args.command, on_backend)
         except (OutputsError, OpsError) as error:
             print(f"switchyard {args.command}: {error}", file=sys.stderr)
             return EXIT_USAGE
