@@ -39,6 +39,7 @@ test: $(VENV)/.dev $(WF_VENV)/.installed
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra policy tests
+	$(BIN)/actionlint -shellcheck= -pyflakes= ci/github-actions/*.yml
 
 # 50,000 events through `switchyard serve` with two SIGKILLs, then the randomised fault
 # schedules under the long hypothesis profile; both check the invariants.

@@ -6,8 +6,9 @@ for `toolchain: pip` (`python -m pip install --upgrade pip setuptools wheel`, th
 `python -m pip install -r requirements.txt`, both run in the program folder, `main:`),
 and runs the program as the language host does (working directory the program folder,
 `runpy.run_path(".", run_name="__main__")`) under Pulumi mocks, with the config Pulumi
-would pass: the project's declared defaults under the stack file's values. No Pulumi CLI
-and no cloud are involved; the registry (or pip's cache) is.
+would pass: the project's declared defaults under the stack file's values. Then `make`'s
+install of the base package into the same venv must leave it working. No Pulumi CLI and
+no cloud are involved; the registry (or pip's cache) is.
 """
 
 from __future__ import annotations
@@ -104,3 +105,11 @@ def test_a_fresh_clone_installs_and_runs_the_program(tmp_path: Path) -> None:
         assert result["none_leaks"] == []
         # The program ran from the clone (editable install), not from this checkout.
         assert Path(result["infra"]).is_relative_to(clone), result["infra"]
+
+    # `make demo` on that venv installs the base package (editable) again: it must leave
+    # the SDKs in place, and Pulumi's install must still be a no-op after it.
+    _run(["make", ".venv/.base"], clone, env, 300)
+    _run([str(python), "-m", "pip", "install", "-r", "requirements.txt"], program, env, 300)
+    done = _run([str(python), "-W", "ignore", "-c", _DRIVER, str(clone), "dev-aws"],
+                program, env, 300)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["outputs"]["cloud"] == "aws"
