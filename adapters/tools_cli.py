@@ -2,7 +2,9 @@
 
 Both run the real Pulumi program offline under mocks (`infra.synth`), so they need no
 Pulumi CLI and no credentials. Pulumi and the cloud SDKs are imported inside the commands,
-never at import of this module, so `switchyard demo` and `serve` start as fast as before.
+never at import of this module, so `switchyard demo` and `serve` start as fast as before;
+in an environment without them (`make demo` installs only the base package) the commands
+say in one line what to install (`adapters.missing_sdk`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from adapters.missing_sdk import guarded
 
 FORMATS = ("json", "mermaid", "table")
 
@@ -70,6 +74,10 @@ def with_readme_block(readme: str, stack: str, diagram: str) -> str:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    return guarded("synth", lambda: _synth(args))
+
+
+def _synth(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.synth import SynthError
 
@@ -91,6 +99,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
+    return guarded("cost", lambda: _cost(args))
+
+
+def _cost(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.cost import CostError, estimate_stack, render_compare, render_estimate
     from infra.synth import SynthError

@@ -136,6 +136,7 @@ _KEYS: Final[tuple[_Key, ...]] = (
     _Key("alarmEmail", "alarm_email", _parse_str),
     _Key("api", "api", _parse_bool),
     _Key("paymentDeclineAbove", "payment_decline_above", _parse_decimal),
+    _Key("protectData", "protect_data", _parse_bool),
 )
 KEYS: Final[tuple[str, ...]] = tuple(k.key for k in _KEYS)
 _KEY_OF: Final[dict[str, str]] = {k.attr: k.key for k in _KEYS}
@@ -168,6 +169,9 @@ class StackConfig:
     alarm_email: str | None = None
     api: bool = False
     payment_decline_above: Decimal = Decimal("1000.00")
+    # Production stacks: tables, databases and buckets survive `pulumi destroy` (see
+    # infra/protection.py); off, a destroy removes everything the stack created.
+    protect_data: bool = False
     # Keys set with `pulumi config set --secret`: components must wrap those values in
     # `pulumi.Output.secret` so they stay encrypted in the state.
     secret_keys: frozenset[str] = field(default_factory=frozenset)
@@ -331,8 +335,9 @@ def _value_problems(config: StackConfig | _Candidate, *, prefix_from_stack: bool
             f"{_full('payment_decline_above')} must be a non-negative decimal, got {amount!r}"
         )
 
-    if not isinstance(config.api, bool):
-        problems.append(f"{_full('api')} must be true or false, got {config.api!r}")
+    for flag in ("api", "protect_data"):
+        if not isinstance(getattr(config, flag), bool):
+            problems.append(f"{_full(flag)} must be true or false, got {getattr(config, flag)!r}")
 
     if isinstance(config, StackConfig) and config.cloud not in CLOUDS:
         problems.insert(0, f"{_full('cloud')} must be 'aws' or 'gcp', got '{config.cloud}'")
@@ -342,6 +347,32 @@ def _value_problems(config: StackConfig | _Candidate, *, prefix_from_stack: bool
 _DEFAULTS: Final[dict[str, Any]] = {
     f.name: f.default for f in fields(StackConfig) if f.default is not MISSING
 }
+
+
+# The `type:` each key has in Pulumi.yaml's `config:` block. Pulumi's project config
+# schema knows string, integer, boolean and array; a decimal amount is a string there (it
+# is parsed here, exactly, never as a float).
+_SCHEMA_TYPES: Final[dict[Callable[[str], Any], str]] = {
+    _parse_str: "string", _parse_int: "integer", _parse_bool: "boolean",
+    _parse_decimal: "string",
+}
+
+
+def schema() -> dict[str, dict[str, Any]]:
+    """Each key's project-config type and default, as Pulumi.yaml must declare them.
+
+    Pulumi applies a declared default to every stack that does not set the key, so a key
+    whose default is computed (`prefix`, from the stack name) or absent (`cloud`, which is
+    required; `maxConcurrency`, `alarmEmail`, optional) must declare none.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for spec in _KEYS:
+        entry: dict[str, Any] = {"type": _SCHEMA_TYPES[spec.parse]}
+        default = _DEFAULTS.get(spec.attr)
+        if default is not None:
+            entry["default"] = str(default) if isinstance(default, Decimal) else default
+        out[_full(spec.key)] = entry
+    return out
 
 
 def _extra_keys() -> list[str]:

@@ -87,6 +87,9 @@ class RecordedResource:
     dependencies: tuple[str, ...] = ()  # URNs from depends_on and input dependencies
     read: bool = False  # registered by `Resource.get(...)` rather than created
     secret_inputs: frozenset[str] = frozenset()  # paths such as "environment.variables.KEY"
+    # Resource options that decide what `pulumi destroy` does (switchyard:protectData).
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +322,8 @@ class _Recorder(Mocks):
             dependencies=tuple(getattr(request, "dependencies", ())),
             read=read,
             secret_inputs=frozenset(secret_inputs),
+            protect=bool(getattr(request, "protect", False)),
+            retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
         )
         with self._lock:
             self.resources.append(resource)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from adapters import cli_args
+from adapters.missing_sdk import guarded
 from adapters.ops.model import (
     Backend,
     DeadLetter,
@@ -97,10 +98,14 @@ def _run(command: Callable[[argparse.Namespace, Backend], int]
     def run(args: argparse.Namespace) -> int:
         from adapters.ops.outputs import OutputsError
 
-        try:
-            _check(args)
+        def on_backend() -> int:
             with open_backend(args) as backend:
                 return command(args, backend)
+
+        try:
+            _check(args)
+            # A deployed stack needs its cloud's SDK: missing, it is named in one line.
+            return guarded(args.command, on_backend)
         except PlatformError as error:
             print(f"switchyard {args.command}: {_one_line(error)}", file=sys.stderr)
             return EXIT_FAILED

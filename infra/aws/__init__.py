@@ -25,6 +25,7 @@ from infra.aws.sources import Sources
 from infra.aws.tables import Tables
 from infra.aws.topics import Topics
 from infra.config import StackConfig
+from infra.protection import DataProtection
 
 if TYPE_CHECKING:
     from handlers.core.app import App
@@ -51,7 +52,8 @@ class AwsStack(pulumi.ComponentResource):
         code = pulumi.FileArchive(str(archive.path))
 
         self.bus = EventBus(f"{name}-events", names, config.archive_days, opts=child)
-        self.tables = Tables(f"{name}-tables", app, names, opts=child)
+        self.tables = Tables(f"{name}-tables", app, names, DataProtection(config.protect_data),
+                             opts=child)
         self.topics = Topics(f"{name}-topics", names, config, opts=child)
         bus_name, bus_arn = self.bus.bus.name, self.bus.bus.arn
         self.sources = Sources(f"{name}-sources", app, names, config, bus_name, bus_arn,

@@ -26,6 +26,7 @@ from adapters.aws import buckets, scheduler, topology
 from adapters.aws.topology import Names
 from handlers.core.app import App
 from infra.config import StackConfig
+from infra.protection import DataProtection
 
 
 def _dlq_alarm(name: str, queue: aws.sqs.Queue, what: str, alarm_topic_arn: pulumi.Input[str],
@@ -49,6 +50,7 @@ class Sources(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:aws:Sources", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.protect_data = config.protect_data
         account = aws.get_caller_identity_output(
             opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         self.bucket_names, self.bucket_arns = {}, {}
@@ -65,9 +67,12 @@ class Sources(pulumi.ComponentResource):
     def _bucket(self, name: str, bucket: Any, names: Names, account: pulumi.Output[str],
                 child: pulumi.ResourceOptions) -> None:
         physical = account.apply(lambda a: buckets.bucket_name(names.prefix, bucket.name, a))
-        s3 = aws.s3.Bucket(name, bucket=physical, force_destroy=bucket.claim_check,
-                             opts=child)
-        depends = pulumi.ResourceOptions(parent=self, depends_on=[s3])
+        # Dev stacks empty a bucket on destroy (S3 refuses to delete one holding objects);
+        # with protectData the bucket and its objects outlive the stack.
+        protection = DataProtection(self.protect_data)
+        s3 = aws.s3.Bucket(name, bucket=physical, force_destroy=protection.force_destroy,
+                           opts=protection.data_options(self))
+        depends = protection.data_options(self, depends_on=[s3])
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block", bucket=s3.id,
             block_public_acls=True, ignore_public_acls=True, block_public_policy=True,

@@ -1,4 +1,8 @@
-"""DynamoDB tables of the app: on-demand, point-in-time recovery, SSE, TTL on dedupe records."""
+"""DynamoDB tables of the app: on-demand, point-in-time recovery, SSE, TTL on dedupe records.
+
+Deletion protection follows `switchyard:protectData` (infra/protection.py): on, neither
+DynamoDB nor Pulumi deletes a table; off, `pulumi destroy` removes them.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ import pulumi_aws as aws
 from adapters.aws import topology
 from adapters.aws.topology import Names
 from handlers.core.app import App
+from infra.protection import DataProtection
 
 
 class Tables(pulumi.ComponentResource):
-    def __init__(self, name: str, app: App, names: Names,
+    def __init__(self, name: str, app: App, names: Names, protection: DataProtection,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:aws:Tables", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.tables: dict[str, aws.dynamodb.Table] = {}
         for spec in topology.table_specs(app):
             self.tables[spec.logical] = aws.dynamodb.Table(
@@ -25,7 +29,8 @@ class Tables(pulumi.ComponentResource):
                 server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
                 ttl=aws.dynamodb.TableTtlArgs(attribute_name=spec.ttl_attribute, enabled=True)
                 if spec.ttl_attribute else None,
-                deletion_protection_enabled=True, opts=child)
+                deletion_protection_enabled=protection.dynamodb_deletion_protection,
+                opts=protection.data_options(self))
         self.names = {k: t.name for k, t in self.tables.items()}
         self.arns = {k: t.arn for k, t in self.tables.items()}
         self.register_outputs({"tableNames": self.names})

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from adapters.aws import topology
 from adapters.aws.topology import Names
 from infra.config import StackConfig
+from infra.protection import DataProtection
 
 
 class Topics(pulumi.ComponentResource):
@@ -28,7 +29,10 @@ class Topics(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
         self.alarm_key = aws.kms.Key(
             f"{name}-alarms-key", description=f"Encrypts {names.alarms_topic()}",
-            enable_key_rotation=True, deletion_window_in_days=30,
+            enable_key_rotation=True,
+            # Dev stacks: the shortest wait KMS allows once `pulumi destroy` schedules it.
+            deletion_window_in_days=DataProtection(
+                config.protect_data).kms_deletion_window_days,
             policy=account.account_id.apply(
                 lambda a: json.dumps(topology.alarm_key_policy(a))), opts=child)
         self.alarms = aws.sns.Topic(

@@ -45,6 +45,7 @@ from infra.gcp.components import (
     member_of,
 )
 from infra.gcp.sources import GcpSources
+from infra.protection import DataProtection
 
 if TYPE_CHECKING:
     from handlers.core.app import App
@@ -93,12 +94,13 @@ class GcpStack(pulumi.ComponentResource):
                                       transformations=[_depends_on(after_services)])
         bus = Bus(f"{name}-bus", top, place, opts=here)
         self.layout = data_layout(app, config.prefix)
+        protection = DataProtection(config.protect_data)
         databases = Databases(f"{name}-firestore", self.layout, config.prefix, place,
-                              opts=here)
+                              protection, opts=here)
         source = Source(f"{name}-source", args.archive, args.archive_sha256, place, opts=here)
 
         sources = GcpSources(f"{name}-sources", app, config.prefix, place, bus.events,
-                             opts=here)
+                             protection, opts=here)
         common: dict[str, pulumi.Input[str]] = {
             env.PROJECT: args.project, env.REGION: args.region,
             env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,

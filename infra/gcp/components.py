@@ -35,6 +35,7 @@ from adapters.gcp.topology import (
 from adapters.ops.layout import replay_subscription, replay_subscription_request
 from handlers.core.app import Consumer
 from handlers.core.engine import PROCESSED
+from infra.protection import DataProtection
 
 RUNTIME: Final = "python312"
 INTERNAL_ONLY: Final = "ALLOW_INTERNAL_ONLY"
@@ -165,13 +166,15 @@ class Databases(pulumi.ComponentResource):
 
     One database per data set (`adapters.gcp.topology.DataLayout`): Firestore grants stop
     at a database, so this is what lets each function be granted only its own data.
+    Whether `pulumi destroy` deletes them follows `switchyard:protectData`
+    (infra/protection.py).
     """
 
     def __init__(self, name: str, layout: DataLayout, prefix: str, place: Place,
+                 protection: DataProtection,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("switchyard:gcp:Databases", name, None, opts)
         self.prefix = prefix
-        here = pulumi.ResourceOptions(parent=self)
         with_records = {layout.saga.home, *layout.saga.steps.values(),
                         *(c.home for c in layout.consumers.values())}
         self.databases: dict[str, gcp.firestore.Database] = {}
@@ -181,8 +184,9 @@ class Databases(pulumi.ComponentResource):
                 location_id=place.region, type="FIRESTORE_NATIVE",
                 concurrency_mode="OPTIMISTIC",
                 point_in_time_recovery_enablement="POINT_IN_TIME_RECOVERY_ENABLED",
-                delete_protection_state="DELETE_PROTECTION_ENABLED",
-                deletion_policy="ABANDON", opts=here)
+                delete_protection_state=protection.firestore_delete_protection_state,
+                deletion_policy=protection.firestore_deletion_policy,
+                opts=protection.data_options(self))
             self.databases[database_id] = database
             if database_id in with_records:
                 gcp.firestore.Field(
@@ -190,7 +194,10 @@ class Databases(pulumi.ComponentResource):
                     database=database.name, collection=PROCESSED, field=TTL_FIELD,
                     ttl_config=gcp.firestore.FieldTtlConfigArgs(),
                     # No single-field indexes on a TTL field: they cost writes and hotspot.
-                    index_config=gcp.firestore.FieldIndexConfigArgs(indexes=[]), opts=here)
+                    index_config=gcp.firestore.FieldIndexConfigArgs(indexes=[]),
+                    # Kept with a kept database, or its idempotency records would never
+                    # expire.
+                    opts=protection.data_options(self))
         self.register_outputs({"databases": {d: list(t) for d, t in layout.databases.items()}})
 
     def grant(self, name: str, account: gcp.serviceaccount.Account, data: FunctionData,

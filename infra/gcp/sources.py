@@ -21,6 +21,7 @@ import pulumi_gcp as gcp
 from adapters.gcp import buckets, storage_events
 from handlers.core.app import App
 from infra.gcp.components import Place
+from infra.protection import DataProtection
 
 #: Cloud Storage's service agent (publishes the bucket notifications), by definition.
 STORAGE_AGENT = "service-{number}@gs-project-accounts.iam.gserviceaccount.com"
@@ -28,7 +29,8 @@ STORAGE_AGENT = "service-{number}@gs-project-accounts.iam.gserviceaccount.com"
 
 class GcpSources(pulumi.ComponentResource):
     def __init__(self, name: str, app: App, prefix: str, place: Place,
-                 bus_topic: gcp.pubsub.Topic, opts: pulumi.ResourceOptions | None = None
+                 bus_topic: gcp.pubsub.Topic, protection: DataProtection,
+                 opts: pulumi.ResourceOptions | None = None
                  ) -> None:
         super().__init__("switchyard:gcp:Sources", name, None, opts)
         here = pulumi.ResourceOptions(parent=self)
@@ -45,8 +47,10 @@ class GcpSources(pulumi.ComponentResource):
                 f"{name}-{bucket.name}", name=self.bucket_names[bucket.name],
                 project=place.project, location=place.region,
                 uniform_bucket_level_access=True, public_access_prevention="enforced",
-                force_destroy=bucket.claim_check, lifecycle_rules=lifecycle or None,
-                opts=here)
+                # Dev stacks empty a bucket on destroy (Cloud Storage refuses to delete one
+                # holding objects); with protectData the bucket outlives the stack.
+                force_destroy=protection.force_destroy, lifecycle_rules=lifecycle or None,
+                opts=protection.data_options(self))
         uploads = [b for b in app.buckets if b.events]
         if uploads:
             publisher = gcp.pubsub.TopicIAMMember(

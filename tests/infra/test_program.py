@@ -421,6 +421,7 @@ def test_every_setting_parses() -> None:
         "alarmEmail": "ops@example.com",
         "api": "True",
         "paymentDeclineAbove": "250.50",
+        "protectData": "true",
         "gcp:project": "ignored-other-namespace",
     }
     assert set(KEYS) <= {k.rpartition(":")[2] for k in values}
@@ -430,6 +431,7 @@ def test_every_setting_parses() -> None:
     assert (config.max_concurrency, config.archive_days, config.log_retention_days) == (20, 31, 30)
     assert (config.alarm_email, config.api) == ("ops@example.com", True)
     assert config.payment_decline_above == Decimal("250.50")
+    assert config.protect_data is True
 
 
 @pytest.mark.parametrize(
