@@ -16,6 +16,8 @@ from adapters.ops import commands as ops_commands
 from adapters.ops.commands import table as _table
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: The bearer token `serve` requires and `send` sends, when set.
+TOKEN_ENV = "SWITCHYARD_TOKEN"
 
 
 def _db_default() -> str:
@@ -39,13 +41,56 @@ def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.local.http_server import serve
+    from adapters.local.http_server import ServeError, serve, token_problem
 
+    try:
+        token = _serve_token(args)
+        if token is not None and (problem := token_problem(token)):
+            raise ServeError(problem)
+    except ServeError as error:
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return 1
     runtime = _runtime(args)
     print(f"switchyard: db {args.db}, {args.workers} workers, "
           f"maxDeliveries {args.max_deliveries}", flush=True)
-    serve(runtime, host=args.host, port=args.port, workers=args.workers)
+    try:
+        serve(runtime, host=args.host, port=args.port, workers=args.workers, token=token,
+              insecure_no_token=args.insecure_no_token, allow_hosts=args.allow_host)
+    except ServeError as error:  # nothing was started: one line, no traceback
+        runtime.close()
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _serve_token(args: argparse.Namespace) -> str | None:
+    """--token, else --token-file, else SWITCHYARD_TOKEN; None when none is given."""
+    from adapters.local.http_server import ServeError
+
+    if args.token is not None:
+        return str(args.token)
+    if args.token_file is not None:
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ServeError(f"cannot read --token-file {args.token_file}: "
+                             f"{getattr(error, 'strerror', None) or error}") from None
+        if not token:
+            raise ServeError(f"--token-file {args.token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535, or 0 for any free "
+                                         "port)")
+    return port
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -65,6 +110,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         source = args.source or _source_for(args.type)
         event = Event.new(source, args.type, data, id=args.id, subject=args.subject)
         headers, body = to_structured(event)
+    if args.token:
+        headers = {**headers, "Authorization": f"Bearer {args.token}"}
     request = urllib.request.Request(args.url.rstrip("/") + "/events", data=body,
                                      headers=headers, method="POST")
     try:
@@ -142,8 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     serve = with_db(sub.add_parser("serve", help="run the local runtime with its HTTP API"))
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; any other needs a token)")
+    serve.add_argument("--port", type=_port, default=8080,
+                       help="1-65535, or 0 for any free port (printed at start)")
+    serve.add_argument("--token", help=f"require Authorization: Bearer TOKEN on every request "
+                                       f"(env {TOKEN_ENV}; prefer it or --token-file: "
+                                       "arguments show in ps)")
+    serve.add_argument("--token-file", help="read the token from this file")
+    serve.add_argument("--insecure-no-token", action="store_true",
+                       help="allow a non-loopback --host without a token")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="another name clients use in the Host header (repeatable)")
     serve.add_argument("--workers", type=int, default=4)
     serve.add_argument("--max-deliveries", type=int, default=5)
     serve.add_argument("--visibility-timeout", type=float, default=30.0,
@@ -160,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser("send", help="post an event (or a file of them) to a server")
     send.add_argument("--url", default=DEFAULT_URL)
+    send.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                      help=f"bearer token of the server (env {TOKEN_ENV})")
     send.add_argument("--file", help="CloudEvent JSON, a batch, or a PutEvents body")
     send.add_argument("--content-type")
     send.add_argument("--type", help="CloudEvents type, e.g. com.switchyard.order.created")
