@@ -5,6 +5,7 @@ check, JSON-only state changes, bearer token). See README.md, "The local runtime
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import socket
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.local.http_server import MAX_HEADER_BYTES, Access, make_server
 from adapters.local.runtime import Runtime, RuntimeSettings
@@ -508,3 +511,47 @@ def test_insecure_no_token_on_all_addresses_starts_with_a_loud_warning(tmp_path:
     finally:
         proc.stop()
     assert "WARNING: switchyard is listening on 0.0.0.0 WITHOUT a token" in proc.log.read_text()
+
+
+# --- never a 500 --------------------------------------------------------------------------
+
+_CONTENT_TYPES = st.sampled_from([
+    STRUCTURED, STRUCTURED, "application/cloudevents-batch+json", "application/json",
+    "application/json",
+    "application/json; charset=utf-16", "application/cloudevents+avro", "text/plain", ""])
+_JSONISH = st.lists(st.sampled_from([
+    "{", "}", "[", "]", ",", ":", '"id"', '"data"', '"specversion"', '"1.0"', '"\\ud800"',
+    '"\\u0000"', "1e999", "-0", "NaN", "null", '"Entries"', '"Detail"', '"{\\"a\\": 1e999}"',
+    "[" * 2000, "9" * 5000, "\xff", "é"]), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=300), _JSONISH.map(
+           lambda t: t.encode("utf-8", "surrogatepass"))),
+       content_type=_CONTENT_TYPES,
+       ce=st.dictionaries(st.sampled_from(["ce-specversion", "ce-id", "ce-source", "ce-type",
+                                           "ce-datacontenttype", "ce-time"]),
+                          st.text(max_size=12).map(
+                              lambda t: t.encode("utf-8", "surrogatepass").decode("latin-1")),
+                          max_size=4),
+       # Mostly POST /events, where the bodies are read; the rest exercise routing.
+       path=st.sampled_from(["/events"] * 8 + ["/orders/%FF", "/orders/%F0%9F%98%80",
+                                               "/dlq/redrive", "/inventory/%2F", "/nowhere"]),
+       method=st.sampled_from(["POST"] * 8 + ["GET", "PUT", "DELETE"]))
+def test_no_input_gets_a_500(server: Server, body: bytes, content_type: str,
+                             ce: dict[str, str], path: str, method: str) -> None:
+    app = server.server.application
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method, "PATH_INFO": urllib.parse.unquote(path, "latin-1"),
+        "REQUEST_URI": path, "QUERY_STRING": "", "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)), "HTTP_HOST": server.host,
+        "REMOTE_ADDR": "127.0.0.1", "wsgi.input": io.BytesIO(body),
+        **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in ce.items()}}
+    answered: list[str] = []
+    payload = b"".join(app(environ, lambda status, headers: answered.append(status)))
+    status = int(answered[0].split()[0])
+    assert status < 500, (answered, payload)
+    reply = json.loads(payload)
+    if status >= 400:
+        assert isinstance(reply["error"], str) and reply["error"]
