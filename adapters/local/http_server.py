@@ -16,7 +16,8 @@ dead-lettered bodies, so a web page in the user's browser must not reach it:
 - with a token set, every endpoint (`/health` included) wants `Authorization: Bearer
   <token>`, compared in constant time; 401 with `WWW-Authenticate: Bearer` otherwise;
 - a request with an `Origin` other than this server's own is refused with 403, and a
-  state-changing request (any method but GET/HEAD) must say JSON or CloudEvents: the
+  state-changing request (any method but GET, HEAD, OPTIONS) must say JSON or
+  CloudEvents: the
   content types a page may send cross-origin without a CORS preflight are exactly the
   form ones (application/x-www-form-urlencoded, multipart/form-data, text/plain) or none,
   so those get 415. A `ce-specversion` header (CloudEvents binary mode, any content type
@@ -404,8 +405,8 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 def connection_limit() -> int:
     """CONNECTION_LIMIT, lowered to fit the process' open-file limit when that is lower
-    (macOS starts shells at 256): waitress refuses nothing itself past it, accept() just
-    fails with EMFILE."""
+    (macOS starts shells at 256). Past the file limit accept() fails with EMFILE and
+    waitress only logs it, so its own connection limit must be the one reached first."""
     try:
         import resource
 
