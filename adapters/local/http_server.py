@@ -17,10 +17,9 @@ dead-lettered bodies, so a web page in the user's browser must not reach it:
   <token>`, compared in constant time; 401 with `WWW-Authenticate: Bearer` otherwise;
 - a request with an `Origin` other than this server's own is refused with 403, and a
   state-changing request (any method but GET, HEAD, OPTIONS) must say JSON or
-  CloudEvents: the
-  content types a page may send cross-origin without a CORS preflight are exactly the
-  form ones (application/x-www-form-urlencoded, multipart/form-data, text/plain) or none,
-  so those get 415. A `ce-specversion` header (CloudEvents binary mode, any content type
+  CloudEvents: the content types a page may send cross-origin without a CORS preflight
+  are exactly the form ones (application/x-www-form-urlencoded, multipart/form-data,
+  text/plain) or none, so those get 415. A `ce-specversion` header (CloudEvents binary mode, any content type
   or none) is itself a header that forces a preflight, which this server never grants.
 
 Every refusal is a one-line JSON `{"error": ...}` that names the problem; malformed input
