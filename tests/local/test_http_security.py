@@ -555,3 +555,14 @@ def test_no_input_gets_a_500(server: Server, body: bytes, content_type: str,
     reply = json.loads(payload)
     if status >= 400:
         assert isinstance(reply["error"], str) and reply["error"]
+
+
+def test_the_host_names_a_server_answers_to() -> None:
+    import socket as sockets
+
+    assert Access().bound("127.0.0.1", 8080).hosts == {
+        "127.0.0.1:8080", "localhost:8080", "[::1]:8080"}
+    on_80 = Access(extra_hosts=("Box.LAN",)).bound("::1", 80).hosts
+    assert {"localhost", "localhost:80", "box.lan", "box.lan:80", "[::1]"} <= on_80
+    everywhere = Access().bound("0.0.0.0", 9000).hosts
+    assert f"{sockets.gethostname().lower()}:9000" in everywhere
