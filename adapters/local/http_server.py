@@ -19,8 +19,9 @@ dead-lettered bodies, so a web page in the user's browser must not reach it:
   state-changing request (any method but GET, HEAD, OPTIONS) must say JSON or
   CloudEvents: the content types a page may send cross-origin without a CORS preflight
   are exactly the form ones (application/x-www-form-urlencoded, multipart/form-data,
-  text/plain) or none, so those get 415. A `ce-specversion` header (CloudEvents binary mode, any content type
-  or none) is itself a header that forces a preflight, which this server never grants.
+  text/plain) or none, so those get 415. A `ce-specversion` header (CloudEvents binary
+  mode, any content type or none) is itself a header that forces a preflight, which this
+  server never grants.
 
 Every refusal is a one-line JSON `{"error": ...}` that names the problem; malformed input
 is 4xx, never 500 (the JSON rules are the shared ones of handlers.core.jsonformat).
