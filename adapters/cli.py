@@ -46,6 +46,8 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.code = code
+#: The bearer token `serve` requires and `send` sends, when set.
+TOKEN_ENV: Final = "SWITCHYARD_TOKEN"
 
 
 def _db_default() -> str:
@@ -80,15 +82,28 @@ def _reader(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.local.http_server import serve
+    from adapters.local.http_server import ServeError, serve, token_problem
 
+    try:
+        token = _serve_token(args)
+        if token is not None and (problem := token_problem(token)):
+            raise ServeError(problem)
+    except ServeError as error:
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return 1
     runtime = _runtime(args)
-    print(_banner(args, runtime), flush=True)
-    serve(runtime, host=args.host, port=args.port, workers=args.workers)
+    print(_banner(args, runtime, token_required=token is not None), flush=True)
+    try:
+        serve(runtime, host=args.host, port=args.port, workers=args.workers, token=token,
+              insecure_no_token=args.insecure_no_token, allow_hosts=args.allow_host)
+    except ServeError as error:  # nothing was started: one line, no traceback
+        runtime.close()
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _banner(args: argparse.Namespace, runtime: Any) -> str:
+def _banner(args: argparse.Namespace, runtime: Any, token_required: bool = False) -> str:
     """What `serve` runs, where its data is, and how to reach and stop it."""
     from pathlib import Path
 
@@ -108,9 +123,41 @@ def _banner(args: argparse.Namespace, runtime: Any) -> str:
         f"  workers    {args.workers} (maxDeliveries {args.max_deliveries}, visibility "
         f"timeout {args.visibility_timeout:g}s)",
         f"  endpoints  {', '.join(ENDPOINTS)}",
+        "  auth       a bearer token on every request" if token_required else
+        "  auth       none: loopback only, Host and Origin checked",
         "  Ctrl-C to stop",
     ]
     return "\n".join(lines)
+
+
+def _serve_token(args: argparse.Namespace) -> str | None:
+    """--token, else --token-file, else SWITCHYARD_TOKEN; None when none is given."""
+    from adapters.local.http_server import ServeError
+
+    if args.token is not None:
+        return str(args.token)
+    if args.token_file is not None:
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ServeError(f"cannot read --token-file {args.token_file}: "
+                             f"{getattr(error, 'strerror', None) or error}") from None
+        if not token:
+            raise ServeError(f"--token-file {args.token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535, or 0 for any free "
+                                         "port)")
+    return port
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -150,6 +197,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             headers, body = to_structured(event)
         except (PermanentError, ValueError) as error:
             raise CliError(f"cannot build the event: {error}", EXIT_USAGE) from None
+    if args.token:
+        headers = {**headers, "Authorization": f"Bearer {args.token}"}
     request = urllib.request.Request(args.url.rstrip("/") + "/events", data=body,
                                      headers=headers, method="POST")
     try:
@@ -256,8 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     serve = with_db(sub.add_parser("serve", help="run the local runtime with its HTTP API"))
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; any other needs a token)")
+    serve.add_argument("--port", type=_port, default=8080,
+                       help="1-65535, or 0 for any free port (printed at start)")
+    serve.add_argument("--token", help=f"require Authorization: Bearer TOKEN on every request "
+                                       f"(env {TOKEN_ENV}; prefer it or --token-file: "
+                                       "arguments show in ps)")
+    serve.add_argument("--token-file", help="read the token from this file")
+    serve.add_argument("--insecure-no-token", action="store_true",
+                       help="allow a non-loopback --host without a token")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="another name clients use in the Host header (repeatable)")
     serve.add_argument("--workers", type=cli_args.positive_int, default=4,
                        help="worker threads processing deliveries and saga steps")
     serve.add_argument("--max-deliveries", type=cli_args.positive_int,
@@ -291,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "stdin)")
     send.add_argument("--content-type",
                       help="of --file (None: guessed from its first bytes)")
+    send.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                      help=f"bearer token of the local server (env {TOKEN_ENV})")
     send.add_argument("--type", help="CloudEvents type, e.g. com.switchyard.order.created")
     send.add_argument("--source", help="CloudEvents source (None: the catalog's for --type)")
     send.add_argument("--id", help="CloudEvents id (None: a new UUID)")

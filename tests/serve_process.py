@@ -46,20 +46,28 @@ class ServeProcess:
     """One `switchyard serve` child: start, SIGKILL, restart on the same port and db."""
 
     def __init__(self, db: Path, log: Path, port: int | None = None, workers: int = 4,
-                 visibility_timeout: float = 1.0, max_deliveries: int = 5) -> None:
+                 visibility_timeout: float = 1.0, max_deliveries: int = 5,
+                 token: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.db, self.log = db, log
+        # Sent as SWITCHYARD_TOKEN, as a user should (arguments show in `ps`), unless
+        # extra_args give it otherwise (--token-file).
+        self.token = token
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = ["serve", "--db", str(db), "--host", "127.0.0.1", "--port", str(self.port),
                      "--workers", str(workers), "--visibility-timeout", str(visibility_timeout),
-                     "--max-deliveries", str(max_deliveries)]
+                     "--max-deliveries", str(max_deliveries), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log, "ab") as log:
+            env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_TOKEN"}
+            if self.token and "--token-file" not in self.args:
+                env["SWITCHYARD_TOKEN"] = self.token
             self.proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", *self.args],
-                                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         env=env)
         self.starts += 1
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -88,15 +96,21 @@ class ServeProcess:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def auth(self) -> dict[str, str]:
+        """The Authorization header the server wants (none without a token)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def get(self, path: str, timeout: float = 10.0) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+        request = urllib.request.Request(self.url + path, headers=self.auth())
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def post(self, body: Any, content_type: str = "application/json",
              timeout: float = 10.0) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         request = urllib.request.Request(self.url + "/events", data,
-                                         {"Content-Type": content_type}, method="POST")
+                                         {"Content-Type": content_type, **self.auth()},
+                                         method="POST")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
 

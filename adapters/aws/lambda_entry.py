@@ -28,7 +28,7 @@ from adapters.aws import buckets
 from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
-from handlers.core import ingress_binding
+from handlers.core import ingress_binding, jsonformat
 from handlers.core.app import Catalog
 from handlers.core.engine import StepOutcome, handle, run_step
 from handlers.core.errors import PermanentError, TransientError, ValidationError
@@ -53,11 +53,15 @@ class PermanentStepError(Exception):
 
 def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     """The Event in one SQS record: its body is the event as EventBridge delivered it."""
-    try:
-        body = json.loads(record["body"])
-    except (KeyError, TypeError, ValueError) as error:
+    raw = record.get("body")
+    if not isinstance(raw, str):
         raise PermanentError("SQS message body is not an EventBridge event",
-                             [f"body is not valid JSON: {error}"]) from error
+                             ["body is missing or not a string"])
+    try:  # the strict reader every edge shares (finite numbers, bounded depth, UTF-8)
+        body = jsonformat.parse_json(raw)
+    except jsonformat.JsonError as error:
+        raise PermanentError("SQS message body is not an EventBridge event",
+                             [f"body {error}"]) from None
     if isinstance(body, dict) and buckets.is_s3_event(body):
         # S3's own notification: normalised to the catalog's storage.object.finalized.
         return buckets.normalise(body, rt.settings.buckets)

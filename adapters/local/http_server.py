@@ -5,17 +5,43 @@ body and answers 202 only after the events are committed to SQLite. Like a cloud
 checks the envelope (400 listing every problem) but not the data: an event whose data
 breaks its schema is accepted, dead-lettered by its consumer with the reason, and named in
 the 202's `warnings`, so nothing sent is ever silently lost.
+
+Security model (also in README.md, "The local runtime"). The API reads and redrives
+dead-lettered bodies, so a web page in the user's browser must not reach it:
+
+- it listens on 127.0.0.1 unless told otherwise, and a non-loopback address needs a
+  bearer token (or `insecure_no_token`, which logs a warning);
+- a request whose Host is not this server's (loopback names or the bound address, with
+  the port) is refused with 421: a DNS-rebinding page sends its own host name;
+- with a token set, every endpoint (`/health` included) wants `Authorization: Bearer
+  <token>`, compared in constant time; 401 with `WWW-Authenticate: Bearer` otherwise;
+- a request with an `Origin` other than this server's own is refused with 403, and a
+  state-changing request (any method but GET, HEAD, OPTIONS) must say JSON or
+  CloudEvents: the content types a page may send cross-origin without a CORS preflight
+  are exactly the form ones (application/x-www-form-urlencoded, multipart/form-data,
+  text/plain) or none, so those get 415. A `ce-specversion` header (CloudEvents binary
+  mode, any content type or none) is itself a header that forces a preflight, which this
+  server never grants.
+
+Every refusal is a one-line JSON `{"error": ...}` that names the problem; malformed input
+is 4xx, never 500 (the JSON rules are the shared ones of handlers.core.jsonformat).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from adapters.local.runtime import MAX_EVENT_BYTES, Runtime
+from handlers.core import jsonformat
 from handlers.core.errors import PermanentError, ValidationError
 from handlers.core.events import Event
 
@@ -27,19 +53,111 @@ MAX_BODY_BYTES: Final = 8 * MAX_EVENT_BYTES
 #: let a 64 KiB `ce-` header become a 64 KiB event attribute). The clouds' front doors
 #: cap headers too (API Gateway 10 KiB a header); binary-mode CloudEvents need far less.
 MAX_HEADER_BYTES: Final = 32 * 1024
-_ORDER: Final = re.compile(r"^/orders/([^/]+)$")
-_ITEM: Final = re.compile(r"^/inventory/([^/]+)$")
+
+# Connection bounds (waitress `Adjustments`). waitress only hands a request to a thread
+# once it has read all of it, so idle or trickling sockets hold no thread; what they hold
+# is a slot under `connection_limit`, and at the limit waitress stops accepting until
+# `maintenance` (every `cleanup_interval` s) closes sockets idle for `channel_timeout` s.
+# With waitress' defaults (100 connections, 120 s idle, 30 s sweep) 100 idle sockets locked
+# every client out for over two minutes.
+#: Open connections before waitress stops accepting: far above what local clients use,
+#: and below the process' file descriptor limit (see `connection_limit`).
+CONNECTION_LIMIT: Final = 1000
+#: Descriptors kept for SQLite (database, WAL, shm per thread), uploads and logs.
+_FD_HEADROOM: Final = 64
+#: Seconds a connection may sit idle (no request in progress, nothing read) before it is
+#: closed: a keep-alive client reconnects transparently; gunicorn's default keep-alive is
+#: 2 s and Node's 5 s. A request being answered is never cut (waitress skips channels
+#: with requests pending).
+CHANNEL_TIMEOUT: Final = 5
+#: Seconds between sweeps for idle connections, so an idle socket lives at most
+#: CHANNEL_TIMEOUT + CLEANUP_INTERVAL (+ the 1 s loop tick).
+CLEANUP_INTERVAL: Final = 1
+#: Request threads. Each request is short (one SQLite transaction); more threads would
+#: only queue on SQLite's single writer.
+THREADS: Final = 8
+
+#: Host names that always mean this machine; the bound address is added to them.
+LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
+#: Media types a state-changing request may declare (parameters such as charset aside).
+JSON_CONTENT_TYPES: Final = ("application/json", "application/cloudevents+json",
+                             "application/cloudevents-batch+json")
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: RFC 6750 b64token: what a bearer token may contain to travel in the header.
+_TOKEN_SYNTAX: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+MIN_TOKEN_LENGTH: Final = 16
 
 StartResponse = Callable[..., Any]
+Headers = list[tuple[str, str]]
 _STATUS: Final = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request",
-                  404: "404 Not Found", 405: "405 Method Not Allowed",
-                  411: "411 Length Required", 413: "413 Content Too Large",
-                  500: "500 Internal Server Error"}
+                  401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
+                  405: "405 Method Not Allowed", 411: "411 Length Required",
+                  413: "413 Content Too Large", 415: "415 Unsupported Media Type",
+                  421: "421 Misdirected Request", 500: "500 Internal Server Error"}
+
+
+class ServeError(Exception):
+    """The server cannot start as asked; the message is one line for the user."""
 
 
 class _Reply(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        self.status, self.body = status, body
+    def __init__(self, status: int, body: Any, headers: Headers | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+def token_problem(token: str) -> str | None:
+    """Why a token cannot be used (None when it can)."""
+    if not _TOKEN_SYNTAX.match(token):
+        return ("the token may only contain letters, digits and -._~+/ (with = at the end), "
+                "to travel in an Authorization: Bearer header")
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (f"the token is {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use the API: the Host names it answers to and the token, if any."""
+
+    token: str | None = None
+    #: Host names (no port) besides the loopback ones and the bound address.
+    extra_hosts: Sequence[str] = ()
+    #: Filled in once the port is bound (port 0 picks one).
+    hosts: frozenset[str] = field(default=frozenset())
+
+    def bound(self, host: str, port: int) -> Access:
+        names = {*LOOPBACK_NAMES, _host_name(host), *(_host_name(h) for h in self.extra_hosts)}
+        if _is_wildcard(host):  # every address of the machine: its name is one of them
+            import socket
+
+            names.add(socket.gethostname().lower())
+        values = {f"{name}:{port}" for name in names}
+        if port == 80:  # a client leaves the default port out of Host
+            values |= names
+        return Access(self.token, self.extra_hosts, frozenset(v.lower() for v in values))
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """A host as it appears in a Host header: IPv6 literals in brackets."""
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare.lower()
 
 
 def decode_events(headers: dict[str, str], body: bytes, catalog: Any) -> list[Event]:
@@ -49,58 +167,118 @@ def decode_events(headers: dict[str, str], body: bytes, catalog: Any) -> list[Ev
 
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("application/json", "") and "ce-specversion" not in headers:
-        try:
-            parsed = json.loads(body)
-        except ValueError as error:
-            raise ValidationError("invalid request",
-                                  [f"body is not valid JSON: {error}"]) from None
+        parsed, problem = jsonformat.read_json(body)
+        if problem:
+            raise ValidationError("invalid request", [f"body {problem}"])
         if isinstance(parsed, dict) and "Entries" in parsed:
             return from_put_events_body(parsed, catalog)
     return from_http(headers, body)
 
 
+Route = Callable[[dict[str, Any], list[str]], tuple[int, Any]]
+
+
 class App:
     """The WSGI application over one Runtime."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, access: Access | None = None) -> None:
         self.runtime = runtime
+        #: Replaced by `make_server` once the port is known; no Host is accepted before.
+        self.access = access or Access()
+        # Keyed by decoded segments, so "/dlq%2Fredrive" is not "/dlq/redrive".
+        self._fixed: dict[tuple[str, ...], dict[str, Route]] = {
+            ("events",): {"POST": lambda env, _: self._post_events(env)},
+            ("health",): {"GET": lambda *_: self._health()},
+            ("dlq",): {"GET": lambda *_: self._dlq()},
+            ("dlq", "redrive"): {"POST": lambda *_: self._redrive()},
+            ("orders",): {"GET": lambda *_: (200, {"orders": self.runtime.orders()})},
+        }
+        # /<collection>/<id>: the id is one path segment, percent-decoded as UTF-8.
+        self._items: dict[str, dict[str, Route]] = {
+            "orders": {"GET": lambda _, seg: self._order(seg[1])},
+            "inventory": {"GET": lambda _, seg: self._item(seg[1])},
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        extra: Headers = []
         try:
-            status, body = self._route(environ)
+            status, body = self._handle(environ)
         except _Reply as reply:
-            status, body = reply.status, reply.body
+            status, body, extra = reply.status, reply.body, reply.headers
+            if status in (401, 403, 421):
+                log.warning("refused %s %s from %s: %s", environ.get("REQUEST_METHOD"),
+                            environ.get("PATH_INFO"), environ.get("REMOTE_ADDR"),
+                            body.get("error") if isinstance(body, dict) else body)
         except Exception:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("request failed")
             status, body = 500, {"error": "internal error; see the server log"}
         payload = json.dumps(body, indent=None, default=str).encode()
         start_response(_STATUS[status], [("Content-Type", "application/json"),
-                                         ("Content-Length", str(len(payload)))])
+                                         ("Content-Length", str(len(payload))), *extra])
         return [payload]
 
-    def _route(self, environ: dict[str, Any]) -> tuple[int, Any]:
-        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
-        routes: dict[str, dict[str, Callable[[], tuple[int, Any]]]] = {
-            "/events": {"POST": lambda: self._post_events(environ)},
-            "/health": {"GET": self._health},
-            "/dlq": {"GET": self._dlq},
-            "/dlq/redrive": {"POST": self._redrive},
-            "/orders": {"GET": lambda: (200, {"orders": self.runtime.orders()})},
-        }
-        if path in routes:
-            handler = routes[path].get(method)
-            if handler is None:
-                raise _Reply(405, {"error": f"{method} not allowed on {path}",
-                                   "allowed": sorted(routes[path])})
-            return handler()
-        for pattern, lookup in ((_ORDER, self._order), (_ITEM, self._item)):
-            match = pattern.match(path)
-            if match:
-                if method != "GET":
-                    raise _Reply(405, {"error": f"{method} not allowed on {path}",
-                                       "allowed": ["GET"]})
-                return lookup(match.group(1))
-        raise _Reply(404, {"error": f"no route for {path}"})
+    def _handle(self, environ: dict[str, Any]) -> tuple[int, Any]:
+        method = environ["REQUEST_METHOD"]
+        headers = _headers(environ)
+        self._check_host(headers)
+        self._check_token(headers)
+        self._check_origin(headers)
+        segments = _segments(environ)
+        route = self._route(segments)
+        handler = route.get(method)
+        if handler is None:
+            allowed = sorted(route)
+            raise _Reply(405, {"error": f"{method} not allowed on /{'/'.join(segments)}",
+                               "allowed": allowed}, [("Allow", ", ".join(allowed))])
+        if method not in _SAFE_METHODS:
+            _check_content_type(headers)
+        return handler(environ, segments)
+
+    def _route(self, segments: list[str]) -> dict[str, Route]:
+        fixed = self._fixed.get(tuple(segments))
+        if fixed is not None:
+            return fixed
+        if len(segments) == 2 and segments[0] in self._items and segments[1]:
+            return self._items[segments[0]]
+        raise _Reply(404, {"error": f"no route for /{'/'.join(segments)}"})
+
+    # --- access checks, in the order a refusal tells least to a stranger ---------------
+
+    def _check_host(self, headers: dict[str, str]) -> None:
+        host = headers.get("host", "").strip().lower()
+        if host not in self.access.hosts:
+            shown = repr(host) if host else "none"
+            raise _Reply(421, {"error": f"Host {shown} is not this server (it answers to "
+                                        f"{', '.join(sorted(self.access.hosts))}); refused "
+                                        "so that a page cannot reach it by DNS rebinding"})
+
+    def _check_token(self, headers: dict[str, str]) -> None:
+        token = self.access.token
+        if token is None:
+            return
+        scheme, _, given = headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _Reply(401, {"error": "this server wants Authorization: Bearer <token> "
+                                        "(switchyard serve --token / SWITCHYARD_TOKEN)"},
+                         [("WWW-Authenticate", 'Bearer realm="switchyard"')])
+        # Header values arrive as latin-1 (PEP 3333): compare the bytes that were sent.
+        if not hmac.compare_digest(given.strip().encode("latin-1", "replace"),
+                                   token.encode("utf-8")):
+            raise _Reply(401, {"error": "the bearer token is not this server's"},
+                         [("WWW-Authenticate",
+                           'Bearer realm="switchyard", error="invalid_token"')])
+
+    def _check_origin(self, headers: dict[str, str]) -> None:
+        origin = headers.get("origin")
+        if origin is None:
+            return
+        parts = urlsplit(origin.strip().lower())
+        if parts.scheme != "http" or parts.netloc not in self.access.hosts or (
+                parts.path not in ("", "/")):
+            raise _Reply(403, {"error": f"cross-origin request from {origin!r} refused "
+                                        "(this API serves no pages and grants no CORS)"})
+
+    # --- endpoints ---------------------------------------------------------------------
 
     def _post_events(self, environ: dict[str, Any]) -> tuple[int, Any]:
         body = _read_body(environ)
@@ -138,6 +316,44 @@ class App:
 
     def _item(self, item_id: str) -> tuple[int, Any]:
         return 200, {"item_id": item_id, "available": self.runtime.available(item_id)}
+
+
+def _check_content_type(headers: dict[str, str]) -> None:
+    if "ce-specversion" in headers:
+        return  # binary mode: its data may be of any declared type, or none
+    declared = headers.get("content-type", "")
+    media_type = declared.partition(";")[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES:
+        shown = repr(declared) if declared else "none"
+        raise _Reply(415, {"error": f"Content-Type {shown} is not accepted here: send "
+                                    f"{', '.join(JSON_CONTENT_TYPES)}, or a CloudEvent in "
+                                    "binary mode (ce-specversion header)"})
+
+
+def _segments(environ: dict[str, Any]) -> list[str]:
+    """The path's segments, each percent-decoded and read as UTF-8.
+
+    PATH_INFO cannot be used as it is: the WSGI server has already percent-decoded it
+    (so an id holding %2F would split in two) and hands the bytes over as latin-1
+    (PEP 3333), so 'é' arrives as 'Ã©'. The raw request target has neither problem.
+    """
+    target = environ.get("REQUEST_URI")
+    if target is None:  # another WSGI server: PATH_INFO, re-encoded to its bytes
+        raw = environ.get("PATH_INFO", "/").encode("latin-1")
+        pieces = raw.split(b"/")
+    else:
+        if "://" in target.partition("?")[0]:  # absolute-form (RFC 9112 3.2.2)
+            target = urlsplit(target).path
+        target = target.partition("?")[0].partition("#")[0]
+        pieces = [unquote_to_bytes(p.encode("latin-1")) for p in target.split("/")]
+    try:
+        segments = [p.decode("utf-8") for p in pieces]
+    except UnicodeDecodeError as exc:
+        raise _Reply(400, {"error": f"the path is not valid UTF-8 once percent-decoded "
+                                    f"({exc.reason})"}) from None
+    while segments and segments[0] == "":  # waitress too collapses leading slashes
+        segments.pop(0)
+    return segments
 
 
 def public_order(order: dict[str, Any]) -> dict[str, Any]:
@@ -187,22 +403,89 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return body  # type: ignore[no-any-return]
 
 
+def connection_limit() -> int:
+    """CONNECTION_LIMIT, lowered to fit the process' open-file limit when that is lower
+    (macOS starts shells at 256). Past the file limit accept() fails with EMFILE and
+    waitress only logs it, so its own connection limit must be the one reached first."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # Windows: no resource module
+        return CONNECTION_LIMIT
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(16, min(CONNECTION_LIMIT, soft - _FD_HEADROOM))
+
+
 def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
-                threads: int = 8):  # type: ignore[no-untyped-def]
-    """A waitress server for the API (port 0 picks a free port: see `effective_port`)."""
+                threads: int = THREADS, access: Access | None = None,
+                **bounds: Any):  # type: ignore[no-untyped-def]
+    """A waitress server for the API (port 0 picks a free port: see `effective_port`).
+
+    `bounds` overrides the connection bounds (tests shrink them); `ServeError` when the
+    address cannot be bound, in one line.
+    """
+    import errno
+    import socket
+
     import waitress
 
-    return waitress.create_server(App(runtime), host=host, port=port, threads=threads,
-                                  max_request_body_size=MAX_BODY_BYTES,
-                                  max_request_header_size=MAX_HEADER_BYTES, ident="switchyard")
+    app = App(runtime)
+    settings: dict[str, Any] = {
+        "connection_limit": connection_limit(), "channel_timeout": CHANNEL_TIMEOUT,
+        "cleanup_interval": CLEANUP_INTERVAL,
+        # poll() has no FD_SETSIZE (1024) ceiling, which select() hits first.
+        "asyncore_use_poll": True, **bounds}
+    try:
+        server = waitress.create_server(app, host=host, port=port, threads=threads,
+                                        max_request_body_size=MAX_BODY_BYTES,
+                                        max_request_header_size=MAX_HEADER_BYTES,
+                                        ident="switchyard", **settings)
+    except (socket.gaierror, ValueError) as error:  # waitress: "Invalid host/port"
+        raise ServeError(f"cannot listen on {host!r}: not an address or resolvable name of "
+                         f"this machine ({error}); give --host one of its addresses") from None
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} is in use (another switchyard serve?); pick one "
+                             "with --port") from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise ServeError(f"address {host} is not available on this machine; give --host "
+                             "one of its addresses (127.0.0.1 by default)") from None
+        if error.errno == errno.EACCES:
+            raise ServeError(f"not allowed to listen on port {port} (ports below 1024 need "
+                             "privileges); pick another with --port") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    # A name that resolves to several addresses gives a multi-socket server with no
+    # single effective_port; a fixed port is then the same on each.
+    app.access = (access or Access()).bound(host, getattr(server, "effective_port", port))
+    return server
 
 
 def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
-          workers: int = 4, threads: int = 8) -> None:
-    """Run workers and the HTTP server until interrupted (SIGINT or SIGTERM)."""
+          workers: int = 4, threads: int = THREADS, token: str | None = None,
+          insecure_no_token: bool = False, allow_hosts: Sequence[str] = ()) -> None:
+    """Run workers and the HTTP server until interrupted (SIGINT or SIGTERM).
+
+    `ServeError` (one line) when the address cannot be bound or the access settings are
+    unsafe; nothing is started then.
+    """
     import signal
 
-    server = make_server(runtime, host, port, threads)
+    if token is not None and (problem := token_problem(token)):
+        raise ServeError(problem)
+    exposed = not is_loopback(host) and token is None
+    if exposed and not insecure_no_token:
+        raise ServeError(f"listening on {host} opens the API (dead-lettered bodies, "
+                         "redrive) to other machines: give --token (or --token-file, "
+                         "SWITCHYARD_TOKEN), or --insecure-no-token to run without one")
+    server = make_server(runtime, host, port, threads,
+                         Access(token=token, extra_hosts=tuple(allow_hosts)))
+    if exposed:
+        print(f"WARNING: switchyard is listening on {host} WITHOUT a token: anyone who can "
+              "reach this address can post events, read the DLQ and redrive it",
+              file=sys.stderr, flush=True)
+        log.warning("listening on %s without a token", host)
 
     def _stop(signum: int, frame: object) -> None:
         # Interrupt the event loop the way Ctrl-C does: waitress then lets the requests in
@@ -212,7 +495,9 @@ def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
 
     signal.signal(signal.SIGTERM, _stop)
     runtime.start(workers)
-    print(f"switchyard: listening on http://{host}:{server.effective_port}", flush=True)
+    shown = _host_name(host)
+    print(f"switchyard: listening on http://{shown}:{server.effective_port}"
+          f"{' (bearer token required)' if token else ''}", flush=True)
     try:
         server.run()  # returns after SIGINT/SIGTERM, once in-flight requests are answered
     finally:

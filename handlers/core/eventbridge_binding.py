@@ -264,23 +264,14 @@ def _detail_object(entry: Mapping[str, Any], where: str, problems: list[str]) ->
     if not isinstance(detail, str):
         problems.append(f"{where}.Detail must be a JSON string, got {_json_type(detail)}")
         return None
-    try:
-        parsed = json.loads(detail, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError says where: line, column and char
-        problems.append(f"{where}.Detail is not valid JSON: {exc}")
-        return None
-    except RecursionError:
-        problems.append(f"{where}.Detail is not valid JSON: nested too deeply")
+    parsed, problem = jsonformat.read_json(detail)  # the strict reader every edge shares
+    if problem:
+        problems.append(f"{where}.Detail {problem}")
         return None
     if not isinstance(parsed, dict):
         problems.append(f"{where}.Detail must be a JSON object, got {_json_type(parsed)}")
         return None
     return parsed
-
-
-def _reject_constant(name: str) -> Any:
-    # json accepts NaN/Infinity; EventBridge does not, and NaN != NaN breaks equality.
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _read_detail(

@@ -412,20 +412,11 @@ def _charset(content_type: str | None) -> str:
     return _parse_media_type(content_type)[1].get("charset", _DEFAULT_CHARSET)
 
 
-def _reject_constant(name: str) -> Any:
-    # json accepts NaN/Infinity by default; they are not JSON and NaN != NaN breaks equality.
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_json(body: bytes | str) -> tuple[Any, str | None]:
-    try:
-        return json.loads(body, parse_constant=_reject_constant), None
-    except UnicodeDecodeError as exc:
-        return None, f"body is not valid UTF-8: {exc.reason} at byte {exc.start}"
-    except ValueError as exc:  # JSONDecodeError says where: line, column and char
-        return None, f"body is not valid JSON: {exc}"
-    except RecursionError:
-        return None, "body is not valid JSON: nested too deeply"
+    # The strict reader every edge shares (UTF-8 only, finite numbers, no lone surrogates,
+    # bounded depth): see jsonformat.
+    value, problem = jsonformat.read_json(body)
+    return value, (f"body {problem}" if problem else None)
 
 
 def _sniff_json(body: bytes) -> Any:

@@ -126,7 +126,7 @@ def test_batch_mode_returns_every_id(api: str) -> None:
      json.dumps({"Entries": [{"Source": "orders", "DetailType": "Order Created",
                               "Detail": {"order_id": "1"}}]}).encode(),
      ["Entries[0]", "Detail must be a JSON string"]),
-    ({"Content-Type": "text/plain"}, b"hello", ["CloudEvent"]),
+    ({"Content-Type": "application/json"}, b'{"not": "an event"}', ["CloudEvent"]),
 ])
 def test_malformed_input_is_400_naming_every_problem(api: str, headers, body,  # type: ignore[no-untyped-def]
                                                     expected) -> None:
@@ -148,8 +148,8 @@ def test_schema_violation_is_accepted_with_warning_then_dead_lettered(api: str) 
     assert entry["consumer"] == "inventory" and entry["attempts"] == 1
     assert "data.quantity is required" in entry["reason"]
     assert entry["event"]["id"] == event.id
-    assert call(f"{api}/dlq/redrive", "POST", b"") == (200, {"redriven": 1,
-                                                            "dlq_ids": [entry["dlq_id"]]})
+    assert call(f"{api}/dlq/redrive", "POST", b"", {"Content-Type": "application/json"}) == (
+        200, {"redriven": 1, "dlq_ids": [entry["dlq_id"]]})
     # Not fixed, so it is dead-lettered again: a new entry, never lost.
     (again,) = wait_for(api, lambda: call(f"{api}/dlq")[1]["entries"])
     assert again["event"]["id"] == event.id and again["dlq_id"] > entry["dlq_id"]
