@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from adapters.local.console.app import ConsoleApp
+from adapters.local.console.app import owns as console_owns
+from adapters.local.reload import inherited_listener
 from adapters.local.runtime import MAX_EVENT_BYTES, Runtime
 from handlers.core.errors import PermanentError, ValidationError
 from handlers.core.events import Event
@@ -64,8 +68,11 @@ class App:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.console = ConsoleApp(runtime, os.environ.get("SWITCHYARD_TOKEN"))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if console_owns(environ.get("PATH_INFO", "/")):  # the page, its assets, /api/...
+            return self.console(environ, start_response)
         try:
             status, body = self._route(environ)
         except _Reply as reply:
@@ -192,7 +199,9 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     """A waitress server for the API (port 0 picks a free port: see `effective_port`)."""
     import waitress
 
-    return waitress.create_server(App(runtime), host=host, port=port, threads=threads,
+    listener = inherited_listener()  # `serve --reload` hands its socket to each child
+    where: dict[str, Any] = {"sockets": [listener]} if listener else {"host": host, "port": port}
+    return waitress.create_server(App(runtime), **where, threads=threads,
                                   max_request_body_size=MAX_BODY_BYTES,
                                   max_request_header_size=MAX_HEADER_BYTES, ident="switchyard")
 
