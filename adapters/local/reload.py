@@ -19,6 +19,10 @@ Why nothing is lost or done twice:
   socket stays open in the supervisor: new connections wait in the kernel's accept backlog
   instead of being refused, so the HTTP listener only pauses.
 
+Before the SIGTERM the supervisor asks the child (a byte on an inherited pipe) to end the
+console's open event streams with a clean `end` event: a stream cut mid-response would be
+a network error in the browser; a finished one is simply resumed with Last-Event-ID.
+
 Each restart is recorded in the runtime's timeline (outcome `reloaded`), which is how the
 console shows it. A child that exits by itself (a syntax error in a handler) is reported,
 and restarted on the next change.
@@ -33,13 +37,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
 #: Set by the supervisor in the child's environment: the inherited listening socket.
 LISTEN_FD_ENV: Final = "SWITCHYARD_LISTEN_FD"
+#: ... and the read end of a pipe: a byte on it (or its end) asks the child to close its
+#: open console streams cleanly before the SIGTERM, so no browser sees a cut response.
+DRAIN_FD_ENV: Final = "SWITCHYARD_DRAIN_FD"
+DRAIN_SECONDS: Final = 0.6
 #: How often the sources are looked at, and how long a burst of saves may last.
 POLL_SECONDS: Final = 0.5
 SETTLE_SECONDS: Final = 0.2
@@ -55,6 +64,22 @@ def inherited_listener() -> socket.socket | None:
     if not fd:
         return None
     return socket.socket(fileno=int(fd))
+
+
+def watch_drain(callback: Callable[[], None]) -> None:
+    """In a child of the supervisor: call `callback` once the supervisor asks to drain."""
+    fd = os.environ.pop(DRAIN_FD_ENV, None)
+    if not fd:
+        return
+
+    def wait() -> None:
+        try:
+            os.read(int(fd), 1)  # a byte, or b"" when the supervisor is gone
+        except OSError:
+            pass
+        callback()
+
+    threading.Thread(target=wait, name="switchyard-drain", daemon=True).start()
 
 
 def watched_roots(app_spec: str | None = None) -> list[Path]:
@@ -126,16 +151,31 @@ class _Supervisor:
         self.sock = _listen(args.host, args.port)
         self.roots = watched_roots()
         self.child: subprocess.Popen[bytes] | None = None
+        self.drain: int | None = None
         self.stopping = False
 
     def start(self) -> None:
-        env = {**os.environ, LISTEN_FD_ENV: str(self.sock.fileno())}
-        self.child = subprocess.Popen(_child_argv(), env=env, pass_fds=(self.sock.fileno(),))
+        drain_read, self.drain = os.pipe()
+        env = {**os.environ, LISTEN_FD_ENV: str(self.sock.fileno()),
+               DRAIN_FD_ENV: str(drain_read)}
+        try:
+            self.child = subprocess.Popen(_child_argv(), env=env,
+                                          pass_fds=(self.sock.fileno(), drain_read))
+        finally:
+            os.close(drain_read)
 
     def stop_child(self) -> int | None:
         child, self.child = self.child, None
+        drain, self.drain = self.drain, None
+        if drain is not None:
+            try:
+                os.write(drain, b"x")  # console streams end with an `end` event
+            except OSError:  # the child is gone already
+                pass
+            os.close(drain)
         if child is None or child.poll() is not None:
             return child.returncode if child else None
+        time.sleep(DRAIN_SECONDS)
         child.send_signal(signal.SIGTERM)
         try:
             return child.wait(STOP_SECONDS)

@@ -135,3 +135,50 @@ def test_ten_thousand_rows_render_as_a_window(page: Any, served: ServeProcess) -
     assert page.errors == []
     print(f"\n10,000 timeline rows streamed and rendered in {loaded:.2f}s")
     assert loaded < 20
+
+
+def test_the_console_shows_a_reload_and_keeps_working(page: Any, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.console.support import wait_for
+    from tests.serve_process import ROOT, free_port
+
+    module = tmp_path / "console_reload_app.py"
+    module.write_text("from handlers.app import APP  # noqa: F401\n")
+    port, log = free_port(), tmp_path / "reload.log"
+    env = {**os.environ, "SWITCHYARD_APP": "console_reload_app:APP",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env.pop("SWITCHYARD_TOKEN", None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "serve", "--reload",
+                                 "--db", str(tmp_path / "r.db"), "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        page.goto(wait_for(lambda: _answers(url) and url + "/", 30, "the server"))
+        page.wait_for_selector("#live.on")
+        module.write_text("from handlers.app import APP  # noqa: F401\n# changed\n")
+        page.wait_for_selector("#banner:has-text('Runtime reloaded')", timeout=60_000)
+        assert "console_reload_app.py changed" in page.inner_text("#banner")
+        _send(page, "com.switchyard.inventory.updated", {"item_id": "after", "quantity": 2})
+        page.click("button[data-tab=timeline]")
+        page.fill("#f-order", "after")
+        page.wait_for_selector("#t-rows .row:has-text('processed')")
+        assert page.errors == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2):
+            return True
+    except OSError:
+        return False

@@ -23,7 +23,9 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -73,11 +75,22 @@ def owns(path: str) -> bool:
     return path in ("/", "/index.html") or path.startswith(("/console/", "/api/"))
 
 
+_APPS: Final[weakref.WeakSet[ConsoleApp]] = weakref.WeakSet()
+
+
+def close_streams() -> None:
+    """End every open event stream of this process cleanly (before a reload's SIGTERM)."""
+    for app in list(_APPS):
+        app.closing.set()
+
+
 class ConsoleApp:
     def __init__(self, runtime: Runtime, token: str | None = None) -> None:
         self.runtime = runtime
         self.token = token or None
         self._samples: dict[str, Any] | None = None
+        self.closing = threading.Event()
+        _APPS.add(self)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -301,7 +314,7 @@ class ConsoleApp:
         yield f"retry: 1000\nevent: columns\ndata: {columns}\n\n".encode()
         caught_up = False
         quiet = 0.0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.closing.is_set():
             rows = queries.timeline_after(self.runtime, after, STREAM_BATCH)
             if rows:
                 after = rows[-1][0]
@@ -313,7 +326,7 @@ class ConsoleApp:
             if not caught_up:
                 caught_up = True
                 yield f"event: caught-up\ndata: {after}\n\n".encode()
-            time.sleep(STREAM_POLL)
+            self.closing.wait(STREAM_POLL)
             quiet += STREAM_POLL
             if quiet >= 5.0:
                 quiet = 0.0

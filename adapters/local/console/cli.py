@@ -53,9 +53,13 @@ def _serve_with_console(original: Callable[[argparse.Namespace], int]
                         ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         if getattr(args, "reload", False):
-            from adapters.local import reload
+            from adapters.local import reload as reloader
 
-            return reload.supervise(args)
+            return reloader.supervise(args)
+        from adapters.local import reload
+        from adapters.local.console.app import close_streams
+
+        reload.watch_drain(close_streams)  # only under `--reload`'s supervisor
         port: Any = args.port or "<the port on the 'listening on' line>"
         print(f"switchyard: console at {console_url(args.host, port, os.environ.get(TOKEN_ENV))}",
               flush=True)
