@@ -59,7 +59,10 @@ RELOAD_TYPE: Final = "runtime.reload"
 
 
 def inherited_listener() -> socket.socket | None:
-    """The listening socket a reload supervisor handed down, if any (read once)."""
+    """The listening socket a reload supervisor handed down, if any (read once).
+
+    waitress serves pre-bound sockets given in its `sockets` setting (what its socket
+    activation support is for), so the child never binds the port itself."""
     fd = os.environ.pop(LISTEN_FD_ENV, None)
     if not fd:
         return None

@@ -71,7 +71,7 @@ def test_a_change_mid_stream_reloads_without_loss_or_double_effect(tmp_path: Pat
         def producer() -> None:
             for n in range(ORDERS):
                 statuses.append(_post(port, put_events(order(f"R-{n}", "bolt", 2, 1.5))))
-                time.sleep(0.02)
+                time.sleep(0.05)  # ~3 s of orders: the reload lands mid-stream
 
         sender = threading.Thread(target=producer)
         sender.start()
@@ -81,6 +81,15 @@ def test_a_change_mid_stream_reloads_without_loss_or_double_effect(tmp_path: Pat
         sender.join(120)
         assert statuses == [202] * ORDERS  # the listener paused at most: nothing refused
 
+        def reloaded() -> bool:
+            conn = _db(db)
+            try:
+                return bool(conn.execute("SELECT 1 FROM timeline WHERE outcome = 'reloaded'"
+                                         ).fetchone())
+            finally:
+                conn.close()
+        wait_for(reloaded, 60, "the reload recorded")
+
         def quiet() -> bool:
             health = _health(port)
             return bool(health) and health["queued"] == 0 and health["sagas_active"] == 0 \
@@ -88,8 +97,12 @@ def test_a_change_mid_stream_reloads_without_loss_or_double_effect(tmp_path: Pat
         wait_for(quiet, 120, "all work done")
         conn = _db(db)
         try:
-            reloads = conn.execute("SELECT detail FROM timeline WHERE outcome = 'reloaded'"
-                                   ).fetchall()
+            reloads = conn.execute("SELECT detail, at FROM timeline WHERE outcome = "
+                                   "'reloaded'").fetchall()
+            before, after = conn.execute(
+                "SELECT SUM(accepted_at < ?), SUM(accepted_at > ?) FROM events WHERE type = "
+                "'com.switchyard.order.created' AND origin = 'http'",
+                (reloads[0][1], reloads[0][1])).fetchone()
             statuses_by_order = dict(conn.execute(
                 "SELECT key, json_extract(doc, '$.status') FROM items WHERE tbl = 'orders'"))
             payments = conn.execute("SELECT COUNT(*) FROM items WHERE tbl = 'payments'"
@@ -107,6 +120,7 @@ def test_a_change_mid_stream_reloads_without_loss_or_double_effect(tmp_path: Pat
         finally:
             conn.close()
         assert len(reloads) == 1 and "reload_app.py changed" in reloads[0][0]
+        assert before > 0 and after > 0, (before, after)  # the stream spanned the reload
         assert statuses_by_order == {f"R-{n}": "completed" for n in range(ORDERS)}
         assert payments == ORDERS  # one charge per order: no double effect
         assert available == 1000 - 2 * ORDERS
