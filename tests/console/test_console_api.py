@@ -262,3 +262,18 @@ def _run(server) -> None:  # type: ignore[no-untyped-def]
         server.run()
     except OSError:  # close() from the test's thread pulls the socket out from under select
         pass
+
+
+def test_the_console_url_carries_the_token_in_its_fragment() -> None:
+    from adapters.local.console.cli import console_url
+
+    assert console_url("127.0.0.1", 8080) == "http://127.0.0.1:8080/"
+    assert console_url("::1", 9000, "t0k") == "http://[::1]:9000/#token=t0k"
+
+
+def test_serve_offers_reload(capsys) -> None:
+    from adapters.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--help"])
+    assert exit_.value.code == 0 and "--reload" in capsys.readouterr().out
