@@ -149,3 +149,44 @@ def test_watch_roots_and_change_detection(tmp_path: Path, monkeypatch) -> None:
     os.utime(module, ns=(before[module.resolve()] + 10**9,) * 2)
     assert changed(before, snapshot(roots)) == [module.resolve()]
     assert watched_roots("handlers.app:APP") == roots[:1]  # already under handlers/
+
+
+@pytest.mark.slow
+def test_broken_code_waits_for_the_next_change(tmp_path: Path) -> None:
+    """A change that does not import stops the server, says so, and the next change
+    brings it back on the same port with nothing lost."""
+    module = tmp_path / "broken_app.py"
+    module.write_text("from handlers.app import APP  # noqa: F401\n")
+    db, log = tmp_path / "broken.db", tmp_path / "broken.log"
+    port = free_port()
+    env = {**os.environ, "SWITCHYARD_APP": "broken_app:APP",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "adapters.cli", "serve", "--reload", "--db", str(db),
+             "--port", str(port), "--workers", "1"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _health(port), 30, "the server answering")
+        assert _post(port, put_events(stock("nut", 3))) == 202
+        module.write_text("this is not python(\n")
+        wait_for(lambda: "the server exited with code" in log.read_text(), 60,
+                 "the broken server reported")
+        module.write_text("from handlers.app import APP  # noqa: F401\n# fixed\n")
+        wait_for(lambda: _health(port), 60, "the fixed server answering")
+        assert _post(port, put_events(stock("nut", 2))) == 202
+        wait_for(lambda: (_health(port) or {}).get("queued") == 0, 30, "work done")
+        conn = _db(db)
+        try:
+            available = conn.execute("SELECT json_extract(doc, '$.available') FROM items "
+                                     "WHERE tbl = 'inventory' AND key = 'nut'").fetchone()[0]
+            reloads = conn.execute("SELECT COUNT(*) FROM timeline WHERE outcome = "
+                                   "'reloaded'").fetchone()[0]
+        finally:
+            conn.close()
+        assert available == 5 and reloads == 2
+        assert "SyntaxError" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0
