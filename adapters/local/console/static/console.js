@@ -251,7 +251,8 @@ function waterfall(trace) {
     const kind = r.type.endsWith(".compensate") ? "compensate"
       : /dead-lettered|failed/.test(r.outcome) ? "bad" : r.outcome === "retry" ? "retry" : "";
     const bar = el("div", { class: `bar ${kind}`, title: `${r.outcome} ${(r.duration_ms || 0).toFixed(1)} ms ${r.detail || ""}` });
-    bar.style.left = `${((r.at - d - start) / span) * 100}%`;
+    // A row's `at` is when it was recorded, at the end of its work: the bar ends there.
+    bar.style.left = `${Math.max(0, (r.at - d - start) / span) * 100}%`;
     bar.style.width = `${Math.max((d / span) * 100, 0.4)}%`;
     box.append(el("div", { class: "lbl", title: `${r.type} ${r.detail || ""}` },
       `+${((r.at - start) * 1000).toFixed(0)}ms ${r.type.replace(/^com\.switchyard\./, "")} · ${(r.consumer || "-").replace(/^saga:/, "saga ")} · ${r.attempt}`),
