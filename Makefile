@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check
+.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check chromium screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,25 @@ $(ASYNCAPI_SPECS): tests/asyncapi/package.json tests/asyncapi/package-lock.json
 
 asyncapi-specs: $(ASYNCAPI_SPECS)
 
-test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
+# The console's browser tests drive Debian's Chromium (playwright never downloads its own).
+# Installed here when missing and we are root; otherwise those tests fail saying so.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium: $(CHROMIUM) is missing; install the Debian package 'chromium' (as root:" \
+		     "apt-get install -y chromium). The browser tests fail without it."; \
+	fi
+
+test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS) chromium
 	$(BIN)/python -m pytest
+
+# The README's console screenshot, from headless Chromium against a real `switchyard serve`
+# with demo data (tests/console/test_screenshot.py checks this still works).
+screenshot: $(VENV)/.dev chromium
+	$(BIN)/python -m tests.console.screenshot --out docs/console.png
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra policy tests

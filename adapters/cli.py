@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     __import__("adapters.tools_cli").tools_cli.register(sub)  # synth, cost (issue 6)
     __import__("adapters.contracts.cli").contracts.cli.register(sub)  # catalog export|check
+    __import__("adapters.local.console.cli").local.console.cli.register(sub)  # events, --reload
     return parser
 
 

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from adapters.local.console.app import ConsoleApp
+from adapters.local.console.app import owns as console_owns
+from adapters.local.reload import inherited_listener
 from adapters.local.runtime import MAX_EVENT_BYTES, Runtime
 from handlers.core import jsonformat
 from handlers.core.errors import PermanentError, ValidationError
@@ -199,8 +202,19 @@ class App:
             "inventory": {"GET": lambda _, seg: self._item(seg[1])},
         }
 
+        # The console checks nothing of its own: its requests pass the same Host, Origin
+        # and token checks as the API's, here, before it sees them.
+        self.console = ConsoleApp(runtime)
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         extra: Headers = []
+        path = environ.get("PATH_INFO", "/")
+        if console_owns(path):  # the page, its assets, /api/...
+            try:
+                self._check_console_access(path, _headers(environ))
+            except _Reply as reply:
+                return self._answer(start_response, reply.status, reply.body, reply.headers)
+            return self.console(environ, start_response)
         try:
             status, body = self._handle(environ)
         except _Reply as reply:
@@ -212,10 +226,24 @@ class App:
         except Exception:  # noqa: BLE001 - never leak a traceback to a client
             log.exception("request failed")
             status, body = 500, {"error": "internal error; see the server log"}
+        return self._answer(start_response, status, body, extra)
+
+    @staticmethod
+    def _answer(start_response: StartResponse, status: int, body: Any,
+                extra: Headers) -> Iterable[bytes]:
         payload = json.dumps(body, indent=None, default=str).encode()
         start_response(_STATUS[status], [("Content-Type", "application/json"),
                                          ("Content-Length", str(len(payload))), *extra])
         return [payload]
+
+    def _check_console_access(self, path: str, headers: dict[str, str]) -> None:
+        """The console's requests meet the API's checks. Only its page and assets (no
+        data) load without the token: the page carries the token in its URL fragment,
+        which browsers never send, and adds it to each `/api/` call itself."""
+        self._check_host(headers)
+        if path.startswith("/api/"):
+            self._check_token(headers)
+        self._check_origin(headers)
 
     def _handle(self, environ: dict[str, Any]) -> tuple[int, Any]:
         method = environ["REQUEST_METHOD"]
@@ -432,13 +460,15 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     import waitress
 
     app = App(runtime)
+    listener = inherited_listener()  # `serve --reload` hands its socket to each child
+    where: dict[str, Any] = {"sockets": [listener]} if listener else {"host": host, "port": port}
     settings: dict[str, Any] = {
         "connection_limit": connection_limit(), "channel_timeout": CHANNEL_TIMEOUT,
         "cleanup_interval": CLEANUP_INTERVAL,
         # poll() has no FD_SETSIZE (1024) ceiling, which select() hits first.
         "asyncore_use_poll": True, **bounds}
     try:
-        server = waitress.create_server(app, host=host, port=port, threads=threads,
+        server = waitress.create_server(app, **where, threads=threads,
                                         max_request_body_size=MAX_BODY_BYTES,
                                         max_request_header_size=MAX_HEADER_BYTES,
                                         ident="switchyard", **settings)

@@ -1,0 +1,1 @@
+"""The local console: a web page over the embedded runtime (see `app`)."""
