@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from adapters.local.console import app as console_app
-from adapters.local.http_server import make_server
+from adapters.local.http_server import Access, make_server
 from adapters.local.runtime import Runtime, RuntimeSettings
 from handlers.app import APP
 from tests.console.support import order, put_events, stock, wait_for
@@ -86,11 +86,11 @@ def server(tmp_path, monkeypatch) -> Iterator[Server]:
     yield from _serve(tmp_path)
 
 
-def _serve(tmp_path) -> Iterator[Server]:
+def _serve(tmp_path, access: Access | None = None) -> Iterator[Server]:
     runtime = Runtime(tmp_path / "console.db", settings=RuntimeSettings(
         retry_scale=0.001, poll_interval=0.01))
     runtime.start(workers=2)
-    server = make_server(runtime, "127.0.0.1", 0)
+    server = make_server(runtime, "127.0.0.1", 0, access=access)
     thread = threading.Thread(target=_run, args=(server,), daemon=True)
     thread.start()
     yield Server(runtime, server.effective_port)
@@ -240,8 +240,8 @@ def test_the_stream_sends_a_large_backlog_in_batches(server: Server, monkeypatch
 
 @pytest.fixture()
 def token_server(tmp_path, monkeypatch) -> Iterator[Server]:
-    monkeypatch.setenv("SWITCHYARD_TOKEN", "s3cret-token")
-    yield from _serve(tmp_path)
+    monkeypatch.delenv("SWITCHYARD_TOKEN", raising=False)
+    yield from _serve(tmp_path, Access(token="s3cret-token"))
 
 
 def test_a_token_guards_the_api_but_not_the_empty_page(token_server: Server) -> None:
