@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -14,12 +12,14 @@ from typing import Any
 
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event, attribute_problems
+from handlers.core.wire import data as codec
+from handlers.core.wire import jsontext
 
 
 def to_dict(event: Event) -> dict[str, Any]:
     out: dict[str, Any] = dict(event.attributes())
     if isinstance(event.data, (bytes, bytearray)):
-        out["data_base64"] = base64.b64encode(event.data).decode("ascii")
+        out["data_base64"] = codec.encode_base64(bytes(event.data))
     elif event.data is not None:
         out["data"] = event.data
     return out
@@ -28,19 +28,16 @@ def to_dict(event: Event) -> dict[str, Any]:
 def from_dict(body: Any, where: str = "event") -> Event:
     """Parse one JSON-format event; every problem is reported at once."""
     if not isinstance(body, Mapping):
-        raise ValidationError(f"invalid {where}", [f"{where} must be a JSON object"])
+        raise ValidationError(f"invalid {where}", [
+            f"{where} must be a JSON object, got {jsontext.json_type(body)}"])
     problems = [f"{where}: {p}" for p in attribute_problems(_attrs(body))]
     data: Any = body.get("data")
     if "data_base64" in body:
         if "data" in body:
             problems.append(f"{where}: has both 'data' and 'data_base64'")
-        raw = body["data_base64"]
-        try:
-            data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
-            if data is None:
-                problems.append(f"{where}: 'data_base64' must be a string")
-        except (binascii.Error, ValueError):
-            problems.append(f"{where}: 'data_base64' is not valid base64")
+        data, problem = codec.decode_base64(body["data_base64"], f"{where}: 'data_base64'")
+        if problem:
+            problems.append(problem)
     if problems:
         raise ValidationError("invalid CloudEvent", problems)
     return Event.from_attributes(_attrs(body), data)
@@ -55,11 +52,7 @@ def dumps(event: Event) -> str:
 
 
 def loads(text: str | bytes) -> Event:
-    return from_dict(json.loads(text, parse_constant=_no_constant))
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    return from_dict(jsontext.loads(text))
 
 
 def fingerprint(event: Event) -> str:
