@@ -9,7 +9,8 @@
   function that crashed or timed out on that delivery.
 - `eventbridge_handler`: an EventBridge event delivered to the function directly.
 - `step_handler`: a Step Functions task of the compiled saga (see `asl`).
-- `api_handler`: API Gateway HTTP API `POST /events` -> PutEvents, answering 202.
+- `api_handler`: API Gateway HTTP API `POST /events` -> PutEvents, answering 202; what it
+  takes and refuses is the ingress policy of every front door (`ingress_binding`).
 
 Only the standard library and boto3 are imported (the Lambda runtime provides boto3).
 """
@@ -272,8 +273,7 @@ def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
         body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") \
             else raw.encode("utf-8")
     except (binascii.Error, ValueError) as error:
-        return _response(400, {"error": "invalid request",
-                               "problems": [f"body is not valid base64: {error}"]})
+        return _response(400, ingress_binding.refused([f"body is not valid base64: {error}"]))
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     try:
         events = ingress_binding.decode_request(headers, body, rt.app.catalog)
@@ -284,8 +284,8 @@ def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
         return _response(413, {"error": str(error), "problems": list(error.problems)})
     except PermanentError as error:
         problems = list(getattr(error, "problems", ())) or [str(error)]
-        return _response(400, {"error": "invalid request", "problems": problems})
+        return _response(400, ingress_binding.refused(problems))
     except TransientError as error:
         log.warning("ingest failed", extra={"error": str(error)})
         return _response(503, {"error": "the bus is unavailable, retry later"})
-    return _response(202, {"accepted": len(events), "ids": [e.id for e in events]})
+    return _response(202, ingress_binding.accepted(events))

@@ -24,6 +24,7 @@ import boto3
 import pytest
 
 from adapters.aws import lambda_entry
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES
 from adapters.aws.runtime import AwsRuntime, reset_runtime, runtime
 from adapters.aws.settings import Settings as AwsSettings
 from adapters.aws.topology import TableSpec
@@ -37,7 +38,6 @@ from adapters.local.runtime import Runtime as LocalRuntime
 from adapters.memory import MemoryPublisher, memory_ports
 from handlers.app import APP
 from handlers.core import jsonformat
-from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES
 from handlers.core.events import ensure_traceparent
 from tests.edges.cases import EVENTS, GARBAGE, GOOD, Bad
 
@@ -295,8 +295,9 @@ def test_api_gateway_refuses_a_body_that_is_not_base64(lam: dict[str, Any]) -> N
 
 def test_api_gateway_one_byte_over_the_entry_limit_is_413(lam: dict[str, Any]) -> None:
     # The real publisher measures the entry; it refuses before calling PutEvents.
+    from adapters.aws.eventbridge_limits import entry_size
     from adapters.aws.eventbridge_publisher import EventBridgePublisher
-    from handlers.core.eventbridge_binding import entry_size, to_put_events_entry
+    from handlers.core.eventbridge_binding import to_put_events_entry
 
     class NoCalls:
         def put_events(self, **_: Any) -> Any:
