@@ -160,15 +160,6 @@ def _read_structured(media_type: str, data: bytes,
     return (None if problems else event), problems
 
 
-def read_push_message(headers: Mapping[str, str],
-                      body: bytes) -> tuple[PubSubMessage, Delivery, list[str]]:
-    """The message a push request carries, where it came from, and every problem with
-    the request itself (envelope shape, base64). Raises `ValidationError` when there is
-    no message at all."""
-    data, _, delivery, problems = _parse_push(headers, body)
-    return PubSubMessage(data, delivery.attributes), delivery, problems
-
-
 def _parse_push(headers: Mapping[str, str], body: bytes
                 ) -> tuple[bytes, Mapping[str, Any], Delivery, list[str]]:
     """(data, attributes as sent, delivery, problems): the body is parsed once.
@@ -247,4 +238,4 @@ def _opt(value: Any) -> str | None:
 
 
 __all__ = ["Delivery", "PubSubMessage", "from_message", "limit_problems", "push_envelope",
-           "read_push", "read_push_message", "to_message"]
+           "read_push", "to_message"]

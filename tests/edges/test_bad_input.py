@@ -1,5 +1,6 @@
-"""Bad input at every edge: each adapter entry point gets the malformed inputs of
-RELIABILITY.md cases 5 and 7 (plus garbage, wrong content types, huge headers) and must
+"""Bad input at every edge: each adapter entry point gets the
+malformed inputs (missing or wrong attributes, bad JSON, bad base64, a payload one byte
+over its transport's limit, plus garbage, wrong content types, huge headers) and must
 answer with an error that names the problem, and have no effect: nothing stored, nothing
 published, nothing started; a queue delivery is dead-lettered at once with the reason and
 not reported for retry.
@@ -465,7 +466,7 @@ def test_workflows_step_endpoint_refuses_malformed_requests(
     _gcp_no_effect(gcf)
 
 
-def test_the_tables_cover_every_case_of_reliability_5_and_7() -> None:
+def test_the_tables_cover_every_malformed_input_and_limit_case() -> None:
     names = {c.name for c in EVENTS}
     assert {"missing id", "missing source", "missing type", "missing specversion",
             "wrong specversion", "bad JSON"} <= names
