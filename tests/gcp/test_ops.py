@@ -171,8 +171,11 @@ def test_replay_by_seek_republishes_the_window_and_changes_nothing(
     item, order_id = f"sku-{uid()}", f"o-{uid()}"
     start = datetime.now(UTC).isoformat()
     time.sleep(1)  # publish times are the emulator's clock: keep clear of the boundary
-    stock(store, bus, item, 4)
-    bus.publish([order_created(order_id, [(item, 3, 2.0)])])
+    supply, order = restock(item, 4), order_created(order_id, [(item, 3, 2.0)])
+    bus.publish([supply])
+    eventually(lambda: (store.get("inventory", item) or {}).get("available") == 4,
+               f"4 of {item} in stock", 30)
+    bus.publish([order])
     eventually(lambda: (store.get("orders", order_id) or {}).get("status") == "completed",
                "the order to complete", 60)
     saga = saga_id_for(order_id)
@@ -196,9 +199,11 @@ def test_replay_by_seek_republishes_the_window_and_changes_nothing(
     assert again["replayed"] == first["replayed"]
     assert again["details"]["skipped"] >= first["replayed"]
 
-    sentinel = f"sku-{uid()}"
-    stock(store, bus, sentinel, 1)  # published after the replays, so handled after most
-    time.sleep(2)
+    # Barrier: both replays' copies of the restock and the order were handled (as
+    # duplicates), so a second effect would be visible now.
+    eventually(lambda: deliveries(gcp, "inventory", supply.id).count("duplicate") >= 2
+               and deliveries(gcp, "orders", order.id).count("duplicate") >= 2,
+               "both replays' copies to be handled", 60)
     assert snapshot() == before
     assert gcp.proxy.calls_for(saga).count((saga, "payment", "action")) == 1
 
