@@ -30,9 +30,8 @@ from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
 from handlers.core import ingress_binding
-from handlers.core.app import Catalog
 from handlers.core.engine import StepOutcome, handle, run_step
-from handlers.core.errors import PermanentError, TransientError, ValidationError
+from handlers.core.errors import PermanentError, TransientError
 from handlers.core.eventbridge_binding import from_eventbridge_event
 from handlers.core.events import Event, ensure_traceparent
 
@@ -250,22 +249,6 @@ def _response(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
             "body": json.dumps(body)}
 
 
-def _check_catalog_sources(events: list[Event], catalog: Catalog) -> None:
-    """Refuse, before anything is sent, an event whose source is not its type's source in
-    the catalog: the bus routes on (Source, DetailType), and this function's role may put
-    only the catalog's pairs (PutEvents' events:source condition), so such an event would
-    otherwise be refused by EventBridge entry by entry and answered as an outage."""
-    problems = []
-    for index, event in enumerate(events):
-        spec = catalog.get(event.type)
-        if spec is not None and event.source != spec.source:
-            problems.append(f"event {index} ('{event.id}'): source '{event.source}' is not "
-                            f"'{spec.source}', the source of {event.type} on this bus")
-    if problems:
-        raise ValidationError("events with a source the catalog does not give their type",
-                              problems)
-
-
 def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     raw = event.get("body") or ""
@@ -277,7 +260,6 @@ def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     try:
         events = ingress_binding.decode_request(headers, body, rt.app.catalog)
-        _check_catalog_sources(events, rt.app.catalog)
         events = [ensure_traceparent(e) for e in events]
         rt.ports.publisher.publish(events)
     except EntryTooLarge as error:

@@ -18,7 +18,8 @@ talks to:
   reading it as JSON anyway would make the recorded `datacontenttype` a lie, and reading
   it as form data would turn an event into text its schema refuses. So the answer names
   the header to add instead.
-- Every event must be of a catalog type and its data must satisfy that type's schema:
+- Every event must be of a catalog type, come from that type's source, and its data must
+  satisfy that type's schema:
   a bad event is refused at the door with its reasons instead of being accepted and
   dead-lettered later. One bad event refuses the whole request (nothing is published),
   so a producer can fix and resend all of it without creating duplicates.
@@ -88,12 +89,20 @@ def read_request(
 
 
 def catalog_problems(event: Event, catalog: Catalog) -> list[str]:
-    """Why the app cannot take this event: unknown type, or data the schema rejects."""
+    """Why the app cannot take this event: unknown type, a source that is not its type's,
+    or data the schema rejects."""
     known = catalog.get(event.type)
     if known is None:
         names = ", ".join(sorted(t.type for t in catalog))
         return [f"unknown event type '{event.type}' (known: {names})"]
-    return known.data_problems(event.data)
+    problems = []
+    if event.source != known.source:
+        # On AWS the bus routes on (Source, DetailType) and the API function may put only
+        # the catalog's pairs (an events:source condition), so such an event would be
+        # refused entry by entry there; every door refuses it alike.
+        problems.append(f"source '{event.source}' is not '{known.source}', the source of "
+                        f"{event.type} in the catalog")
+    return [*problems, *known.data_problems(event.data)]
 
 
 def accepted(events: Sequence[Event]) -> dict[str, Any]:
