@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from hypothesis import strategies as st
@@ -30,4 +31,33 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
+)
+
+
+# --- data by content type (the data codec, handlers/core/wire/data.py) -----------------
+
+JSON_TYPES = ["application/json", "application/json; charset=utf-8", "text/json",
+              "application/vnd.switchyard.order+json"]
+TEXT_TYPES = ["text/plain", "text/plain; charset=utf-8", "text/csv", "application/xml",
+              "image/svg+xml"]
+BYTES_TYPES = ["application/octet-stream", "image/png", "application/protobuf"]
+ODD_TYPES = ["application/cloudevents+json", "text/plain; charset=latin-1", " text/plain",
+             "tëxt/plain", "", "application/x-unknown; charset=bogus-charset"]
+
+
+def _not_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
+# (datacontenttype, data) pairs that binary mode carries exactly.
+BINARY_DATA = st.one_of(
+    st.tuples(st.none(), JSON_VALUES),
+    st.tuples(st.none(), st.binary(min_size=1, max_size=32).filter(_not_json)),
+    st.tuples(st.sampled_from(JSON_TYPES), JSON_VALUES),
+    st.tuples(st.sampled_from(TEXT_TYPES), st.none() | TEXT),
+    st.tuples(st.sampled_from(BYTES_TYPES), st.none() | st.binary(min_size=1, max_size=32)),
 )

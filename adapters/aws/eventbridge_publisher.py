@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from handlers.core.app import Catalog
-from handlers.core.errors import PermanentError, TransientError
-from handlers.core.eventbridge_binding import (
+from adapters.aws.eventbridge_limits import (
     AWS_MAX_ENTRIES,
     MAX_DELIVERABLE_BYTES,
     MAX_ENTRY_BYTES,
     entry_size,
-    to_put_events_entry,
 )
+from handlers.core.app import Catalog
+from handlers.core.errors import PermanentError, TransientError
+from handlers.core.eventbridge_binding import to_put_events_entry
 from handlers.core.events import Event
 
 MAX_ATTEMPTS: Final = 4

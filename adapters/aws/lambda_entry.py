@@ -9,7 +9,8 @@
   function that crashed or timed out on that delivery.
 - `eventbridge_handler`: an EventBridge event delivered to the function directly.
 - `step_handler`: a Step Functions task of the compiled saga (see `asl`).
-- `api_handler`: API Gateway HTTP API `POST /events` -> PutEvents, answering 202.
+- `api_handler`: API Gateway HTTP API `POST /events` -> PutEvents, answering 202; what it
+  takes and refuses is the ingress policy of every front door (`ingress_binding`).
 
 Only the standard library and boto3 are imported (the Lambda runtime provides boto3).
 """
@@ -28,12 +29,12 @@ from adapters.aws import buckets
 from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
-from handlers.core import ingress_binding, jsonformat
-from handlers.core.app import Catalog
+from handlers.core import ingress_binding
 from handlers.core.engine import StepOutcome, handle, run_step
-from handlers.core.errors import PermanentError, TransientError, ValidationError
+from handlers.core.errors import PermanentError, TransientError
 from handlers.core.eventbridge_binding import from_eventbridge_event
 from handlers.core.events import Event, ensure_traceparent
+from handlers.core.wire import jsontext
 
 log = logging.getLogger("switchyard.aws")
 log.setLevel(logging.INFO)
@@ -57,11 +58,9 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     if not isinstance(raw, str):
         raise PermanentError("SQS message body is not an EventBridge event",
                              ["body is missing or not a string"])
-    try:  # the strict reader every edge shares (finite numbers, bounded depth, UTF-8)
-        body = jsonformat.parse_json(raw)
-    except jsonformat.JsonError as error:
-        raise PermanentError("SQS message body is not an EventBridge event",
-                             [f"body {error}"]) from None
+    body, problem = jsontext.parse(raw)  # the strict reader every edge shares
+    if problem:
+        raise PermanentError("SQS message body is not an EventBridge event", [problem])
     if isinstance(body, dict) and buckets.is_s3_event(body):
         # S3's own notification: normalised to the catalog's storage.object.finalized.
         return buckets.normalise(body, rt.settings.buckets)
@@ -253,22 +252,6 @@ def _response(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
             "body": json.dumps(body)}
 
 
-def _check_catalog_sources(events: list[Event], catalog: Catalog) -> None:
-    """Refuse, before anything is sent, an event whose source is not its type's source in
-    the catalog: the bus routes on (Source, DetailType), and this function's role may put
-    only the catalog's pairs (PutEvents' events:source condition), so such an event would
-    otherwise be refused by EventBridge entry by entry and answered as an outage."""
-    problems = []
-    for index, event in enumerate(events):
-        spec = catalog.get(event.type)
-        if spec is not None and event.source != spec.source:
-            problems.append(f"event {index} ('{event.id}'): source '{event.source}' is not "
-                            f"'{spec.source}', the source of {event.type} on this bus")
-    if problems:
-        raise ValidationError("events with a source the catalog does not give their type",
-                              problems)
-
-
 def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     raw = event.get("body") or ""
@@ -276,20 +259,18 @@ def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
         body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") \
             else raw.encode("utf-8")
     except (binascii.Error, ValueError) as error:
-        return _response(400, {"error": "invalid request",
-                               "problems": [f"body is not valid base64: {error}"]})
+        return _response(400, ingress_binding.refused([f"body is not valid base64: {error}"]))
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     try:
         events = ingress_binding.decode_request(headers, body, rt.app.catalog)
-        _check_catalog_sources(events, rt.app.catalog)
         events = [ensure_traceparent(e) for e in events]
         rt.ports.publisher.publish(events)
     except EntryTooLarge as error:
         return _response(413, {"error": str(error), "problems": list(error.problems)})
     except PermanentError as error:
         problems = list(getattr(error, "problems", ())) or [str(error)]
-        return _response(400, {"error": "invalid request", "problems": problems})
+        return _response(400, ingress_binding.refused(problems))
     except TransientError as error:
         log.warning("ingest failed", extra={"error": str(error)})
         return _response(503, {"error": "the bus is unavailable, retry later"})
-    return _response(202, {"accepted": len(events), "ids": [e.id for e in events]})
+    return _response(202, ingress_binding.accepted(events))

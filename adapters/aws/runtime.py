@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from adapters.aws.dynamodb_store import DynamoDBStore
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES, entry_size
 from adapters.aws.eventbridge_publisher import EventBridgePublisher
 from adapters.aws.s3_blob_store import S3BlobStore
 from adapters.aws.settings import Settings
@@ -20,11 +21,7 @@ from adapters.aws.sns_notifier import SnsNotifier
 from adapters.aws.stepfunctions_starter import StepFunctionsStarter
 from handlers.core.app import App, load_app
 from handlers.core.claim_check import ClaimCheckPublisher
-from handlers.core.eventbridge_binding import (
-    MAX_DELIVERABLE_BYTES,
-    entry_size,
-    to_put_events_entry,
-)
+from handlers.core.eventbridge_binding import to_put_events_entry
 from handlers.core.ports import Ports
 from handlers.payments import SimulatedPaymentGateway
 

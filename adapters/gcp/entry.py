@@ -295,14 +295,12 @@ def process_ingest(rt: Runtime, method: str, path: str, headers: Mapping[str, st
         events = [ensure_traceparent(e)
                   for e in ingress_binding.decode_request(headers, body, rt.app.catalog)]
         rt.bus.publish(events)
-    except ValidationError as error:
-        return json.dumps({"error": "invalid request", "problems": list(error.problems)
-                           or [str(error)]}), 400, _JSON
     except PermanentError as error:
-        return json.dumps({"error": str(error)}), 400, _JSON
+        problems = list(getattr(error, "problems", ())) or [str(error)]
+        return json.dumps(ingress_binding.refused(problems)), 400, _JSON
     except Exception as error:  # noqa: BLE001 - the producer may retry
         return json.dumps({"error": f"{type(error).__name__}: {error}"}), 503, _JSON
-    return json.dumps({"accepted": [e.id for e in events]}), 202, _JSON
+    return json.dumps(ingress_binding.accepted(events)), 202, _JSON
 
 
 @functions_framework.http

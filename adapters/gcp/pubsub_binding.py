@@ -4,11 +4,11 @@ Binary mode puts every context attribute in a `ce-<name>` message attribute (val
 verbatim: Pub/Sub attributes are UTF-8 strings, there is no percent-encoding as in HTTP),
 `datacontenttype` in the `content-type` attribute and the data as the message bytes.
 Structured mode sends the JSON event format with `content-type:
-application/cloudevents+json` (plus `ce-type`, for subscription filters). The rules for
-what data bytes mean under which content type are the HTTP binding's
-(`handlers.core.http_binding`): decoding hands the message to that decoder with the
-attributes percent-encoded into `ce-*` "headers", which is exactly invertible, so both
-bindings accept and refuse the same things and report every problem.
+application/cloudevents+json` (plus `ce-type`, for subscription filters). Binary mode is
+the shared wire layer's (`handlers.core.wire.binary`, with the data codec of
+`handlers.core.wire.data`), fed the attributes as they are: the HTTP binding uses the same
+code after undoing its header encoding, so both bindings accept and refuse the same
+things, and each names its own fields ("attribute 'ce-id'") in every problem.
 
 A push request arrives either as Pub/Sub's raw envelope (`{"message": {...},
 "subscription": ...}`) or, through Eventarc, as a `google.cloud.pubsub.topic.v1.
@@ -17,22 +17,22 @@ messagePublished` CloudEvent whose data is that same envelope; `read_push` accep
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from handlers.core import http_binding
+from handlers.core import http_binding, jsonformat
 from handlers.core.errors import ValidationError
-from handlers.core.events import Event, attribute_problems
+from handlers.core.events import Event
+from handlers.core.wire import binary, jsontext
+from handlers.core.wire import data as codec
 
 Mode = Literal["binary", "structured", "auto"]
 
-PREFIX: Final = "ce-"
-CONTENT_TYPE: Final = "content-type"
+PREFIX: Final = binary.PREFIX
+CONTENT_TYPE: Final = binary.CONTENT_TYPE
 STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
+_STRUCTURED_PREFIX: Final = "application/cloudevents"
 #: Pub/Sub limits (https://cloud.google.com/pubsub/quotas#resource_limits).
 MAX_MESSAGE_BYTES: Final = 10 * 1000 * 1000
 MAX_ATTRIBUTES: Final = 100
@@ -80,11 +80,10 @@ def to_message(event: Event, mode: Mode = "auto") -> PubSubMessage:
         # Decoding ignores it: in structured mode the body wins.
         return PubSubMessage(body, {CONTENT_TYPE: STRUCTURED_CONTENT_TYPE,
                                     PREFIX + "type": event.type})
-    _, body = http_binding.to_binary(event)  # raises, naming why, if not exact
-    attributes = {PREFIX + name: value for name, value in event.attributes().items()
-                  if name != "datacontenttype"}
-    if event.datacontenttype is not None:
-        attributes[CONTENT_TYPE] = event.datacontenttype
+    attributes, body, problems = binary.write(event)
+    if problems:
+        raise ValidationError(f"event '{event.id}' cannot be sent exactly in binary mode",
+                              problems)
     return PubSubMessage(body, attributes)
 
 
@@ -120,38 +119,53 @@ def from_message(data: bytes, attributes: Mapping[str, str]) -> Event:
     return event
 
 
-def _read_message(data: bytes, attributes: Mapping[str, str]) -> tuple[Event | None, list[str]]:
+def _read_message(data: bytes, attributes: Mapping[str, Any]) -> tuple[Event | None, list[str]]:
     problems: list[str] = []
-    headers: dict[str, str] = {}
+    fields: dict[str, str] = {}
     for key, value in attributes.items():
+        lowered = str(key).lower()
+        if not (lowered.startswith(PREFIX) or lowered == CONTENT_TYPE):
+            continue  # not the event's: Pub/Sub's own, or the publisher's
         if not isinstance(value, str):
-            problems.append(f"attribute '{key}' must be a string")
-            continue
-        lowered = key.lower()
-        if lowered.startswith(PREFIX):
-            headers[lowered] = http_binding.percent_encode(value)
-        elif lowered == CONTENT_TYPE:
-            headers[lowered] = value
-    mode = http_binding.content_mode(headers)
-    if mode == "batch":
-        return None, [*problems, "batched mode is not part of the Pub/Sub binding"]
-    if mode is None and any(name.startswith(PREFIX) for name in headers):
-        # Meant as binary mode but without ce-specversion: name every missing attribute
-        # rather than just "not a CloudEvent".
-        named = {name[len(PREFIX):]: value for name, value in attributes.items()
-                 if name.lower().startswith(PREFIX)}
-        return None, [*problems, *attribute_problems(named)]
-    positioned, more = http_binding.read_http(headers, data)
-    problems.extend(p.replace("header '", "attribute '") for p in more)
-    if problems or not positioned:
-        return None, problems
-    return positioned[0][1], []
+            problems.append(f"attribute '{key}' must be a string, got "
+                            f"{jsontext.json_type(value)}")
+        elif lowered in fields and fields[lowered] != value:
+            problems.append(f"attribute '{lowered}' is given twice with different values")
+        else:
+            fields[lowered] = value
+    media_type = codec.parse_media_type(fields.get(CONTENT_TYPE, ""))[0]
+    if media_type.startswith(_STRUCTURED_PREFIX):
+        return _read_structured(media_type, data, problems)
+    event, more = binary.read(fields, data, "attribute")
+    problems.extend(more)
+    return (None if problems else event), problems
 
 
-def read_push(headers: Mapping[str, str], body: bytes) -> tuple[Event, Delivery]:
-    """Decode a push request (raw envelope, or Eventarc's messagePublished CloudEvent).
+def _read_structured(media_type: str, data: bytes,
+                     problems: list[str]) -> tuple[Event | None, list[str]]:
+    """Structured mode: the message data is one event in the JSON format."""
+    if media_type != STRUCTURED_CONTENT_TYPE:
+        kind = "batched mode is not part of the Pub/Sub binding" \
+            if media_type.startswith(_STRUCTURED_PREFIX + "-batch") else \
+            f"unsupported event format '{media_type}' (only {STRUCTURED_CONTENT_TYPE} is " \
+            "understood)"
+        return None, [*problems, kind]
+    parsed, problem = jsontext.parse(data, "message data")
+    if problem:
+        return None, [*problems, problem]
+    try:
+        event = jsonformat.from_dict(parsed)
+    except ValidationError as error:
+        return None, [*problems, *(error.problems or [str(error)])]
+    return (None if problems else event), problems
 
-    Raises `ValidationError` listing every problem: envelope shape, base64, attributes.
+
+def _parse_push(headers: Mapping[str, str], body: bytes
+                ) -> tuple[bytes, Mapping[str, Any], Delivery, list[str]]:
+    """(data, attributes as sent, delivery, problems): the body is parsed once.
+
+    Eventarc wraps the envelope in a `messagePublished` CloudEvent, whose data the HTTP
+    binding hands back already parsed.
     """
     problems: list[str] = []
     envelope: Any = None
@@ -167,39 +181,42 @@ def read_push(headers: Mapping[str, str], body: bytes) -> tuple[Event, Delivery]
             problems.append(f"Eventarc event type '{wrapper.type}' is not {MESSAGE_PUBLISHED}")
         envelope = wrapper.data
     else:
-        try:
-            envelope = json.loads(body)
-        except (ValueError, RecursionError) as error:
-            raise ValidationError("invalid push request",
-                                  [f"body is not valid JSON: {error}"]) from None
+        envelope, problem = jsontext.parse(body)
+        if problem:
+            raise ValidationError("invalid push request", [problem])
     if not isinstance(envelope, Mapping) or not isinstance(envelope.get("message"), Mapping):
         raise ValidationError("invalid push request",
                               [*problems, "push body must be an object with a 'message' object"])
     message: Mapping[str, Any] = envelope["message"]
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, Mapping):
-        problems.append("message 'attributes' must be an object")
+        problems.append(f"message 'attributes' must be an object, got "
+                        f"{jsontext.json_type(attributes)}")
         attributes = {}
-    raw = message.get("data", "")
-    data = b""
-    if not isinstance(raw, str):
-        problems.append("message 'data' must be a base64 string")
-    else:
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            problems.append("message 'data' is not valid base64")
+    data, problem = codec.decode_base64(message.get("data", ""), "message 'data'")
+    if problem:
+        problems.append(problem)
+    attempt = envelope.get("deliveryAttempt")
+    delivery = Delivery(
+        message_id=_opt(message.get("messageId") or message.get("message_id")),
+        subscription=_opt(envelope.get("subscription")),
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+        attributes={str(k): str(v) for k, v in attributes.items()},
+    )
+    return data or b"", attributes, delivery, problems
+
+
+def read_push(headers: Mapping[str, str], body: bytes) -> tuple[Event, Delivery]:
+    """Decode a push request (raw envelope, or Eventarc's messagePublished CloudEvent).
+
+    Raises `ValidationError` listing every problem: envelope shape, base64, attributes.
+    """
+    data, attributes, delivery, problems = _parse_push(headers, body)
     event, more = _read_message(data, attributes)
     problems.extend(more)
     if problems or event is None:
         raise ValidationError("invalid CloudEvents Pub/Sub message", problems)
-    attempt = envelope.get("deliveryAttempt")
-    return event, Delivery(
-        message_id=_opt(message.get("messageId") or message.get("message_id")),
-        subscription=_opt(envelope.get("subscription")),
-        attempt=attempt if isinstance(attempt, int) else None,
-        attributes={str(k): str(v) for k, v in attributes.items()},
-    )
+    return event, delivery
 
 
 def push_envelope(message: PubSubMessage, *, message_id: str = "1",
@@ -207,7 +224,7 @@ def push_envelope(message: PubSubMessage, *, message_id: str = "1",
                   attempt: int | None = None) -> dict[str, Any]:
     """The envelope Pub/Sub POSTs for `message` (tests and local tooling)."""
     body: dict[str, Any] = {
-        "message": {"data": base64.b64encode(message.data).decode("ascii"),
+        "message": {"data": codec.encode_base64(message.data),
                     "attributes": dict(message.attributes), "messageId": message_id},
         "subscription": subscription,
     }

@@ -1,7 +1,7 @@
 """`switchyard demo`: the whole order system, in-process, on a fresh temporary database.
 
-Events go through the same decoding as `POST /events` (seed-style EventBridge entries and
-CloudEvents) and the same runtime as `switchyard serve`; only the HTTP hop is skipped.
+Events go through the same ingress policy as `POST /events` (seed-style EventBridge entries
+and CloudEvents) and the same runtime as `switchyard serve`; only the HTTP hop is skipped.
 The demo checks its own outcomes and exits non-zero if any is missing.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.local.http_server import decode_events
 from adapters.local.runtime import Runtime, RuntimeSettings
+from handlers.core.errors import ValidationError
 from handlers.core.events import Event
 from handlers.core.http_binding import to_structured
 from handlers.money import format_cents
@@ -93,8 +94,15 @@ def _run(runtime: Runtime, verbose: bool) -> int:
     bad = Event.new("orders", "com.switchyard.order.created",
                     {"order_id": "1004", "items": [{"item_id": "widget", "quantity": 0}],
                      "total": -5})
-    _send(runtime, *to_structured(bad), "order 1004, malformed: missing customer_id, "
-                                        "quantity 0, no price, negative total")
+    try:
+        _send(runtime, *to_structured(bad), "order 1004, malformed")
+    except ValidationError as refused:
+        print(f"  -> order 1004, malformed: POST /events refuses it (400, "
+              f"{len(refused.problems)} problems: {'; '.join(refused.problems)})")
+    # A producer that puts events on the bus directly (as EventBridge and Pub/Sub allow)
+    # bypasses the front door: its consumer dead-letters the event with the same reasons.
+    runtime.ingest([bad])
+    print("  -> order 1004 again, straight onto the bus: its consumer will dead-letter it")
     runtime.run_until_idle()
 
     _print_timeline(runtime, verbose)

@@ -1,10 +1,10 @@
 """HTTP ingress and query API of the local runtime, as a WSGI app served by waitress.
 
 POST /events takes CloudEvents (binary, structured, batch) or an EventBridge PutEvents
-body and answers 202 only after the events are committed to SQLite. Like a cloud bus, it
-checks the envelope (400 listing every problem) but not the data: an event whose data
-breaks its schema is accepted, dead-lettered by its consumer with the reason, and named in
-the 202's `warnings`, so nothing sent is ever silently lost.
+body and answers 202 only after the events are committed to SQLite. What it takes and how
+it answers is the ingress policy every front door shares (`handlers.core.ingress_binding`):
+an unknown type or data that breaks its schema is refused with 400 listing every problem,
+exactly as the AWS and GCP ingress functions answer.
 
 Security model (also in README.md, "The local runtime"). The API reads and redrives
 dead-lettered bodies, so a web page in the user's browser must not reach it:
@@ -24,7 +24,7 @@ dead-lettered bodies, so a web page in the user's browser must not reach it:
   server never grants.
 
 Every refusal is a one-line JSON `{"error": ...}` that names the problem; malformed input
-is 4xx, never 500 (the JSON rules are the shared ones of handlers.core.jsonformat).
+is 4xx, never 500 (the JSON rules are the shared ones of handlers.core.wire.jsontext).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from adapters.local.console.app import ConsoleApp
 from adapters.local.console.app import owns as console_owns
 from adapters.local.reload import inherited_listener
 from adapters.local.runtime import MAX_EVENT_BYTES, Runtime
-from handlers.core import jsonformat
+from handlers.core import ingress_binding
 from handlers.core.errors import PermanentError, ValidationError
 from handlers.core.events import Event
 
@@ -165,17 +165,7 @@ def _host_name(host: str) -> str:
 
 def decode_events(headers: dict[str, str], body: bytes, catalog: Any) -> list[Event]:
     """Any accepted wire shape -> events; ValidationError names every problem."""
-    from handlers.core.eventbridge_binding import from_put_events_body
-    from handlers.core.http_binding import from_http
-
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/json", "") and "ce-specversion" not in headers:
-        parsed, problem = jsonformat.read_json(body)
-        if problem:
-            raise ValidationError("invalid request", [f"body {problem}"])
-        if isinstance(parsed, dict) and "Entries" in parsed:
-            return from_put_events_body(parsed, catalog)
-    return from_http(headers, body)
+    return ingress_binding.decode_request(headers, body, catalog)
 
 
 Route = Callable[[dict[str, Any], list[str]], tuple[int, Any]]
@@ -314,17 +304,12 @@ class App:
         try:
             events = decode_events(headers, body, self.runtime.app.catalog)
         except ValidationError as error:
-            raise _Reply(400, {"error": "malformed event input",
-                               "problems": list(error.problems) or [str(error)]}) from None
+            raise _Reply(400, ingress_binding.refused(error.problems or [str(error)])) from None
         try:
             ids = self.runtime.ingest(events)
         except PermanentError as error:  # an event over the per-event size limit
             raise _Reply(413, {"error": str(error)}) from None
-        warnings = _warnings(events, self.runtime)
-        reply: dict[str, Any] = {"accepted": len(ids), "ids": ids}
-        if warnings:
-            reply["warnings"] = warnings
-        return 202, reply
+        return 202, {"accepted": len(ids), "ids": ids}
 
     def _health(self) -> tuple[int, Any]:
         return 200, {"status": "ok", **self.runtime.counts()}
@@ -390,21 +375,6 @@ def public_order(order: dict[str, Any]) -> dict[str, Any]:
     if out.get("status") != "cancelled":
         out.pop("reason", None)
         out.pop("reason_detail", None)
-    return out
-
-
-def _warnings(events: list[Event], runtime: Runtime) -> list[dict[str, Any]]:
-    out = []
-    for event in events:
-        spec = runtime.app.catalog.get(event.type)
-        if spec is None:
-            out.append({"id": event.id, "problems": [f"unknown type '{event.type}': "
-                                                     "accepted, but no consumer receives it"]})
-            continue
-        problems = spec.data_problems(event.data)
-        if problems:
-            out.append({"id": event.id, "problems": problems,
-                        "note": "accepted; its consumers will dead-letter it with this reason"})
     return out
 
 

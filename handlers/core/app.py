@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core.errors import UnknownEventType, ValidationError
 from handlers.core.ports import SAGAS
-from handlers.core.schema import validate
+from handlers.core.schema import schema_problems, validate
 
 if TYPE_CHECKING:
     from handlers.core.engine import Context, StepContext
@@ -31,6 +31,12 @@ class EventType:
     detail_type: str  # EventBridge `DetailType`, e.g. "Order Created"
     schema: Mapping[str, Any]
     description: str = ""
+
+    def __post_init__(self) -> None:
+        # A keyword the validator does not enforce would let data through unchecked.
+        problems = schema_problems(self.schema)
+        if problems:
+            raise ValueError(f"event type {self.type}: {'; '.join(problems)}")
 
     def data_problems(self, data: Any) -> list[str]:
         return validate(self.schema, data)

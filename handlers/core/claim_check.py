@@ -9,12 +9,18 @@ resolved after that is a permanent error that names the payload and the expiry.
 
 The key is derived from (source, id): re-publishing the same event overwrites the same
 object with the same bytes, so a retried publish stores nothing twice.
+
+The stored object is the data as the event's `datacontenttype` says it is written (the
+data codec, `wire.data`, the same table the HTTP and Pub/Sub bindings use): JSON text for
+JSON types, the string in its charset for text types, the bytes themselves otherwise. So
+check-out gives back exactly the data that was checked in, and the object in the bucket
+is the payload a person or another tool would expect. Data that its content type cannot
+carry exactly (a dict labelled text/plain) is refused at check-in with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
@@ -23,6 +29,7 @@ from handlers.core import jsonformat
 from handlers.core.errors import BlobMissing, PermanentError, ValidationError
 from handlers.core.events import Event
 from handlers.core.ports import BlobStore, Publisher
+from handlers.core.wire import data as codec
 
 #: CloudEvents extension attributes (lowercase alphanumerics, at most 20 characters).
 CLAIM_EXTENSION: Final = "claimcheck"
@@ -48,10 +55,9 @@ def check_in(event: Event, blobs: BlobStore, bucket: str) -> Event:
     """Store the event's data and return the reference event that replaces it."""
     if is_claimed(event):
         return event
-    if isinstance(event.data, bytes):
-        payload = event.data
-    else:
-        payload = json.dumps(event.data, separators=(",", ":")).encode()
+    payload, problems = codec.encode(event.data, event.datacontenttype)
+    if problems:
+        raise ValidationError(f"event '{event.id}' cannot be claim-checked exactly", problems)
     key = claim_key(event)
     blobs.write(bucket, key, payload, event.datacontenttype or _CONTENT_TYPE)
     return replace(event, data=None, extensions={
@@ -84,15 +90,10 @@ def check_out(event: Event, blobs: BlobStore | None, expire_days: int | None = N
                              f"the reference says {expected}")
     extensions = {k: v for k, v in event.extensions.items()
                   if k not in (CLAIM_EXTENSION, SIZE_EXTENSION)}
-    textual = event.datacontenttype is None or "json" in event.datacontenttype
-    if textual:
-        try:
-            data = json.loads(payload)
-        except ValueError as error:
-            raise PermanentError(f"claim-checked payload {reference} is not JSON: "
-                                 f"{error}") from None
-    else:
-        data = payload
+    data, problems = codec.decode(payload, event.datacontenttype)
+    if problems:
+        raise ValidationError(f"claim-checked payload {reference} does not read as "
+                              f"{event.datacontenttype or 'JSON'}", problems)
     return replace(event, data=data, extensions=extensions)
 
 

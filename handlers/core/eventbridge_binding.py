@@ -17,8 +17,6 @@ SQS themselves.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import uuid
@@ -30,23 +28,14 @@ from handlers.core import jsonformat
 from handlers.core.app import Catalog
 from handlers.core.errors import ValidationError
 from handlers.core.events import CORE_ATTRIBUTES, SPECVERSION, Event, attribute_problems
+from handlers.core.wire import data as codec
+from handlers.core.wire import jsontext
+from handlers.core.wire.jsontext import Positioned, json_type
 
-#: Entries per PutEvents call. AWS takes 10; the local server takes up to 500 so load
-#: generators need not chunk, and so does `from_put_events_body`.
-AWS_MAX_ENTRIES: Final = 10
+#: Entries a PutEvents-shaped request may carry at an ingress (the local server and the
+#: HTTP front doors). AWS's own PutEvents takes fewer per call: that limit, and the size
+#: limits, live with the AWS adapter (`adapters/aws/eventbridge_limits.py`).
 MAX_ENTRIES: Final = 500
-#: EventBridge's entry size limit (raised from 256 KiB to 1 MiB in 2025); see `entry_size`.
-MAX_ENTRY_BYTES: Final = 1024 * 1024
-#: SQS's message size limit. The bus's targets are the consumers' queues, and a delivered
-#: event is the entry inside EventBridge's envelope (version, id, account, time, region,
-#: resources and the keys: a few hundred bytes), so an entry at MAX_ENTRY_BYTES is taken
-#: by PutEvents but cannot reach a queue: EventBridge would dead-letter it at the target.
-SQS_MAX_MESSAGE_BYTES: Final = 1024 * 1024
-DELIVERY_ENVELOPE_BYTES: Final = 4096
-#: The largest entry that still reaches a consumer's queue: what our publishers allow, and
-#: above which they claim-check.
-MAX_DELIVERABLE_BYTES: Final = min(MAX_ENTRY_BYTES,
-                                   SQS_MAX_MESSAGE_BYTES - DELIVERY_ENVELOPE_BYTES)
 
 #: What PutEvents accepts in an entry; anything else is a caller's typo, so it is reported.
 ENTRY_FIELDS: Final = frozenset(
@@ -73,8 +62,6 @@ _TRACEPARENT: Final = re.compile(
 _NAME_SEPARATORS: Final = re.compile(r"[-_.\s]")
 _EXTENSION_NAME: Final = re.compile(r"^[a-z0-9]{1,20}$")
 
-Positioned = tuple[str, Event]
-
 
 # --- Event -> EventBridge -------------------------------------------------------------
 
@@ -93,8 +80,7 @@ def to_put_events_entry(
         if key in payload:
             envelope[key] = payload[key]
     try:
-        detail = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"),
-                            allow_nan=False)
+        detail = jsontext.dumps(envelope)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"event '{event.id}' cannot be encoded as JSON", [str(exc)]) \
             from exc
@@ -108,19 +94,6 @@ def to_put_events_entry(
     if bus_name:
         entry["EventBusName"] = bus_name
     return entry
-
-
-def entry_size(entry: Mapping[str, Any]) -> int:
-    """Bytes an entry counts against `MAX_ENTRY_BYTES`, as AWS documents the calculation."""
-    size = 14 if entry.get("Time") is not None else 0
-    for key in ("Source", "DetailType", "Detail"):
-        value = entry.get(key)
-        if isinstance(value, str):
-            size += len(value.encode("utf-8"))
-    for resource in entry.get("Resources") or ():
-        if isinstance(resource, str):
-            size += len(resource.encode("utf-8"))
-    return size
 
 
 # --- EventBridge -> Event -------------------------------------------------------------
@@ -166,7 +139,7 @@ def from_eventbridge_event(evt: Mapping[str, Any], catalog: Catalog) -> Event:
     if detail is None:
         problems.append(f"{where}.detail is required")
     elif not isinstance(detail, Mapping):
-        problems.append(f"{where}.detail must be a JSON object, got {_json_type(detail)}")
+        problems.append(f"{where}.detail must be a JSON object, got {json_type(detail)}")
     else:
         event, more = _read_detail(
             source, detail_type, detail, catalog,
@@ -195,14 +168,14 @@ def read_put_events_body(
     accept the good entries and report the failed ones.
     """
     if not isinstance(body, Mapping):
-        return [], [f"a PutEvents body must be a JSON object, got {_json_type(body)}"]
+        return [], [f"a PutEvents body must be a JSON object, got {json_type(body)}"]
     problems = [
         f"unknown field '{key}' (a PutEvents body takes {', '.join(sorted(_BODY_FIELDS))})"
         for key in body if key not in _BODY_FIELDS
     ]
     entries = body.get("Entries")
     if not isinstance(entries, list):
-        shown = "missing" if entries is None else _json_type(entries)
+        shown = "missing" if entries is None else json_type(entries)
         return [], [*problems, f"Entries must be an array of entries, got {shown}"]
     if not entries:
         return [], [*problems, "Entries is empty (send at least one entry)"]
@@ -223,7 +196,7 @@ def _read_entry(
     entry: Any, catalog: Catalog, default_id: str | None, where: str
 ) -> tuple[Event | None, list[str]]:
     if not isinstance(entry, Mapping):
-        return None, [f"{where} must be a JSON object, got {_json_type(entry)}"]
+        return None, [f"{where} must be a JSON object, got {json_type(entry)}"]
     problems = [
         f"{where}: unknown field '{key}' (PutEvents entries take "
         f"{', '.join(sorted(ENTRY_FIELDS))})"
@@ -262,14 +235,14 @@ def _detail_object(entry: Mapping[str, Any], where: str, problems: list[str]) ->
                         "got an object (send json.dumps(detail))")
         return None
     if not isinstance(detail, str):
-        problems.append(f"{where}.Detail must be a JSON string, got {_json_type(detail)}")
+        problems.append(f"{where}.Detail must be a JSON string, got {json_type(detail)}")
         return None
-    parsed, problem = jsonformat.read_json(detail)  # the strict reader every edge shares
+    parsed, problem = jsontext.parse(detail, f"{where}.Detail")
     if problem:
-        problems.append(f"{where}.Detail {problem}")
+        problems.append(problem)
         return None
     if not isinstance(parsed, dict):
-        problems.append(f"{where}.Detail must be a JSON object, got {_json_type(parsed)}")
+        problems.append(f"{where}.Detail must be a JSON object, got {json_type(parsed)}")
         return None
     return parsed
 
@@ -334,15 +307,10 @@ def _envelope_data(detail: Mapping[str, Any], where: str, problems: list[str]) -
         return detail.get("data")
     if "data" in detail:
         problems.append(f"{where}: has both 'data' and 'data_base64'")
-    raw = detail["data_base64"]
-    if not isinstance(raw, str):
-        problems.append(f"{where}.data_base64 must be a string")
-        return None
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        problems.append(f"{where}.data_base64 is not valid base64")
-        return None
+    data, problem = codec.decode_base64(detail["data_base64"], f"{where}.data_base64")
+    if problem:
+        problems.append(problem)
+    return data
 
 
 def _seed_attributes(
@@ -364,7 +332,7 @@ def _seed_attributes(
         value = _attribute_value(raw, name == "time")
         if value is None:
             problems.append(f"{where}.{key} must be a string, number or boolean, "
-                            f"got {_json_type(raw)}")
+                            f"got {json_type(raw)}")
             continue
         if key == "trace_id" and not _TRACEPARENT.match(value):
             name = _TRACE_ID_FALLBACK
@@ -410,7 +378,7 @@ def _time_value(raw: Any, where: str, problems: list[str]) -> str | None:
             problems.append(f"{where} is out of range: {raw!r}")
             return None
     problems.append(f"{where} must be an RFC 3339 string or epoch seconds, got "
-                    f"{_json_type(raw)}")
+                    f"{json_type(raw)}")
     return None
 
 
@@ -458,27 +426,9 @@ def _required_str(
     return value
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "null" if value is None else type(value).__name__
-
-
 __all__ = [
-    "AWS_MAX_ENTRIES",
     "ENTRY_FIELDS",
     "MAX_ENTRIES",
-    "MAX_DELIVERABLE_BYTES",
-    "MAX_ENTRY_BYTES",
-    "entry_size",
     "from_eventbridge_event",
     "from_put_events_body",
     "from_put_events_entry",

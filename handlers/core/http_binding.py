@@ -2,18 +2,12 @@
 
 Structured and batched mode put the whole event in a JSON body (`jsonformat`), so they
 carry any event exactly. Binary mode carries the attributes as percent-encoded `ce-*`
-headers and the data as the raw body, so only the content type can say which Python type
-`data` had on the way in:
+headers and the data as the raw body (`wire.binary`), so only the content type can say
+which Python type `data` had on the way in: the data codec's table (`wire.data`) says
+how each content type reads back, and a missing Content-Type is read the way the
+CloudEvents SDK reads it (the JSON value if the body parses, else the bytes).
 
-    Content-Type                         data read back as
-    JSON (application/json, */*+json,    the JSON value
-      text/json)
-    text (text/*, */*+xml, charset=...)  str, decoded with the declared charset
-    any other                            bytes
-    none                                 the JSON value if the body is JSON, else bytes
-
-An event whose data does not fit its content type (bytes labelled JSON, a dict labelled
-XML, empty data that would read back as no data) cannot cross binary mode exactly.
+An event whose data does not fit its content type cannot cross binary mode exactly.
 `to_binary` refuses it, naming why, rather than change it in flight; `to_http` picks binary
 mode when it is exact and structured mode otherwise, so callers that do not care about the
 mode never lose anything.
@@ -21,24 +15,23 @@ mode never lose anything.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from handlers.core import jsonformat
 from handlers.core.errors import ValidationError
-from handlers.core.events import Event, attribute_problems
+from handlers.core.events import Event
+from handlers.core.wire import binary, jsontext
+from handlers.core.wire.data import data_kind, parse_media_type
+from handlers.core.wire.jsontext import Positioned
 
 Mode = Literal["binary", "structured", "batch"]
-DataKind = Literal["json", "text", "bytes"]
-#: One decoded event and where it was in the message ("event", "event[3]").
-Positioned = tuple[str, Event]
 
 STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json; charset=utf-8"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json; charset=utf-8"
 
-_HEADER_PREFIX: Final = "ce-"
-_CONTENT_TYPE: Final = "content-type"
+_HEADER_PREFIX: Final = binary.PREFIX
+_CONTENT_TYPE: Final = binary.CONTENT_TYPE
 _STRUCTURED_MEDIA_TYPE: Final = "application/cloudevents+json"
 _BATCH_MEDIA_TYPE: Final = "application/cloudevents-batch+json"
 # The spec tells modes apart by prefix, so "application/cloudevents+avro" is structured
@@ -47,34 +40,11 @@ _MODE_PREFIXES: Final[tuple[tuple[str, Mode], ...]] = (
     ("application/cloudevents-batch", "batch"),
     ("application/cloudevents", "structured"),
 )
-# Attributes that must never arrive as a `ce-` header, and why.
-_FORBIDDEN_HEADERS: Final[Mapping[str, str]] = {
-    "ce-datacontenttype": "must not be present in binary mode (the Content-Type header "
-    "carries datacontenttype)",
-    "ce-data": "'data' is reserved for the event data and cannot be an attribute",
-}
-
-# How a body is read back, by media type; suffixes per RFC 6839, then the top-level type.
-_MEDIA_TYPE_KINDS: Final[Mapping[str, DataKind]] = {
-    "application/json": "json",
-    "text/json": "json",
-    "application/xml": "text",
-    "application/yaml": "text",
-    "application/x-yaml": "text",
-    "application/javascript": "text",
-    "application/x-www-form-urlencoded": "text",
-    "application/graphql": "text",
-}
-_SUFFIX_KINDS: Final[Mapping[str, DataKind]] = {"+json": "json", "+xml": "text", "+yaml": "text"}
-_TOP_LEVEL_KINDS: Final[Mapping[str, DataKind]] = {"text": "text"}
-_DEFAULT_CHARSET: Final = "utf-8"
 
 # Characters sent as themselves in a header value (spec 3.1.3.2): printable ASCII except
 # space, double quote and percent. Everything else goes out as %XX of its UTF-8 bytes.
 _HEADER_SAFE: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "%"}
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
-_NOT_JSON: Final = object()
-_EMPTY_DATA: Final = "empty data would be read back as no data (None)"
 
 
 # --- encoding -------------------------------------------------------------------------
@@ -86,17 +56,12 @@ def to_binary(event: Event) -> tuple[dict[str, str], bytes]:
     Raises `ValidationError` when the event cannot come back exactly (see the module
     docstring); use `to_http` to fall back to structured mode instead.
     """
-    body, problems = _binary_body(event)
+    fields, body, problems = _binary(event)
     if problems:
         raise ValidationError(f"event '{event.id}' cannot be sent exactly in binary mode",
                               problems)
-    headers: dict[str, str] = {}
-    for name, value in event.attributes().items():
-        if name == "datacontenttype":
-            headers[_CONTENT_TYPE] = value
-        else:
-            headers[_HEADER_PREFIX + name] = percent_encode(value)
-    return headers, body
+    return {name: value if name == _CONTENT_TYPE else percent_encode(value)
+            for name, value in fields.items()}, body
 
 
 def to_structured(event: Event) -> tuple[dict[str, str], bytes]:
@@ -120,7 +85,7 @@ def to_http(event: Event) -> tuple[dict[str, str], bytes]:
 
 def binary_problems(event: Event) -> list[str]:
     """Why binary mode would not bring this event back exactly (empty when it would)."""
-    return _binary_body(event)[1]
+    return _binary(event)[2]
 
 
 def percent_encode(value: str) -> str:
@@ -131,71 +96,10 @@ def percent_encode(value: str) -> str:
     )
 
 
-def data_kind(datacontenttype: str | None) -> DataKind | None:
-    """What binary mode reads a body of this content type back as (None: no type)."""
-    if datacontenttype is None:
-        return None
-    media_type, params = _parse_media_type(datacontenttype)
-    if media_type in _MEDIA_TYPE_KINDS:
-        return _MEDIA_TYPE_KINDS[media_type]
-    for suffix, kind in _SUFFIX_KINDS.items():
-        if media_type.endswith(suffix):
-            return kind
-    top_level = media_type.partition("/")[0]
-    if top_level in _TOP_LEVEL_KINDS:
-        return _TOP_LEVEL_KINDS[top_level]
-    # A charset parameter only makes sense for text, whatever the type is called.
-    return "text" if "charset" in params else "bytes"
-
-
-def _binary_body(event: Event) -> tuple[bytes, list[str]]:
-    """The body binary mode sends, and every reason it would not read back as `data`."""
-    content_type = event.datacontenttype
-    problems = _content_type_problems(content_type)
-    data = event.data
-    if data is None:
-        return b"", problems
-    kind = data_kind(content_type)
-    charset = _charset(content_type)
-    if isinstance(data, (bytes, bytearray)):
-        body = bytes(data)
-        if not body:
-            problems.append(_EMPTY_DATA)
-        elif kind == "json":
-            problems.append(f"bytes data with JSON datacontenttype '{content_type}' would be "
-                            "read back as the parsed JSON value")
-        elif kind == "text":
-            problems.append(f"bytes data with text datacontenttype '{content_type}' would be "
-                            "read back as str")
-        elif kind is None and body and _sniff_json(body) is not _NOT_JSON:
-            problems.append("bytes data that is itself valid JSON, without a "
-                            "datacontenttype, would be read back as the JSON value; set "
-                            "datacontenttype (e.g. application/octet-stream)")
-        return body, problems
-    if kind in (None, "json"):
-        try:
-            return _json_text(data).encode(charset), problems
-        except (TypeError, ValueError, RecursionError) as exc:  # incl. UnicodeEncodeError
-            return b"", [*problems, f"data cannot be encoded as JSON in {charset}: {exc}"]
-        except LookupError:
-            return b"", [*problems, f"unknown charset '{charset}'"]
-    if not isinstance(data, str):
-        noun = "text" if kind == "text" else "binary"
-        problems.append(f"{type(data).__name__} data cannot be sent as {noun} "
-                        f"datacontenttype '{content_type}' (use str or bytes data, or a "
-                        "JSON content type)")
-        return b"", problems
-    if not data:
-        problems.append(_EMPTY_DATA)
-    if kind == "bytes":
-        problems.append(f"str data with binary datacontenttype '{content_type}' would be "
-                        "read back as bytes")
-    try:
-        return data.encode(charset), problems
-    except UnicodeEncodeError as exc:
-        return b"", [*problems, f"data cannot be encoded in {charset}: {exc.reason}"]
-    except LookupError:
-        return b"", [*problems, f"unknown charset '{charset}'"]
+def _binary(event: Event) -> tuple[dict[str, str], bytes, list[str]]:
+    """The wire's binary mode, plus what only HTTP adds: the Content-Type header rules."""
+    fields, body, problems = binary.write(event)
+    return fields, body, _content_type_problems(event.datacontenttype) + problems
 
 
 def _content_type_problems(content_type: str | None) -> list[str]:
@@ -250,18 +154,18 @@ def read_http(headers: Mapping[str, str], body: bytes) -> tuple[list[Positioned]
                         f"{_BATCH_MEDIA_TYPE}"]
         event, more = _read_binary(lowered, body)
         return ([("event", event)] if event else []), problems + more
-    media_type = _parse_media_type(content_type or "")[0]
+    media_type = parse_media_type(content_type or "")[0]
     expected = _STRUCTURED_MEDIA_TYPE if mode == "structured" else _BATCH_MEDIA_TYPE
     if media_type != expected:
         return [], [*problems, f"unsupported event format '{media_type}' (only {expected} "
                     f"is understood)"]
-    parsed, problem = _parse_json(body)
+    parsed, problem = jsontext.parse(body)
     if problem:
         return [], [*problems, problem]
     if mode == "structured":
         return _read_items([("event", parsed)], problems)
     if not isinstance(parsed, list):
-        return [], [*problems, f"a batch must be a JSON array, got {_json_type(parsed)}"]
+        return [], [*problems, f"a batch must be a JSON array, got {jsontext.json_type(parsed)}"]
     if not parsed:
         return [], [*problems, "batch is empty (send at least one event)"]
     return _read_items([(f"event[{i}]", item) for i, item in enumerate(parsed)], problems)
@@ -280,52 +184,21 @@ def _read_items(
 
 
 def _read_binary(lowered: Mapping[str, str], body: bytes) -> tuple[Event | None, list[str]]:
+    """Undo the header value encoding, then read binary mode like every transport does."""
     problems: list[str] = []
-    attributes: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     for header, raw in lowered.items():
-        if not header.startswith(_HEADER_PREFIX):
-            continue
-        if header in _FORBIDDEN_HEADERS:
-            problems.append(f"header '{header}' {_FORBIDDEN_HEADERS[header]}")
-            continue
-        value, problem = _decode_header_value(raw)
-        if problem:
-            problems.append(f"header '{header}': {problem}")
-        else:
-            attributes[header[len(_HEADER_PREFIX):]] = value
-    content_type = lowered.get(_CONTENT_TYPE, "").strip(" \t") or None
-    if content_type is not None:
-        attributes["datacontenttype"] = content_type
-    problems.extend(attribute_problems(attributes))
-    data, more = _binary_data(body, content_type)
+        if header == _CONTENT_TYPE:
+            fields[header] = raw
+        elif header.startswith(binary.PREFIX):
+            value, problem = _decode_header_value(raw)
+            if problem:
+                problems.append(f"header '{header}': {problem}")
+            else:
+                fields[header] = value
+    event, more = binary.read(fields, body, "header")
     problems.extend(more)
-    if problems:
-        return None, problems
-    return Event.from_attributes(attributes, data), []
-
-
-def _binary_data(body: bytes, content_type: str | None) -> tuple[Any, list[str]]:
-    """The inverse of `_binary_body`; an empty body is no data whatever the type."""
-    if not body:
-        return None, []
-    kind = data_kind(content_type)
-    if kind is None:
-        value = _sniff_json(body)
-        return (body if value is _NOT_JSON else value), []
-    if kind == "bytes":
-        return body, []
-    params = _parse_media_type(content_type or "")[1]
-    charset = params.get("charset", _DEFAULT_CHARSET)
-    try:
-        text = body.decode(charset)
-    except LookupError:
-        return None, [f"unknown charset '{charset}' in Content-Type"]
-    except UnicodeDecodeError as exc:
-        return None, [f"body is not valid {charset}: {exc.reason} at byte {exc.start}"]
-    if kind == "text":
-        return text, []
-    value, problem = _parse_json(text)
-    return value, [problem] if problem else []
+    return (None if problems else event), problems
 
 
 def _decode_header_value(raw: str) -> tuple[str, str | None]:
@@ -389,57 +262,18 @@ def _lower(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 def _mode_of(content_type: str | None) -> Mode | None:
     if content_type is None:
         return None
-    media_type = _parse_media_type(content_type)[0]
+    media_type = parse_media_type(content_type)[0]
     for prefix, mode in _MODE_PREFIXES:
         if media_type.startswith(prefix):
             return mode
     return None
 
 
-def _parse_media_type(value: str) -> tuple[str, dict[str, str]]:
-    media_type, _, rest = value.partition(";")
-    params: dict[str, str] = {}
-    for part in rest.split(";"):
-        key, sep, param = part.partition("=")
-        if sep:
-            params[key.strip().lower()] = param.strip().strip('"')
-    return media_type.strip().lower(), params
-
-
-def _charset(content_type: str | None) -> str:
-    if content_type is None:
-        return _DEFAULT_CHARSET
-    return _parse_media_type(content_type)[1].get("charset", _DEFAULT_CHARSET)
-
-
-def _parse_json(body: bytes | str) -> tuple[Any, str | None]:
-    # The strict reader every edge shares (UTF-8 only, finite numbers, no lone surrogates,
-    # bounded depth): see jsonformat.
-    value, problem = jsonformat.read_json(body)
-    return value, (f"body {problem}" if problem else None)
-
-
-def _sniff_json(body: bytes) -> Any:
-    value, problem = _parse_json(body)
-    return _NOT_JSON if problem else value
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def _json_bytes(value: Any) -> bytes:
     try:
-        return _json_text(value).encode("utf-8")
+        return jsontext.dumps(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ValidationError("event cannot be encoded as JSON", [str(exc)]) from exc
-
-
-_JSON_TYPE_NAMES: Final[dict[type, str]] = {dict: "an object", list: "an array", str: "a string"}
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), "a scalar")
 
 
 __all__ = [

@@ -1,16 +1,40 @@
-"""A small JSON Schema (draft 2020-12 subset) validator that reports every problem.
+"""JSON Schema (draft 2020-12) validation of event data, reporting every problem.
 
-Schemas in the catalog are plain JSON Schema documents, so they can be published as they
-are; this validator implements the keywords they use (type, properties, required,
-additionalProperties, items, minItems, minimum, exclusiveMinimum, minLength, maxLength,
-enum, pattern) without a third-party dependency, because the Lambda and Cloud Functions
-archives carry only `handlers/` and `adapters/`.
+Schemas in the catalog are plain JSON Schema documents, so they are published as they are
+(AsyncAPI, JSON Schema export). This validator implements a named set of keywords
+(`VALIDATION_KEYWORDS`) and **refuses at catalog load** a schema that uses any other one
+(`schema_problems`, called by `EventType`): a keyword it would skip (`format`, `oneOf`,
+`$ref`...) can never pass data silently.
+
+Why not a library:
+- the front doors answer every problem in one round trip (a producer fixes all of them
+  at once), and `fastjsonschema` - the one pure-Python, compiled-validator candidate -
+  raises at the first error only: version 2.22.3, given `{"a": 1}` for a schema that
+  requires a string `a` and an integer `b`, reports "data must contain ['b'] properties"
+  and nothing about `a`. It would also add ~25 KB to each zip, and its import took
+  ~6.6 ms on the development machine (bytecode cached; this module: ~1.3 ms) before it
+  generates and exec()s code for each schema;
+- `jsonschema` reports every error, but needs `referencing` and `rpds-py` (a compiled
+  extension): a Lambda zip built on a developer's machine would carry a wheel for the
+  wrong platform, and the Lambda runtime gives only the standard library and boto3;
+- the catalog uses a dozen keywords; this module is about 200 lines of standard library,
+  adds nothing to the function archives and nothing measurable to a cold start.
+
+What is implemented follows the 2020-12 validation vocabulary: `type` (with `integer`
+true for 1.0, and JSON booleans not numbers), `enum`/`const` compared as JSON values
+(`true` is not `1`), `minLength`/`maxLength` in code points, `pattern` as an unanchored
+ECMA-262-like regular expression (Python `re`; the catalog's patterns use the common
+subset), numeric bounds, `required`, `properties`, `additionalProperties` (a boolean or a
+schema), `items`, `minItems`/`maxItems`, `uniqueItems`. Annotations (`title`,
+`description`, `examples`, `default`, `$comment`, `$schema`, `$id`, `deprecated`,
+`readOnly`, `writeOnly`) are allowed and, as the spec says, do not affect validation.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Final
 
 _TYPES: Final[dict[str, tuple[type, ...]]] = {
@@ -22,6 +46,167 @@ _TYPES: Final[dict[str, tuple[type, ...]]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_type(value: Any) -> bool:
+    names = [value] if isinstance(value, str) else value
+    return isinstance(names, list) and bool(names) and all(n in _TYPES for n in names)
+
+
+def _is_pattern(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        _compiled(value)
+    except re.error:
+        return False
+    return True
+
+
+def _is_schema_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(v, Mapping) for v in value.values())
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: Every validation keyword implemented here, with the check its value must pass.
+VALIDATION_KEYWORDS: Final[Mapping[str, tuple[Callable[[Any], bool], str]]] = {
+    "type": (_is_type, f"a type name or a list of them ({', '.join(_TYPES)})"),
+    "enum": (lambda v: isinstance(v, list) and bool(v), "a non-empty array"),
+    "const": (lambda v: True, "any JSON value"),
+    "minLength": (_is_count, "a non-negative integer"),
+    "maxLength": (_is_count, "a non-negative integer"),
+    "pattern": (_is_pattern, "a regular expression"),
+    "minimum": (_is_number, "a number"),
+    "maximum": (_is_number, "a number"),
+    "exclusiveMinimum": (_is_number, "a number"),
+    "exclusiveMaximum": (_is_number, "a number"),
+    "required": (_is_string_list, "an array of property names"),
+    "properties": (_is_schema_map, "an object of schemas"),
+    "additionalProperties": (lambda v: isinstance(v, (bool, Mapping)),
+                             "a boolean or a schema"),
+    "items": (lambda v: isinstance(v, Mapping), "a schema"),
+    "minItems": (_is_count, "a non-negative integer"),
+    "maxItems": (_is_count, "a non-negative integer"),
+    "uniqueItems": (lambda v: isinstance(v, bool), "a boolean"),
+}
+#: Keywords that annotate and never validate (JSON Schema 2020-12, meta-data vocabulary).
+ANNOTATIONS: Final = frozenset({"title", "description", "examples", "default", "$comment",
+                                "$schema", "$id", "deprecated", "readOnly", "writeOnly"})
+
+
+def schema_problems(schema: Any, path: str = "schema") -> list[str]:
+    """Every keyword this validator would not enforce, or whose value is malformed."""
+    if not isinstance(schema, Mapping):
+        return [f"{path} must be an object"]
+    problems: list[str] = []
+    for keyword, value in schema.items():
+        if keyword in ANNOTATIONS:
+            continue
+        rule = VALIDATION_KEYWORDS.get(keyword)
+        if rule is None:
+            problems.append(f"{path}: keyword '{keyword}' is not supported by this "
+                            f"validator (supported: {', '.join(VALIDATION_KEYWORDS)})")
+        elif not rule[0](value):
+            problems.append(f"{path}.{keyword} must be {rule[1]}")
+    if isinstance(schema.get("properties"), Mapping):
+        for name, sub in schema["properties"].items():
+            problems.extend(schema_problems(sub, f"{path}.properties.{name}"))
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(schema.get(keyword), Mapping):
+            problems.extend(schema_problems(schema[keyword], f"{path}.{keyword}"))
+    return problems
+
+
+def validate(schema: Mapping[str, Any], value: Any, path: str = "data") -> list[str]:
+    """Every way `value` violates `schema`, each naming the offending path."""
+    expected = schema.get("type")
+    if expected is not None and not _type_ok(value, expected):
+        return [f"{path} must be of type {expected}, got {type(value).__name__}"]
+    problems: list[str] = []
+    if "enum" in schema and not any(_same(value, v) for v in schema["enum"]):
+        allowed = ", ".join(repr(v) for v in schema["enum"])
+        problems.append(f"{path} must be one of {allowed}, got {value!r}")
+    if "const" in schema and not _same(value, schema["const"]):
+        problems.append(f"{path} must be {schema['const']!r}, got {value!r}")
+    if isinstance(value, str):
+        problems.extend(_string_problems(schema, value, path))
+    if _is_number(value):
+        problems.extend(_number_problems(schema, value, path))
+    if isinstance(value, dict):
+        problems.extend(_object_problems(schema, value, path))
+    if isinstance(value, (list, tuple)):
+        problems.extend(_array_problems(schema, value, path))
+    return problems
+
+
+def _string_problems(schema: Mapping[str, Any], value: str, path: str) -> list[str]:
+    problems = []
+    if len(value) < schema.get("minLength", 0):
+        problems.append(f"{path} must not be empty" if schema["minLength"] == 1
+                        else f"{path} must be at least {schema['minLength']} characters")
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        problems.append(f"{path} must be at most {schema['maxLength']} characters")
+    if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
+        problems.append(f"{path} must match {schema['pattern']!r}")
+    return problems
+
+
+_BOUNDS: Final[tuple[tuple[str, Callable[[float, float], bool], str], ...]] = (
+    ("minimum", lambda v, b: v >= b, ">="),
+    ("maximum", lambda v, b: v <= b, "<="),
+    ("exclusiveMinimum", lambda v, b: v > b, ">"),
+    ("exclusiveMaximum", lambda v, b: v < b, "<"),
+)
+
+
+def _number_problems(schema: Mapping[str, Any], value: float, path: str) -> list[str]:
+    return [f"{path} must be {word} {schema[keyword]}, got {value}"
+            for keyword, ok, word in _BOUNDS
+            if keyword in schema and not ok(value, schema[keyword])]
+
+
+def _object_problems(schema: Mapping[str, Any], value: Mapping[str, Any],
+                     path: str) -> list[str]:
+    problems = [f"{path}.{name} is required" for name in schema.get("required", ())
+                if name not in value]
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    additional = schema.get("additionalProperties", True)
+    for name, item in value.items():
+        if name in properties:
+            problems.extend(validate(properties[name], item, f"{path}.{name}"))
+        elif additional is False:
+            problems.append(f"{path}.{name} is not allowed")
+        elif isinstance(additional, Mapping):
+            problems.extend(validate(additional, item, f"{path}.{name}"))
+    return problems
+
+
+def _array_problems(schema: Mapping[str, Any], value: Sequence[Any], path: str) -> list[str]:
+    problems = []
+    if len(value) < schema.get("minItems", 0):
+        problems.append(f"{path} must have at least {schema['minItems']} item(s)")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append(f"{path} must have at most {schema['maxItems']} item(s)")
+    if schema.get("uniqueItems") is True:
+        for later in range(1, len(value)):
+            if any(_same(value[later], value[earlier]) for earlier in range(later)):
+                problems.append(f"{path}[{later}] repeats an earlier item (items must be "
+                                "unique)")
+    if "items" in schema:
+        for index, item in enumerate(value):
+            problems.extend(validate(schema["items"], item, f"{path}[{index}]"))
+    return problems
 
 
 def _type_ok(value: Any, expected: str | list[str]) -> bool:
@@ -36,42 +221,22 @@ def _type_ok(value: Any, expected: str | list[str]) -> bool:
     return False
 
 
-def validate(schema: Mapping[str, Any], value: Any, path: str = "data") -> list[str]:
-    """Every way `value` violates `schema`, each naming the offending path."""
-    problems: list[str] = []
-    expected = schema.get("type")
-    if expected is not None and not _type_ok(value, expected):
-        return [f"{path} must be of type {expected}, got {type(value).__name__}"]
-    if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(repr(v) for v in schema["enum"])
-        problems.append(f"{path} must be one of {allowed}, got {value!r}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            problems.append(f"{path} must not be empty" if schema["minLength"] == 1
-                            else f"{path} must be at least {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            problems.append(f"{path} must be at most {schema['maxLength']} characters")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            problems.append(f"{path} must match {schema['pattern']!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            problems.append(f"{path} must be >= {schema['minimum']}, got {value}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            problems.append(f"{path} must be > {schema['exclusiveMinimum']}, got {value}")
-    if isinstance(value, dict):
-        properties: Mapping[str, Any] = schema.get("properties", {})
-        for name in schema.get("required", ()):
-            if name not in value:
-                problems.append(f"{path}.{name} is required")
-        for name, item in value.items():
-            if name in properties:
-                problems.extend(validate(properties[name], item, f"{path}.{name}"))
-            elif schema.get("additionalProperties") is False:
-                problems.append(f"{path}.{name} is not allowed")
-    if isinstance(value, (list, tuple)):
-        if len(value) < schema.get("minItems", 0):
-            problems.append(f"{path} must have at least {schema['minItems']} item(s)")
-        if "items" in schema:
-            for index, item in enumerate(value):
-                problems.extend(validate(schema["items"], item, f"{path}[{index}]"))
-    return problems
+def _same(a: Any, b: Any) -> bool:
+    """Equality of JSON values: Python's `True == 1` is not JSON's."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return bool(a == b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+__all__ = ["ANNOTATIONS", "VALIDATION_KEYWORDS", "schema_problems", "validate"]

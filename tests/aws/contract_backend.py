@@ -19,11 +19,12 @@ from typing import Any
 import boto3
 
 from adapters.aws.dynamodb_store import from_dynamo
+from adapters.aws.eventbridge_limits import AWS_MAX_ENTRIES
 from adapters.aws.eventbridge_publisher import EventBridgePublisher
 from adapters.aws.stepfunctions_starter import execution_name
 from adapters.aws.topology import KEY_ATTRIBUTE
 from handlers.core.app import App
-from handlers.core.eventbridge_binding import AWS_MAX_ENTRIES, to_put_events_entry
+from handlers.core.eventbridge_binding import to_put_events_entry
 from handlers.core.events import Event
 from handlers.orders import saga_id_for
 from tests.aws.moto_stack import REGION, MotoStack

@@ -9,11 +9,12 @@ from typing import Any
 import boto3
 import pytest
 
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES as LIMIT
+from adapters.aws.eventbridge_limits import entry_size
 from adapters.aws.eventbridge_publisher import EntryTooLarge, EventBridgePublisher
 from handlers.catalog import CATALOG, INVENTORY_UPDATED
 from handlers.core.errors import TransientError
-from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES as LIMIT
-from handlers.core.eventbridge_binding import entry_size, from_eventbridge_event
+from handlers.core.eventbridge_binding import from_eventbridge_event
 from handlers.core.events import Event
 from tests.factories import order_created
 

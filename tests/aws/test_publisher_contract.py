@@ -17,14 +17,10 @@ import boto3
 import pytest
 
 import tests.contract.publisher_contract as contract
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES, entry_size
 from adapters.aws.eventbridge_publisher import EventBridgePublisher
 from handlers.catalog import CATALOG
-from handlers.core.eventbridge_binding import (
-    MAX_DELIVERABLE_BYTES,
-    entry_size,
-    from_eventbridge_event,
-    to_put_events_entry,
-)
+from handlers.core.eventbridge_binding import from_eventbridge_event, to_put_events_entry
 from handlers.core.events import Event
 
 for _name in dir(contract):

@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES
 from adapters.aws.eventbridge_publisher import EventBridgePublisher, FailedEntry
 from adapters.cli import main
 from adapters.ops.aws_send import AwsSender
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED, NOTIFICATION_SENT, ORDER_CREATED
-from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES, from_eventbridge_event
+from handlers.core.eventbridge_binding import from_eventbridge_event
 from handlers.core.events import Event
 from handlers.core.http_binding import to_batch
 from tests.aws.moto_stack import MotoStack

@@ -154,7 +154,7 @@ def test_send_orders_tables_and_the_order_trace(server: Server) -> None:
     assert server.call("/api/tables/orders?offset=x")[0] == 400
 
 
-def test_send_reports_bad_input_and_warnings(server: Server) -> None:
+def test_send_refuses_bad_input_as_every_front_door_does(server: Server) -> None:
     status, reply = server.call("/api/send", {"event": {"type": "x"}})
     assert status == 400 and any("id" in p for p in reply["problems"])
     status, reply = server.call("/api/send", {"nothing": 1})
@@ -162,7 +162,8 @@ def test_send_reports_bad_input_and_warnings(server: Server) -> None:
     bad = put_events(("inventory", "Inventory Updated", {"item_id": "a", "quantity": -1,
                                                         "action": "restock"}))
     status, reply = server.call("/api/send", {"event": bad})
-    assert status == 202 and reply["warnings"][0]["problems"]
+    assert status == 400 and any("quantity" in p for p in reply["problems"]), reply
+    assert server.runtime.counts()["events"] == 0
 
 
 def test_dead_letters_redrive_and_discard_like_the_cli(server: Server) -> None:

@@ -1,5 +1,6 @@
-"""Bad input at every edge: each adapter entry point gets the malformed inputs of
-RELIABILITY.md cases 5 and 7 (plus garbage, wrong content types, huge headers) and must
+"""Bad input at every edge: each adapter entry point gets the
+malformed inputs (missing or wrong attributes, bad JSON, bad base64, a payload one byte
+over its transport's limit, plus garbage, wrong content types, huge headers) and must
 answer with an error that names the problem, and have no effect: nothing stored, nothing
 published, nothing started; a queue delivery is dead-lettered at once with the reason and
 not reported for retry.
@@ -24,6 +25,7 @@ import boto3
 import pytest
 
 from adapters.aws import lambda_entry
+from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES
 from adapters.aws.runtime import AwsRuntime, reset_runtime, runtime
 from adapters.aws.settings import Settings as AwsSettings
 from adapters.aws.topology import TableSpec
@@ -37,7 +39,6 @@ from adapters.local.runtime import Runtime as LocalRuntime
 from adapters.memory import MemoryPublisher, memory_ports
 from handlers.app import APP
 from handlers.core import jsonformat
-from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES
 from handlers.core.events import ensure_traceparent
 from tests.edges.cases import EVENTS, GARBAGE, GOOD, Bad
 
@@ -105,7 +106,7 @@ LOCAL_EXTRA = [
     (Bad("no content type", raw=b"hello", words=("none",)), {}, 415),
     (Bad("garbage as JSON", raw=GARBAGE, words=("not valid JSON",)),
      {"content-type": "application/json"}, 400),
-    (Bad("JSON that is no event", raw=b'{"hello": 1}', words=("not a CloudEvent",)),
+    (Bad("JSON that is no event", raw=b'{"hello": 1}', words=("not an event", "'Entries'")),
      {"content-type": "application/json"}, 400),
     (Bad("garbage as octet-stream", raw=GARBAGE, words=("'application/octet-stream'",)),
      {"content-type": "application/octet-stream"}, 415),
@@ -305,8 +306,9 @@ def test_api_gateway_refuses_a_body_that_is_not_base64(lam: dict[str, Any]) -> N
 
 def test_api_gateway_one_byte_over_the_entry_limit_is_413(lam: dict[str, Any]) -> None:
     # The real publisher measures the entry; it refuses before calling PutEvents.
+    from adapters.aws.eventbridge_limits import entry_size
     from adapters.aws.eventbridge_publisher import EventBridgePublisher
-    from handlers.core.eventbridge_binding import entry_size, to_put_events_entry
+    from handlers.core.eventbridge_binding import to_put_events_entry
 
     class NoCalls:
         def put_events(self, **_: Any) -> Any:
@@ -474,7 +476,7 @@ def test_workflows_step_endpoint_refuses_malformed_requests(
     _gcp_no_effect(gcf)
 
 
-def test_the_tables_cover_every_case_of_reliability_5_and_7() -> None:
+def test_the_tables_cover_every_malformed_input_and_limit_case() -> None:
     names = {c.name for c in EVENTS}
     assert {"missing id", "missing source", "missing type", "missing specversion",
             "wrong specversion", "bad JSON"} <= names

@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -53,6 +52,7 @@ from adapters.gcp.topology import (
 )
 from adapters.gcp.workflows import saga_yaml
 from handlers.app import APP
+from tests.eventually import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "switchyard-emulated"
@@ -73,19 +73,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+def deliveries(gcp: GcpEmulated, consumer: str, event_id: str) -> list[str]:
+    """The outcome ("processed", "duplicate", "ignored") of every push of `event_id` the
+    consumer's function has handled so far, from its JSON log lines.
+
+    The barrier for "nothing else happened": a test that fears a duplicate waits until the
+    duplicate was handled, then asserts; a sleep would only hope it had arrived.
+    """
+    outcomes = []
+    for line in (gcp.logs / f"function-{consumer}.log").read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue  # the server's own lines
         try:
-            last = check()
-            if last:
-                return last
-        except Exception as error:  # noqa: BLE001 - not ready yet
-            last = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "delivered" and record.get("event_id") == event_id:
+            outcomes.append(str(record.get("status")))
+    return outcomes
 
 
 def _http_ok(url: str) -> bool:
@@ -331,11 +336,11 @@ def gcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcpEmulated]:
             "serve", "--port", str(workflows_port)],
             env_vars={**os.environ, "WORKFLOWS_TIME_SCALE": "0.01"})
 
-        wait_until(lambda: _http_ok(f"http://{firestore_host}/"), 60, "the Firestore emulator")
-        wait_until(lambda: _port_open(pubsub_port), 60, "the Pub/Sub emulator")
+        eventually(lambda: _http_ok(f"http://{firestore_host}/"), "the Firestore emulator", 60)
+        eventually(lambda: _port_open(pubsub_port), "the Pub/Sub emulator", 60)
         for name, port in ports.items():
-            wait_until(lambda port=port: _port_open(port), 60, f"function server {name}")
-        wait_until(lambda: _http_ok(workflows_url + "/docs"), 60, "workflows-emulator")
+            eventually(lambda port=port: _port_open(port), f"function server {name}", 60)
+        eventually(lambda: _http_ok(workflows_url + "/docs"), "workflows-emulator", 60)
         _create_topology(top, functions)
         yield GcpEmulated(top, pubsub_host, firestore_host, functions, proxy, workflows_url,
                           source_dir, logs)
@@ -371,8 +376,8 @@ def start_emulators(procs: Processes) -> tuple[str, str]:
         str(platform / "cloud-firestore-emulator" / "cloud_firestore_emulator"), "start",
         "--host=127.0.0.1", f"--port={firestore_port}"])
     firestore_host = f"127.0.0.1:{firestore_port}"
-    wait_until(lambda: _http_ok(f"http://{firestore_host}/"), 60, "the Firestore emulator")
-    wait_until(lambda: _port_open(pubsub_port), 60, "the Pub/Sub emulator")
+    eventually(lambda: _http_ok(f"http://{firestore_host}/"), "the Firestore emulator", 60)
+    eventually(lambda: _port_open(pubsub_port), "the Pub/Sub emulator", 60)
     return f"127.0.0.1:{pubsub_port}", firestore_host
 
 
@@ -413,7 +418,7 @@ def start_workflows_emulator(procs: Processes, workflow_file: Path, name: str,
         "serve", "--port", str(port)],
         env_vars={**os.environ, "WORKFLOWS_TIME_SCALE": str(time_scale)})
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_ok(url + "/docs"), 60, "workflows-emulator")
+    eventually(lambda: _http_ok(url + "/docs"), "workflows-emulator", 60)
     return url
 
 
@@ -481,7 +486,7 @@ class Puller:
             hits = [m for m in self.poll() if match(m)]
             return hits if len(hits) >= count else None
 
-        return list(wait_until(found, timeout, what, interval=0.3))
+        return list(eventually(found, what, timeout, interval=0.3))
 
 
 @pytest.fixture(scope="session")

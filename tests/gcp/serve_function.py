@@ -39,6 +39,12 @@ if __name__ == "__main__":
         print(json.dumps([main.__file__, adapters.gcp.entry.__file__, handlers.app.__file__,
                           entries]))
         sys.exit(0)
+    # JSON log lines on stderr (the harness keeps them per function): each push the
+    # consumer handles logs "delivered" with its event id and outcome, which is what the
+    # tests wait on to know that a duplicate has arrived (see `deliveries` in conftest).
+    from handlers.core.observability import configure_logging
+
+    configure_logging("INFO")
     from functions_framework._cli import _cli
 
     sys.argv = ["functions-framework", *sys.argv[2:]]

@@ -194,7 +194,7 @@ def test_ingress_publishes_and_answers_202() -> None:
     event = restock("i1", 3)
     text, status, _ = process_ingest(rt, "POST", "/events", {
         "content-type": "application/cloudevents+json"}, jsonformat_bytes(event))
-    assert status == 202 and json.loads(text)["accepted"] == [event.id]
+    assert status == 202 and json.loads(text)["ids"] == [event.id]
     [(_, _, attributes, _)] = client.sent
     assert attributes["ce-id"] == event.id and attributes["ce-traceparent"]
 

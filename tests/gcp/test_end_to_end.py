@@ -21,8 +21,9 @@ from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.events import Event
 from handlers.core.ports import SAGAS
 from handlers.orders import saga_id_for
+from tests.eventually import eventually
 from tests.factories import order_created, restock, workflow_triggered
-from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, wait_until
+from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, deliveries
 
 pytestmark = pytest.mark.slow
 DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
@@ -34,14 +35,14 @@ def uid() -> str:
 
 def stock(store: Any, bus: Any, item: str, quantity: int) -> None:
     bus.publish([restock(item, quantity)])
-    wait_until(lambda: (store.get("inventory", item) or {}).get("available") == quantity, 30,
-               f"{quantity} of {item} in stock")
+    eventually(lambda: (store.get("inventory", item) or {}).get("available") == quantity,
+               f"{quantity} of {item} in stock", 30)
 
 
 def final_order(store: Any, order_id: str, timeout: float = 60) -> dict[str, Any]:
-    return wait_until(lambda: (o := store.get("orders", order_id)) and
-                      o["status"] in ("completed", "cancelled") and o, timeout,
-                      f"order {order_id} to finish")
+    return eventually(lambda: (o := store.get("orders", order_id)) and
+                      o["status"] in ("completed", "cancelled") and o,
+                      f"order {order_id} to finish", timeout)
 
 
 def test_completed_order(gcp: GcpEmulated, store: Any, bus: Any,
@@ -126,15 +127,16 @@ def test_dead_letters_are_listed_with_their_reason_and_redriven_after_a_fix(
                         {"item_id": item, "quantity": 2, "action": "remove"})
     bus.publish([removal])  # nothing in stock: refused, permanently
 
-    letters = wait_until(lambda: [d for d in redrive.pull(subscriber, mine)
+    letters = eventually(lambda: [d for d in redrive.pull(subscriber, mine)
                                   if d.message.attributes.get("ce-id") == removal.id],
-                         30, "the refused removal")
+                         "the refused removal", 30)
     assert "only 0 available" in letters[0].reason
     stock(store, bus, item, 5)  # the fix
     assert redrive.redrive(subscriber, mine, bus, letters) == 1
-    wait_until(lambda: store.get("inventory", item)["available"] == 3, 30, "the redrive")
+    eventually(lambda: store.get("inventory", item)["available"] == 3, "the redrive", 30)
     assert redrive.redrive(subscriber, mine, bus, letters) == 1  # again: a no-op in effect
-    time.sleep(2)
+    eventually(lambda: "duplicate" in deliveries(gcp, "inventory", removal.id),
+               "the second redrive to arrive (as a duplicate)", 30)
     assert store.get("inventory", item)["available"] == 3
 
 
@@ -145,7 +147,11 @@ def test_duplicate_publish_has_one_effect(gcp: GcpEmulated, store: Any, bus: Any
     bus.publish([event, event])
     bus.publish([event])
     assert final_order(store, order_id)["status"] == "completed"
-    time.sleep(2)  # let any straggling duplicate arrive
+    # Barrier: all three copies were handled (the duplicates too), so any second effect
+    # would be visible now.
+    handled = eventually(lambda: len(deliveries(gcp, "orders", event.id)) >= 3 and
+                         deliveries(gcp, "orders", event.id), "all three copies handled", 30)
+    assert handled.count("processed") == 1, handled
 
     assert store.get("inventory", item) == {"item_id": item, "available": 6, "reserved": 4}
     saga = saga_id_for(order_id)
@@ -154,8 +160,8 @@ def test_duplicate_publish_has_one_effect(gcp: GcpEmulated, store: Any, bus: Any
     # "Workflow Triggered" for an order whose saga already ran starts nothing new.
     trigger = workflow_triggered(order_id)
     bus.publish([trigger])
-    wait_until(lambda: store.get("processed", f"orders|{trigger.source}|{trigger.id}"), 30,
-               "the trigger to be handled")
+    eventually(lambda: store.get("processed", f"orders|{trigger.source}|{trigger.id}"),
+               "the trigger to be handled", 30)
     calls = gcp.proxy.calls_for(saga)
     assert calls.count((saga, "payment", "action")) == 1, calls
     assert calls.count((saga, "complete_order", "action")) == 1, calls
@@ -172,7 +178,7 @@ def test_malformed_message_is_dead_lettered_at_once_with_every_reason(
         lambda m: m.attributes.get("marker") == marker, 30, "the malformed message")
     reason = letter.attributes[REASON_ATTRIBUTE]
     for problem in ("missing required attribute 'id'", "missing required attribute 'source'",
-                    "unsupported specversion '0.3'", "body is not valid JSON"):
+                    "unsupported specversion '0.3'", "data is not valid JSON"):
         assert problem in reason
     assert letter.attributes[CONSUMER_ATTRIBUTE] == "orders"
     assert DELIVERY_COUNT not in letter.attributes  # our adapter, first delivery

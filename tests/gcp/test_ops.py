@@ -31,8 +31,9 @@ from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED, WORKFLOW_TRIGGE
 from handlers.core.events import Event
 from handlers.core.observability import trace_id_of
 from handlers.orders import saga_id_for
+from tests.eventually import eventually
 from tests.factories import order_created, restock, workflow_triggered
-from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, wait_until
+from tests.gcp.conftest import MAX_DELIVERIES, PROJECT, GcpEmulated, Puller, deliveries
 
 pytestmark = pytest.mark.slow
 STACK = "dev-gcp"
@@ -90,8 +91,8 @@ def letters(capsys: pytest.CaptureFixture[str], outputs: Path, *extra: str
 
 def stock(store: Any, bus: Any, item: str, quantity: int) -> None:
     bus.publish([restock(item, quantity)])
-    wait_until(lambda: (store.get("inventory", item) or {}).get("available") == quantity, 30,
-               f"{quantity} of {item} in stock")
+    eventually(lambda: (store.get("inventory", item) or {}).get("available") == quantity,
+               f"{quantity} of {item} in stock", 30)
 
 
 def test_dead_letters_listed_redriven_after_the_fix_exactly_once(
@@ -107,7 +108,7 @@ def test_dead_letters_listed_redriven_after_the_fix_exactly_once(
         found = {d["event_id"]: d for d in letters(capsys, outputs)}
         return found if {removal.id, trigger.id} <= set(found) else None
 
-    found = wait_until(both, 90, "both dead letters")
+    found = eventually(both, "both dead letters", 90)
     refused, poison = found[removal.id], found[trigger.id]
     assert refused["consumer"] == "inventory" and "only 0 available" in refused["reason"]
     assert poison["consumer"] == "orders" and poison["type"] == WORKFLOW_TRIGGERED
@@ -131,8 +132,8 @@ def test_dead_letters_listed_redriven_after_the_fix_exactly_once(
     # The fixes: stock arrives, the order arrives.
     stock(store, bus, item, 5)
     bus.publish([order_created(order_id, [(item, 1, 1.0)])])
-    wait_until(lambda: (store.get("orders", order_id) or {}).get("status") == "completed", 60,
-               "the late order to complete")
+    eventually(lambda: (store.get("orders", order_id) or {}).get("status") == "completed",
+               "the late order to complete", 60)
 
     # A redrive that dies after republishing, before acking...
     real = gcp_redrive.redrive
@@ -145,15 +146,18 @@ def test_dead_letters_listed_redriven_after_the_fix_exactly_once(
     code, _, err = ops(capsys, outputs, "dlq", "redrive", "--consumer", "inventory")
     assert code == EXIT_FAILED and f"NOT redriven inventory/{removal.id}" in err
     monkeypatch.setattr(gcp_ops.dead_letters, "redrive", real)
-    wait_until(lambda: store.get("inventory", item)["available"] == 2, 30, "the removal")
+    eventually(lambda: store.get("inventory", item)["available"] == 2, "the removal", 30)
     # ...leaves it dead-lettered; redriven again, it is a duplicate: no second effect.
     code, out, _ = ops(capsys, outputs, "dlq", "redrive")
     assert code == 0 and "redriven 2 entries" in out
     processed = f"inventory|{removal.source}|{removal.id}"
-    wait_until(lambda: store.get("processed", processed), 30, "the removal's record")
-    wait_until(lambda: store.get("processed", f"orders|{trigger.source}|{trigger.id}"), 30,
-               "the redriven trigger to be handled")
-    time.sleep(2)  # let a straggling duplicate arrive
+    eventually(lambda: store.get("processed", processed), "the removal's record", 30)
+    eventually(lambda: store.get("processed", f"orders|{trigger.source}|{trigger.id}"),
+               "the redriven trigger to be handled", 30)
+    # Barrier: the second redrive's copy of the removal was handled (as a duplicate), so
+    # a second effect on the stock would be visible now.
+    eventually(lambda: "duplicate" in deliveries(gcp, "inventory", removal.id),
+               "the second redrive's removal to arrive", 30)
     assert store.get("inventory", item)["available"] == 2
     assert letters(capsys, outputs) == []
     assert ops(capsys, outputs, "status")[0] == 0
@@ -167,10 +171,13 @@ def test_replay_by_seek_republishes_the_window_and_changes_nothing(
     item, order_id = f"sku-{uid()}", f"o-{uid()}"
     start = datetime.now(UTC).isoformat()
     time.sleep(1)  # publish times are the emulator's clock: keep clear of the boundary
-    stock(store, bus, item, 4)
-    bus.publish([order_created(order_id, [(item, 3, 2.0)])])
-    wait_until(lambda: (store.get("orders", order_id) or {}).get("status") == "completed", 60,
-               "the order to complete")
+    supply, order = restock(item, 4), order_created(order_id, [(item, 3, 2.0)])
+    bus.publish([supply])
+    eventually(lambda: (store.get("inventory", item) or {}).get("available") == 4,
+               f"4 of {item} in stock", 30)
+    bus.publish([order])
+    eventually(lambda: (store.get("orders", order_id) or {}).get("status") == "completed",
+               "the order to complete", 60)
     saga = saga_id_for(order_id)
 
     def snapshot() -> list[Any]:
@@ -192,9 +199,11 @@ def test_replay_by_seek_republishes_the_window_and_changes_nothing(
     assert again["replayed"] == first["replayed"]
     assert again["details"]["skipped"] >= first["replayed"]
 
-    sentinel = f"sku-{uid()}"
-    stock(store, bus, sentinel, 1)  # published after the replays, so handled after most
-    time.sleep(2)
+    # Barrier: both replays' copies of the restock and the order were handled (as
+    # duplicates), so a second effect would be visible now.
+    eventually(lambda: deliveries(gcp, "inventory", supply.id).count("duplicate") >= 2
+               and deliveries(gcp, "orders", order.id).count("duplicate") >= 2,
+               "both replays' copies to be handled", 60)
     assert snapshot() == before
     assert gcp.proxy.calls_for(saga).count((saga, "payment", "action")) == 1
 
@@ -222,8 +231,8 @@ def test_discard_acks_the_dead_letter_after_recording_it(
     poison = Event.new("inventory", INVENTORY_UPDATED,
                        {"item_id": item, "quantity": 2, "action": "remove"})
     bus.publish([poison])
-    wait_until(lambda: poison.id in {d["event_id"] for d in letters(capsys, outputs)}, 90,
-               "the refused removal to be dead-lettered")
+    eventually(lambda: poison.id in {d["event_id"] for d in letters(capsys, outputs)},
+               "the refused removal to be dead-lettered", 90)
     audit = tmp_path / "discards.jsonl"
 
     code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--dry-run",

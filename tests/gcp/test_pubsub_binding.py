@@ -117,11 +117,11 @@ def test_bad_base64_and_missing_attributes_are_all_reported() -> None:
 @pytest.mark.parametrize(("body", "problem"), [
     (b"{", "body is not valid JSON"),
     (b"[]", "push body must be an object with a 'message' object"),
-    (_push({}, ""), "not a CloudEvent"),
+    (_push({}, ""), "missing required attribute 'specversion'"),
     (_push("x", ""), "message 'attributes' must be an object"),  # type: ignore[arg-type]
     (_push({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "s", "ce-type": "t",
             "content-type": "application/json"}, base64.b64encode(b"{x").decode()),
-     "body is not valid JSON"),
+     "data is not valid JSON"),
     (_push({"content-type": "application/cloudevents-batch+json"}, ""),
      "batched mode is not part of the Pub/Sub binding"),
 ])

@@ -36,8 +36,9 @@ from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
 from handlers.catalog import INVENTORY_UPDATED, NOTIFICATION_SENT, ORDER_CREATED, WORKFLOW_TRIGGERED
 from handlers.core.events import Event
 from handlers.core.http_binding import to_batch
+from tests.eventually import eventually
 from tests.factories import order_created, restock
-from tests.gcp.conftest import PROJECT, Processes, _port_open, _sdk_root, free_port, wait_until
+from tests.gcp.conftest import PROJECT, Processes, _port_open, _sdk_root, free_port
 
 pytestmark = pytest.mark.slow
 STACK = "dev-gcp"
@@ -54,7 +55,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         procs.start("pubsub-emulator", [
             str(_sdk_root() / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"),
             "--host=127.0.0.1", f"--port={port}"])
-        wait_until(lambda: _port_open(port), 60, "the Pub/Sub emulator")
+        eventually(lambda: _port_open(port), "the Pub/Sub emulator", 60)
         os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{port}"
         yield os.environ["PUBSUB_EMULATOR_HOST"]
     finally:
@@ -106,7 +107,7 @@ class Bus:
                 got.extend(m.message for m in response.received_messages)
             return len(got) >= expected
 
-        wait_until(enough, 30, f"{expected} messages on {self.subscription}", interval=0.2)
+        eventually(enough, f"{expected} messages on {self.subscription}", 30, interval=0.2)
         return got
 
     def nothing_more(self) -> bool:

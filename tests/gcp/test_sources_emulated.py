@@ -13,8 +13,9 @@ import pytest
 from adapters.gcp import storage_events
 from adapters.gcp.pubsub_binding import PubSubMessage
 from handlers.app import APP
+from tests.eventually import eventually
 from tests.factories import restock
-from tests.gcp.conftest import GcpEmulated, wait_until
+from tests.gcp.conftest import GcpEmulated
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.slow
 def test_cloud_scheduler_message_audits_stock(gcp: GcpEmulated, store: Any, bus: Any) -> None:
     item = f"sku-{uuid.uuid4().hex[:10]}"
     bus.publish([restock(item, 5)])
-    wait_until(lambda: (store.get("inventory", item) or {}).get("available") == 5, 30,
-               "the restock")
+    eventually(lambda: (store.get("inventory", item) or {}).get("available") == 5,
+               "the restock", 30)
     (schedule,) = APP.schedules
     message = storage_events.scheduler_message(schedule.name, schedule.emits)
     job = PubSubMessage(base64.b64decode(message["data"]), message["attributes"])
@@ -33,7 +34,7 @@ def test_cloud_scheduler_message_audits_stock(gcp: GcpEmulated, store: Any, bus:
         return [a for a in store.scan("audits") if a["items_checked"] >= 1
                 and not any(d["item_id"] == item for d in a["drifting"])]
 
-    audits = wait_until(audited, 60, "an audit of the restocked item")
+    audits = eventually(audited, "an audit of the restocked item", 60)
     slot = audits[0]["audit_id"].removeprefix(f"{schedule.name}@")
     assert slot.endswith(":00Z")  # the publish time, truncated to the minute
     ledger = store.get("stock_ledger", item)

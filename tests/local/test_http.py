@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +18,13 @@ from adapters.local.http_server import MAX_BODY_BYTES, make_server
 from adapters.local.runtime import MAX_EVENT_BYTES, Runtime, RuntimeSettings
 from handlers.core.events import Event
 from handlers.core.http_binding import to_batch, to_binary, to_structured
+from tests.eventually import eventually
 from tests.factories import order_data
 
 
-@pytest.fixture()
-def api(tmp_path) -> Iterator[str]:
+@contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
+    """A runtime with workers and its HTTP API on a free port: (base URL, runtime)."""
     runtime = Runtime(tmp_path / "http.db", settings=RuntimeSettings(
         retry_scale=0.001, poll_interval=0.01))
     runtime.start(workers=2)
@@ -35,9 +38,23 @@ def api(tmp_path) -> Iterator[str]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    runtime.close()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}", runtime
+    finally:
+        server.close()
+        runtime.close()
+
+
+@pytest.fixture()
+def api(tmp_path: Path) -> Iterator[str]:
+    with serving(tmp_path) as (url, _):
+        yield url
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
+    with serving(tmp_path) as both:
+        yield both
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None,
@@ -59,16 +76,6 @@ def put_events(*entries: tuple[str, str, dict[str, Any]]) -> bytes:
                                    for s, d, x in entries]}).encode()
 
 
-def wait_for(api: str, predicate, timeout: float = 15.0) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def order_status(api: str, order_id: str) -> str | None:
     status, body = call(f"{api}/orders/{order_id}")
     return body["status"] if status == 200 and body["status"] != "pending" else None
@@ -79,12 +86,12 @@ def test_seed_put_events_entries_drive_the_whole_flow(api: str) -> None:
         ("inventory", "Inventory Updated", {"item_id": "A", "quantity": 5, "action": "restock"})),
         {"Content-Type": "application/json"})
     assert status == 202 and body["accepted"] == 1 and len(body["ids"]) == 1
-    wait_for(api, lambda: call(f"{api}/inventory/A")[1]["available"] == 5)
+    eventually(lambda: call(f"{api}/inventory/A")[1]["available"] == 5, "the restock")
     status, _ = call(f"{api}/events", "POST", put_events(
         ("orders", "Order Created", order_data("100", [("A", 2, 10.0)]))),
         {"Content-Type": "application/json"})
     assert status == 202
-    assert wait_for(api, lambda: order_status(api, "100")) == "completed"
+    assert eventually(lambda: order_status(api, "100"), "order 100 to finish") == "completed"
     assert call(f"{api}/inventory/A") == (200, {"item_id": "A", "available": 3})
     status, order = call(f"{api}/orders/100")
     assert order["order_id"] == "100" and "reason" not in order
@@ -97,7 +104,7 @@ def test_cloudevents_modes_are_accepted(api: str, encode) -> None:  # type: igno
     headers, body = encode(event)
     status, reply = call(f"{api}/events", "POST", body, headers)
     assert (status, reply["ids"]) == (202, [event.id])
-    assert wait_for(api, lambda: order_status(api, "200")) == "cancelled"
+    assert eventually(lambda: order_status(api, "200"), "order 200 to finish") == "cancelled"
     _, order = call(f"{api}/orders/200")
     assert order["reason"] == "payment_declined"
 
@@ -109,7 +116,7 @@ def test_batch_mode_returns_every_id(api: str) -> None:
     headers, body = to_batch(events)
     status, reply = call(f"{api}/events", "POST", body, headers)
     assert status == 202 and reply["ids"] == [e.id for e in events]
-    wait_for(api, lambda: call(f"{api}/inventory/I2")[1]["available"] == 3)
+    eventually(lambda: call(f"{api}/inventory/I2")[1]["available"] == 3, "the restocks")
 
 
 @pytest.mark.parametrize(("headers", "body", "expected"), [
@@ -127,6 +134,7 @@ def test_batch_mode_returns_every_id(api: str) -> None:
                               "Detail": {"order_id": "1"}}]}).encode(),
      ["Entries[0]", "Detail must be a JSON string"]),
     ({"Content-Type": "application/json"}, b'{"not": "an event"}', ["CloudEvent"]),
+    ({"Content-Type": "text/plain"}, b"hello", ["not an event", "'text/plain'"]),
 ])
 def test_malformed_input_is_400_naming_every_problem(api: str, headers, body,  # type: ignore[no-untyped-def]
                                                     expected) -> None:
@@ -138,12 +146,26 @@ def test_malformed_input_is_400_naming_every_problem(api: str, headers, body,  #
     assert call(f"{api}/health")[1]["events"] == 0
 
 
-def test_schema_violation_is_accepted_with_warning_then_dead_lettered(api: str) -> None:
-    event = Event.new("inventory", "com.switchyard.inventory.updated", {"item_id": "x"})
+def test_schema_violation_is_refused_at_the_door(api: str) -> None:
+    event = Event.new("inventory", "com.switchyard.inventory.updated",
+                      {"item_id": "", "action": "sell"})
     status, reply = call(f"{api}/events", "POST", *reversed(to_structured(event)))
-    assert status == 202
-    assert "data.quantity is required" in reply["warnings"][0]["problems"]
-    entries = wait_for(api, lambda: call(f"{api}/dlq")[1]["entries"])
+    assert status == 400, reply
+    assert reply == {"error": "invalid request", "problems": [
+        "event: data.quantity is required", "event: data.item_id must not be empty",
+        "event: data.action must be one of 'restock', 'remove', got 'sell'"]}
+    assert call(f"{api}/health")[1]["events"] == 0
+
+
+def test_an_event_that_bypassed_the_door_is_dead_lettered_and_redriven(
+        served: tuple[str, Runtime]) -> None:
+    # Producers that put events on the bus directly skip the ingress policy: the
+    # consumer dead-letters such an event with the reason, and it can be listed and
+    # redriven over the API.
+    api, runtime = served
+    event = Event.new("inventory", "com.switchyard.inventory.updated", {"item_id": "x"})
+    runtime.ingest([event], origin="bus")
+    entries = eventually(lambda: call(f"{api}/dlq")[1]["entries"], "the dead letter")
     (entry,) = entries
     assert entry["consumer"] == "inventory" and entry["attempts"] == 1
     assert "data.quantity is required" in entry["reason"]
@@ -151,7 +173,7 @@ def test_schema_violation_is_accepted_with_warning_then_dead_lettered(api: str) 
     assert call(f"{api}/dlq/redrive", "POST", b"", {"Content-Type": "application/json"}) == (
         200, {"redriven": 1, "dlq_ids": [entry["dlq_id"]]})
     # Not fixed, so it is dead-lettered again: a new entry, never lost.
-    (again,) = wait_for(api, lambda: call(f"{api}/dlq")[1]["entries"])
+    (again,) = eventually(lambda: call(f"{api}/dlq")[1]["entries"], "the second dead letter")
     assert again["event"]["id"] == event.id and again["dlq_id"] > entry["dlq_id"]
 
 

@@ -6,6 +6,7 @@ import sqlite3
 
 from adapters.local.runtime import Runtime, RuntimeSettings
 from handlers.app import APP
+from tests.eventually import eventually
 from tests.factories import order_created, restock, workflow_triggered
 
 
@@ -119,13 +120,8 @@ def test_workers_in_threads_process_everything(tmp_path) -> None:
         rt.run_until_idle()  # stock first: the orders below must not race their restock
         rt.ingest([order_created(f"o{n}", [("A", 1, 1.0)]) for n in range(30)])
         rt.start(workers=4)
-        import time
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            counts = rt.counts()
-            if counts["queued"] == 0 and counts["sagas_active"] == 0:
-                break
-            time.sleep(0.05)
+        eventually(lambda: rt.counts()["queued"] == 0 and rt.counts()["sagas_active"] == 0,
+                   "every order's saga to finish")
         rt.stop()
         statuses = {o["status"] for o in rt.orders()}
         assert statuses == {"completed"} and len(rt.orders()) == 30

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,20 +14,10 @@ from handlers.core.errors import BlobMissing, ValidationError
 from handlers.core.events import Event
 from handlers.core.ports import Update
 from handlers.core.schedule import fired_event
+from tests.eventually import eventually
 from tests.factories import restock
 
 CSV = b"item_id,quantity,action\nA,5,restock\nB,-1,restock\n"
-
-
-def _eventually(check: Callable[[], Any], what: str, limit: float = 30.0) -> Any:
-    """Wait for a background thread's work (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 def _drop(folder: Path, name: str, content: bytes) -> None:
@@ -46,13 +34,13 @@ def test_csv_dropped_in_the_watched_folder_is_processed_once(tmp_path: Path) -> 
     runtime.start(workers=2)
     try:
         _drop(drop, "restock.csv", CSV)
-        _eventually(lambda: runtime.available("A") == 5, "restock applied")
-        (rejected,) = _eventually(lambda: runtime.dlq("upload-rejects"), "bad row parked")
+        eventually(lambda: runtime.available("A") == 5, "restock applied")
+        (rejected,) = eventually(lambda: runtime.dlq("upload-rejects"), "bad row parked")
         assert "line 3: quantity must be a positive integer (got '-1')" in rejected["reason"]
         # Touched but unchanged, and copied under another name: still one effect.
         (drop / "restock.csv").touch()
         _drop(drop, "copy.csv", CSV)
-        _eventually(lambda: runtime.db.read("SELECT COUNT(*) FROM uploads_seen")[0][0] == 2,
+        eventually(lambda: runtime.db.read("SELECT COUNT(*) FROM uploads_seen")[0][0] == 2,
                     "copy announced")
         runtime.stop()
         runtime.run_until_idle()
@@ -94,7 +82,7 @@ def test_schedule_fires_on_a_short_interval(tmp_path: Path) -> None:
     runtime.ingest([restock("A", 5)])
     runtime.start(workers=2)
     try:
-        audits = _eventually(lambda: runtime.store.scan("audits"), "an audit ran")
+        audits = eventually(lambda: runtime.store.scan("audits"), "an audit ran")
     finally:
         runtime.close()
     audit = audits[0]

@@ -324,12 +324,6 @@ def test_malformed_delivered_events(evt: dict[str, Any], expected: list[str]) ->
         assert fragment in str(err.value)
 
 
-def test_entry_size_counts_what_aws_counts() -> None:
-    entry = {"Source": "orders", "DetailType": "Order Created", "Detail": '{"a":"é"}',
-             "Time": "2024-01-01T00:00:00Z", "Resources": ["arn:x"]}
-    assert eb.entry_size(entry) == 14 + 6 + 13 + len('{"a":"é"}'.encode()) + 5
-
-
 # --- the HTTP ingress -----------------------------------------------------------------
 
 

@@ -12,36 +12,21 @@ from hypothesis import strategies as st
 from handlers.core import http_binding as http
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
-from tests.strategies import EXTENSIONS, JSON_VALUES, RFC3339, TEXT
+from tests.strategies import (
+    BINARY_DATA,
+    BYTES_TYPES,
+    EXTENSIONS,
+    JSON_TYPES,
+    JSON_VALUES,
+    ODD_TYPES,
+    RFC3339,
+    TEXT,
+    TEXT_TYPES,
+)
 
 # --- strategies -----------------------------------------------------------------------
 
 
-JSON_TYPES = ["application/json", "application/json; charset=utf-8", "text/json",
-              "application/vnd.switchyard.order+json"]
-TEXT_TYPES = ["text/plain", "text/plain; charset=utf-8", "text/csv", "application/xml",
-              "image/svg+xml"]
-BYTES_TYPES = ["application/octet-stream", "image/png", "application/protobuf"]
-ODD_TYPES = ["application/cloudevents+json", "text/plain; charset=latin-1", " text/plain",
-             "tëxt/plain", "", "application/x-unknown; charset=bogus-charset"]
-
-
-def _not_json(body: bytes) -> bool:
-    try:
-        json.loads(body)
-    except (ValueError, RecursionError):
-        return True
-    return False
-
-
-# (datacontenttype, data) pairs that binary mode carries exactly.
-BINARY_DATA = st.one_of(
-    st.tuples(st.none(), JSON_VALUES),
-    st.tuples(st.none(), st.binary(min_size=1, max_size=32).filter(_not_json)),
-    st.tuples(st.sampled_from(JSON_TYPES), JSON_VALUES),
-    st.tuples(st.sampled_from(TEXT_TYPES), st.none() | TEXT),
-    st.tuples(st.sampled_from(BYTES_TYPES), st.none() | st.binary(min_size=1, max_size=32)),
-)
 # Any pairing at all, including ones binary mode must refuse.
 ANY_DATA = st.tuples(
     st.none() | st.sampled_from(JSON_TYPES + TEXT_TYPES + BYTES_TYPES + ODD_TYPES),
@@ -238,7 +223,7 @@ MALFORMED: list[tuple[str, dict[str, str], bytes, list[str]]] = [
      {"ce-specversion": "0.3", "ce-type": "t", "content-type": "application/json"}, b"{oops",
      ["missing required attribute 'id'", "missing required attribute 'source'",
       "unsupported specversion '0.3'",
-      "body is not valid JSON: Expecting property name enclosed in double quotes: "
+      "data is not valid JSON: Expecting property name enclosed in double quotes: "
       "line 1 column 2 (char 1)"]),
     ("binary: bad percent-encoding, overlong UTF-8, ce-datacontenttype, ce-data",
      {**BINARY_OK, "ce-subject": "100%", "ce-partitionkey": "%C0%A0",
@@ -249,7 +234,7 @@ MALFORMED: list[tuple[str, dict[str, str], bytes, list[str]]] = [
       "header 'ce-data' 'data' is reserved"]),
     ("binary: text body not in its charset",
      {**BINARY_OK, "content-type": "text/plain; charset=utf-8"}, b"\xff",
-     ["body is not valid utf-8: invalid start byte at byte 0"]),
+     ["data is not valid utf-8: invalid start byte at byte 0"]),
     ("binary: conflicting header spellings",
      {**BINARY_OK, "CE-ID": "2"}, b"", ["header 'ce-id' is given twice with different values"]),
 ]

@@ -1,4 +1,4 @@
-"""The strict JSON reader every edge shares (handlers.core.jsonformat.parse_json): what
+"""The strict JSON reader every edge shares (handlers.core.wire.jsontext): what
 json.loads accepts but no store or next hop can take is refused by name, and everything
 else reads exactly as json.loads reads it."""
 
@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from handlers.app import APP
 from handlers.core import ingress_binding
 from handlers.core.eventbridge_binding import read_put_events_body
-from handlers.core.jsonformat import MAX_JSON_DEPTH, JsonError, parse_json, read_json
+from handlers.core.wire.jsontext import MAX_JSON_DEPTH, JsonError, parse
+from handlers.core.wire.jsontext import loads as parse_json
 
 REFUSED: list[tuple[str, bytes | str, str]] = [
     ("overflow", b"1e999", "has a number out of range: 1e999"),
@@ -43,7 +44,7 @@ def test_refused_by_name(name: str, text: bytes | str, expected: str) -> None:
     with pytest.raises(JsonError) as caught:
         parse_json(text)
     assert expected in str(caught.value)
-    assert read_json(text) == (None, str(caught.value))
+    assert parse(text) == (None, f"body {caught.value}")
 
 
 def test_the_deepest_allowed_nesting_and_valid_pairs_are_read() -> None:

@@ -240,7 +240,8 @@ class ConsoleApp:
         return 200, queries.table_page(self.runtime, name, offset, limit)
 
     def _send(self, body: Any) -> tuple[int, Any]:
-        from adapters.local.http_server import _warnings, decode_events
+        from adapters.local.http_server import decode_events
+        from handlers.core import ingress_binding
         from handlers.core.errors import PermanentError, ValidationError
 
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict | list):
@@ -256,18 +257,13 @@ class ConsoleApp:
         try:
             events = decode_events(headers, json.dumps(event).encode(),
                                    self.runtime.app.catalog)
-        except ValidationError as error:
-            raise _Reply(400, {"error": "malformed event input",
-                               "problems": list(error.problems) or [str(error)]}) from None
+        except ValidationError as error:  # the ingress policy of every front door
+            raise _Reply(400, ingress_binding.refused(error.problems or [str(error)])) from None
         try:
             ids = self.runtime.ingest(events)
         except PermanentError as error:
             raise _Reply(413, {"error": str(error)}) from None
-        reply: dict[str, Any] = {"accepted": len(ids), "ids": ids}
-        warnings = _warnings(events, self.runtime)
-        if warnings:
-            reply["warnings"] = warnings
-        return 202, reply
+        return 202, {"accepted": len(ids), "ids": ids}
 
     def _ids(self, body: Any) -> list[int]:
         ids = body.get("ids") if isinstance(body, dict) else None

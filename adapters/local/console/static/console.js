@@ -347,7 +347,7 @@ $("send-form").addEventListener("submit", async (e) => {
   try {
     const r = await api("/api/send", { event });
     out.className = "o-ok";
-    out.textContent = `accepted ${r.ids.join(", ")}` + (r.warnings ? ` — warning: ${r.warnings.map((w) => w.problems.join("; ")).join(" | ")}` : "");
+    out.textContent = `accepted ${r.ids.join(", ")}`;
     // Ready for the next one: same data, new id.
     const again = JSON.parse($("send-body").value);
     if (!Array.isArray(again) && again.id) { again.id = newId(); $("send-body").value = JSON.stringify(again, null, 2); }
