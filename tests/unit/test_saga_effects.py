@@ -1,0 +1,141 @@
+"""What each compensation leaves behind: the refund, the released stock, their events.
+
+`test_saga.py` proves which compensations run and in what order; these pin what they
+record and announce (results, stock, published events with the order as subject), and
+the steps' "nothing to undo" answers, for every failure point of the order saga.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from adapters.memory import MemorySagaStarter, memory_ports
+from handlers.app import APP
+from handlers.catalog import INVENTORY_RELEASED, ORDER_CANCELLED, PAYMENT_REFUNDED
+from handlers.core.app import App, Retry
+from handlers.core.engine import StepContext, handle, run_step
+from handlers.core.errors import StepFailed, TransientError
+from handlers.core.ports import Ports
+from handlers.core.saga_runner import new_state, resume, run_to_end
+from handlers.payments import PAYMENTS
+from handlers.saga import ORDER_SAGA
+from tests.factories import order_created, restock, workflow_triggered
+
+
+def _setup(stock: int = 5, quantity: int = 2, price: float = 10.0) -> Ports:
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", stock), ports)
+    handle(APP, "orders", order_created("o1", [("A", quantity, price)]), ports)
+    return ports
+
+
+def _run(app: App, ports: Ports) -> dict:
+    return run_to_end(app, ports, new_state("order-o1", {"order_id": "o1"}, None))
+
+
+def _failing(name: str, error: Exception, attempts: int = 1) -> App:
+    def action(ctx: StepContext) -> None:
+        raise error
+
+    steps = tuple(dataclasses.replace(s, action=action, retry=Retry(attempts, 0.0, 1.0))
+                  if s.name == name else s for s in ORDER_SAGA.steps)
+    return dataclasses.replace(APP, saga=dataclasses.replace(ORDER_SAGA, steps=steps))
+
+
+def _published(ports: Ports, type_: str) -> list:
+    return [e for e in ports.publisher.published if e.type == type_]  # type: ignore[attr-defined]
+
+
+def test_a_failed_shipment_releases_the_stock_and_refunds_the_charge() -> None:
+    ports = _setup(stock=5, quantity=2)
+    state = _run(_failing("ship", StepFailed("carrier_refused", "no carrier")), ports)
+    assert state["status"] == "cancelled" and state["reason"] == "carrier_refused"
+    assert state["results"]["reserve_inventory:compensate"] == {
+        "released": [{"item_id": "A", "quantity": 2}]}
+    refund = ports.store.get(PAYMENTS, "order-o1:payment:compensate")
+    assert state["results"]["payment:compensate"] == {"refunded": True,
+                                                      "refund_id": refund["refund_id"]}
+    assert refund["charge_id"] == state["results"]["payment"]["charge_id"]
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 5,
+                                                 "reserved": 0}
+    (released,) = _published(ports, INVENTORY_RELEASED)
+    assert released.subject == "o1"
+    assert released.data == {"order_id": "o1", "items": [{"item_id": "A", "quantity": 2}]}
+    (refunded,) = _published(ports, PAYMENT_REFUNDED)
+    assert refunded.subject == "o1"
+    assert refunded.data == {"order_id": "o1", "charge_id": refund["charge_id"]}
+    (cancelled,) = _published(ports, ORDER_CANCELLED)
+    assert cancelled.data["reason"] == "carrier_refused"
+
+
+def test_out_of_stock_refunds_with_a_recorded_refund_and_releases_nothing() -> None:
+    ports = _setup(stock=1, quantity=2)
+    state = _run(APP, ports)
+    assert state["status"] == "cancelled" and state["reason"] == "out_of_stock"
+    assert "reserve_inventory:compensate" not in state["results"]  # it did not reserve
+    assert state["results"]["payment:compensate"]["refunded"] is True
+    assert _published(ports, INVENTORY_RELEASED) == []
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 1}
+
+
+def test_a_payment_that_never_charged_has_nothing_to_refund() -> None:
+    """The payment step kept failing before any charge: its own compensation runs (it
+    may have half-happened) and finds nothing to undo."""
+    ports = _setup()
+    state = _run(_failing("payment", TransientError("provider down"), attempts=2), ports)
+    assert state["status"] == "cancelled" and state["reason"] == "payment_failed"
+    assert state["results"]["payment:compensate"] == {"refunded": False}
+    assert _published(ports, PAYMENT_REFUNDED) == []
+    assert ports.store.items(PAYMENTS) == {}
+
+
+def test_a_reservation_that_kept_failing_releases_nothing_it_did_not_reserve() -> None:
+    ports = _setup()
+    state = _run(_failing("reserve_inventory", TransientError("db down"), attempts=2), ports)
+    assert state["status"] == "cancelled"
+    assert state["results"]["reserve_inventory:compensate"] == {"released": []}
+    assert _published(ports, INVENTORY_RELEASED) == []
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 5}
+
+
+@pytest.mark.parametrize("status", ["completed", "cancelled"])
+def test_cancelling_an_order_that_is_no_longer_pending_changes_nothing(status: str) -> None:
+    ports = _setup()
+    order = ports.store.get("orders", "o1")
+    ports.store.tables["orders"]["o1"] = {**order, "status": status}  # type: ignore[attr-defined]
+    state = dict(new_state("order-o1", {"order_id": "o1"}, None), reason="out_of_stock")
+    outcome = run_step(APP, ports, "order-o1", "cancel_order", "action", state)
+    assert outcome.ok and outcome.result == {"cancelled": False}
+    assert ports.store.get("orders", "o1")["status"] == status
+    assert _published(ports, ORDER_CANCELLED) == []
+
+
+def test_cancelling_an_unknown_order_changes_nothing() -> None:
+    ports = memory_ports()
+    state = new_state("order-zz", {"order_id": "zz"}, None)
+    outcome = run_step(APP, ports, "order-zz", "cancel_order", "action", state)
+    assert outcome.ok and outcome.result == {"cancelled": False}
+
+
+def test_a_trigger_for_a_known_order_starts_its_saga_with_the_order_id() -> None:
+    ports = _setup()
+    ports.sagas = MemorySagaStarter()  # as if the first start had been lost
+    handle(APP, "orders", workflow_triggered("o1"), ports)
+    assert ports.sagas.started == {"order-o1": {"input": {"order_id": "o1"},
+                                                "traceparent": None}}
+
+
+def test_resume_without_a_recorded_phase_resumes_the_compensations_from_scratch() -> None:
+    failed = dict(new_state("s", {}, None), status="failed", attempt=4)
+    assert resume(failed) == dict(failed, status="compensating", attempt=0)
+    assert resume(dict(failed, failed_in="running"))["status"] == "running"
+
+
+def test_a_saga_that_cannot_finish_says_so_after_its_tick_budget() -> None:
+    ports = _setup()
+    forever = _failing("create_order", TransientError("down"), attempts=10**6)
+    with pytest.raises(RuntimeError, match="saga order-o1 did not finish in 7 ticks"):
+        run_to_end(forever, ports, new_state("order-o1", {"order_id": "o1"}, None),
+                   max_ticks=7)
