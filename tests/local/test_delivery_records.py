@@ -8,12 +8,14 @@ the event's type, the attempt number, the outcome, the error and how long it too
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from adapters.local.runtime import Runtime, RuntimeSettings
+from adapters.local.runtime import log as runtime_log
 from tests.factories import order_created, restock, workflow_triggered
 
 
@@ -112,3 +114,16 @@ def test_a_message_past_its_deliveries_is_dead_lettered_without_running(
     assert entry["reason"] == "exceeded maxDeliveries=5 (last error: boom)"
     (row,) = _rows(runtime, event.id)
     assert (row["attempt"], row["outcome"], row["duration_ms"]) == (5, "dead-lettered", 0.0)
+
+
+def test_a_dead_letter_is_logged_as_an_error_with_what_was_lost_and_why(
+        runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    bad = order_created("o1", [("A", 1, 1.0)])
+    bad = type(bad)(id=bad.id, source=bad.source, type=bad.type, data={"order_id": "o1"})
+    runtime.ingest([bad])
+    with caplog.at_level(logging.ERROR, logger=runtime_log.name):
+        _deliver_now(runtime)
+    (record,) = [r for r in caplog.records if r.getMessage() == "dead-lettered"]
+    assert record.levelno == logging.ERROR
+    assert (record.consumer, record.event_id, record.event_type) == ("orders", bad.id, bad.type)
+    assert "data.customer_id is required" in record.reason

@@ -139,3 +139,20 @@ def test_a_saga_that_cannot_finish_says_so_after_its_tick_budget() -> None:
     with pytest.raises(RuntimeError, match="saga order-o1 did not finish in 7 ticks"):
         run_to_end(forever, ports, new_state("order-o1", {"order_id": "o1"}, None),
                    max_ticks=7)
+
+
+def test_a_cancellation_that_keeps_failing_is_retried_by_its_policy_then_needs_attention(
+        ) -> None:
+    def down(ctx: StepContext) -> None:
+        raise TransientError("orders table down")
+
+    on_failure = dataclasses.replace(ORDER_SAGA.on_failure, action=down,
+                                     retry=Retry(3, 0.0, 1.0))
+    app = dataclasses.replace(APP, saga=dataclasses.replace(ORDER_SAGA, on_failure=on_failure))
+    ports = _setup(stock=1, quantity=2)
+    state = _run(app, ports)
+    assert state["status"] == "failed" and state["failed_in"] == "compensating"
+    assert state["reason"] == "out_of_stock; cancel_order failed: orders table down"
+    attempts = [h["attempt"] for h in state["history"] if h["step"] == "cancel_order"]
+    assert attempts == [1, 2, 3]
+    assert ports.store.get("orders", "o1")["status"] == "pending"  # needs an operator
