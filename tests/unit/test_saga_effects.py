@@ -11,13 +11,18 @@ import dataclasses
 
 import pytest
 
-from adapters.memory import MemorySagaStarter, memory_ports
+from adapters.memory import MemorySagaStarter, MemoryStore, memory_ports
 from handlers.app import APP
-from handlers.catalog import INVENTORY_RELEASED, ORDER_CANCELLED, PAYMENT_REFUNDED
+from handlers.catalog import (
+    INVENTORY_RELEASED,
+    NOTIFICATION_SENT,
+    ORDER_CANCELLED,
+    PAYMENT_REFUNDED,
+)
 from handlers.core.app import App, Retry
 from handlers.core.engine import StepContext, handle, run_step
 from handlers.core.errors import StepFailed, TransientError
-from handlers.core.ports import Ports
+from handlers.core.ports import Ports, Update
 from handlers.core.saga_runner import new_state, resume, run_to_end
 from handlers.payments import PAYMENTS
 from handlers.saga import ORDER_SAGA
@@ -156,3 +161,58 @@ def test_a_cancellation_that_keeps_failing_is_retried_by_its_policy_then_needs_a
     attempts = [h["attempt"] for h in state["history"] if h["step"] == "cancel_order"]
     assert attempts == [1, 2, 3]
     assert ports.store.get("orders", "o1")["status"] == "pending"  # needs an operator
+
+
+def test_a_declined_order_is_cancelled_with_its_reason_announced_once() -> None:
+    ports = _setup(price=600.0)  # 2 x 600.00 = 1200.00: above the limit
+    state = _run(APP, ports)
+    order = ports.store.get("orders", "o1")
+    detail = "total 1200.00 is above the limit of 1000.00"
+    assert {k: order[k] for k in ("status", "reason", "reason_detail", "updated_at")} == {
+        "status": "cancelled", "reason": "payment_declined", "reason_detail": detail,
+        "updated_at": "2026-01-01T00:00:00.000Z"}
+    assert state["results"]["cancel_order"] == {"cancelled": True}
+    (cancelled,) = _published(ports, ORDER_CANCELLED)
+    assert (cancelled.subject, cancelled.data) == ("o1", {
+        "order_id": "o1", "customer_id": "c1", "reason": "payment_declined"})
+    (note,) = _published(ports, NOTIFICATION_SENT)
+    assert (note.subject, note.data) == ("o1", {
+        "recipient": "c1", "order_id": "o1", "channel": "email",
+        "subject": "Order o1 cancelled",
+        "message": f"Your order o1 was cancelled: payment_declined ({detail})."})
+
+
+def test_a_cancellation_without_reason_or_detail_says_cancelled_and_ends_plainly() -> None:
+    ports = _setup()
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    outcome = run_step(APP, ports, "order-o1", "cancel_order", "action", state)
+    assert outcome.result == {"cancelled": True}
+    order = ports.store.get("orders", "o1")
+    assert (order["status"], order["reason"], order["reason_detail"]) == (
+        "cancelled", "cancelled", "")
+    (note,) = _published(ports, NOTIFICATION_SENT)
+    assert note.data["message"] == "Your order o1 was cancelled: cancelled."
+
+
+class _CompletedUnderfoot(MemoryStore):
+    """The order is completed by someone else right after the step has read it."""
+
+    def get(self, table: str, key: str) -> dict | None:
+        item = super().get(table, key)
+        if table == "orders" and item and item["status"] == "pending" \
+                and not getattr(self, "_done", False):
+            self._done = True
+            assert self.transact([Update("orders", key, set={"status": "completed"},
+                                         expect={"status": "pending"})])
+        return item
+
+
+def test_a_cancellation_never_overwrites_an_order_completed_after_it_read_it() -> None:
+    store = _CompletedUnderfoot()
+    ports = dataclasses.replace(memory_ports(), store=store)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    state = dict(new_state("order-o1", {"order_id": "o1"}, None), reason="out_of_stock")
+    outcome = run_step(APP, ports, "order-o1", "cancel_order", "action", state)
+    assert outcome.result == {"cancelled": False}  # re-run on fresh state: not pending
+    assert store.get("orders", "o1")["status"] == "completed"
+    assert _published(ports, ORDER_CANCELLED) == []
