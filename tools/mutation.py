@@ -193,7 +193,7 @@ def _natural(name: str) -> tuple[str, int]:
     return stem, int(number) if number.isdigit() else 0
 
 
-COLUMNS: Final = ("killed", "survived", "equivalent", "timeout", "no tests")
+COLUMNS: Final = ("killed", "survived", "equivalent", "timeout", "no tests", "not checked")
 
 
 def table(mutants: Sequence[Mutant]) -> tuple[list[Row], Row]:
@@ -212,16 +212,19 @@ def _rate(row: Row) -> str:
 
 def render(mutants: Sequence[Mutant], wall: float | None) -> str:
     rows, total = table(mutants)
+    # "other": what mutmut calls suspicious or segfault; shown only when there is any.
+    columns = [*COLUMNS, *(["other"] if total.n("other") else [])]
     out = ["| module | mutants | killed | survived | equivalent (marked) | timeout | "
-           "no tests | kill rate |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "no tests | not checked | " + ("other | " if total.n("other") else "")
+           + "kill rate |", "|---|" + "---:|" * (len(columns) + 2)]
     for row in [*rows, total]:
         name = f"**{row.module}**" if row is total else f"`{row.module}`"
-        out.append(f"| {name} | {row.total} | " + " | ".join(str(row.n(c)) for c in COLUMNS)
+        out.append(f"| {name} | {row.total} | " + " | ".join(str(row.n(c)) for c in columns)
                    + f" | {_rate(row)} |")
     out.append("")
     out.append("Kill rate = (killed + timeout) / (killed + survived + timeout): equivalent "
-               "mutants and mutants no selected test reaches are left out of it.")
+               "mutants, mutants no selected test reaches (no tests) and mutants the run "
+               "did not get to (not checked: an interrupted run) are left out of it.")
     if wall is not None:
         out.append(f"Wall time of the run: {wall / 60:.1f} min ({os.cpu_count()} cores).")
     survivors = [m for m in mutants if m.status == "survived"]

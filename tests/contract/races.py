@@ -85,12 +85,15 @@ def ports_on(store: Store, atomic: Atomic = None) -> Ports:
 REDELIVERIES = 10
 
 
-def race(*racers: Callable[[], Any]) -> list[Any]:
-    """Run the racers in threads at once; their results (or the exceptions they raised)."""
+def race(*racers: Callable[[], Any], redeliveries: int = REDELIVERIES) -> list[Any]:
+    """Run the racers in threads at once; their results (or the exceptions they raised).
+
+    A racer that raises TransientError is run again, up to `redeliveries` runs in all,
+    as a runtime redelivers; pass 1 to see a transient error as the outcome."""
     results: list[Any] = [None] * len(racers)
 
     def run(n: int) -> None:
-        for _ in range(REDELIVERIES):
+        for _ in range(redeliveries):
             try:
                 results[n] = racers[n]()
                 return

@@ -67,7 +67,7 @@ def test_two_charges_racing_under_one_key_both_return_the_one_recorded() -> None
     store = MemoryStore()
     gateway, _ = _gateway(RendezvousStore(store, PAYMENTS, 2))
     results = race(lambda: gateway.charge("k", "o1", 2500),
-                   lambda: gateway.charge("k", "o1", 2500))
+                   lambda: gateway.charge("k", "o1", 2500), redeliveries=1)
     recorded = store.get(PAYMENTS, "k")
     assert results == [recorded, recorded]
 
