@@ -11,8 +11,9 @@ kills). Configuration (files, tests, timeouts) is `[tool.mutmut]` in pyproject.t
 The report is a table per module (mutants, killed, survived, equivalent, timeout, kill
 rate over the non-equivalent ones) and every survivor with file:line and the change,
 printed and written to tests/mutation/report.md. A survivor listed in
-tests/mutation/equivalent.toml (by file, function and the changed line, so the entry
-outlives renumbering) counts as equivalent: a change with no behaviour to observe.
+tests/mutation/equivalent.toml (by file, function, the line's offset in the function and
+the change, so the entry outlives renumbering and edits elsewhere) counts as equivalent:
+a change with no behaviour to observe.
 """
 
 from __future__ import annotations
@@ -180,8 +181,11 @@ def collect() -> list[Mutant]:
                 continue
             offset, before, after = _diff_lines(get_diff_for_mutant(name, path=path))
             line = _def_line(lines, function) + offset - 1
+            # Matched on the line's offset in its function too: the same text can occur
+            # twice in a function (a read repeated on another path) with other meaning.
             reason = next((e["reason"] for e in equivalents
                            if e["file"] == path and e["function"] == function
+                           and e["offset"] == offset - 1
                            and e["before"] == before and e["after"] == after), "")
             mutants.append(Mutant(name, path, "equivalent" if reason else "survived",
                                   function, line, before, after, reason))
