@@ -18,6 +18,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,24 +92,18 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the code whose selected tests all pass: the control for every mutant."""
-    copy = tmp_path_factory.mktemp("pristine")
+def _copy_code(into: Path) -> Path:
     for name in _COPIED:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns(
+            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns(
                 "__pycache__", ".hypothesis", "mutation"))
         else:
-            shutil.copy2(source, copy / name)
-    tests = sorted({t for m in MUTANTS for t in m.tests})
-    result = _pytest(copy, tests)
-    assert result.returncode == 0, f"the unmutated copy fails:\n{result.stdout[-3000:]}"
-    return copy
+            shutil.copy2(source, into / name)
+    return into
 
 
-def _pytest(where: Path, tests: list[str]) -> subprocess.CompletedProcess[str]:
+def _pytest(where: Path, tests: Sequence[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     # `-p no:cacheprovider`: nothing written into the copy; `-x`: the first failure is
     # enough to kill a mutant. The copy's root comes first on sys.path (cwd), so its
@@ -118,17 +114,44 @@ def _pytest(where: Path, tests: list[str]) -> subprocess.CompletedProcess[str]:
         cwd=where, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_mutant_is_killed(mutant: Mutant, pristine: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "mutant"
-    shutil.copytree(pristine, copy)
+def _apply(mutant: Mutant, copy: Path) -> None:
     target = copy / mutant.path
     source = target.read_text()
     assert source.count(mutant.original) == 1, (
         f"{mutant.path} no longer contains the line this mutant changes "
         f"({mutant.original!r}): re-target the mutant at the code that now does this")
     target.write_text(source.replace(mutant.original, mutant.mutated))
-    result = _pytest(copy, list(mutant.tests))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory
+             ) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The control (every selected test on the unmutated copy) and each mutant's run,
+    side by side: one pytest process each, as many at once as there are cores."""
+    base = tmp_path_factory.mktemp("mutants")
+    pristine = _copy_code(base / "pristine")
+    runs: dict[str, tuple[Path, Sequence[str]]] = {
+        "": (pristine, sorted({t for m in MUTANTS for t in m.tests}))}
+    for n, mutant in enumerate(MUTANTS):
+        copy = base / f"m{n}"
+        shutil.copytree(pristine, copy)
+        _apply(mutant, copy)
+        runs[mutant.name] = (copy, mutant.tests)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {name: pool.submit(_pytest, where, tests)
+                   for name, (where, tests) in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_the_unmutated_copy_passes_every_selected_test(outcomes: dict) -> None:
+    control = outcomes[""]
+    assert control.returncode == 0, f"the unmutated copy fails:\n{control.stdout[-3000:]}"
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_is_killed(mutant: Mutant, outcomes: dict) -> None:
+    result = outcomes[mutant.name]
+    assert outcomes[""].returncode == 0, "the control failed: see the test above"
     assert result.returncode == 1, (
         f"mutant survived ({mutant.name}): {' '.join(mutant.tests)} passed with "
         f"{mutant.path} changed from {mutant.original!r} to {mutant.mutated!r}\n"
