@@ -1,0 +1,127 @@
+"""The engine's idempotency record and its bounds, observed from outside.
+
+What a delivery leaves in `processed` (fingerprint, status, effects, expiry 30 days on),
+when the record is `done` at once (a backend whose transaction holds the effects) or only
+after the effects ran (the clouds), the bound on re-runs under contention, and what an
+ignored delivery says about why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from adapters.memory import MemoryPublisher, MemoryStore, memory_ports
+from handlers.app import APP
+from handlers.catalog import INVENTORY_UPDATED
+from handlers.core import jsonformat
+from handlers.core.engine import DEDUPE_TTL, PROCESSED, dedupe_key, handle, run_step
+from handlers.core.errors import TransientError
+from handlers.core.events import Event
+from handlers.core.ports import Op
+from handlers.core.saga_runner import new_state
+from tests.factories import order_created, restock
+
+
+def test_a_processed_delivery_leaves_its_record_done_with_its_expiry() -> None:
+    ports = memory_ports()
+    event = restock("A", 2)
+    outcome = handle(APP, "inventory", event, ports)
+    assert (outcome.status, outcome.consumer, outcome.event_id) == (
+        "processed", "inventory", event.id)
+    record = ports.store.get(PROCESSED, dedupe_key("inventory", event))
+    assert record["status"] == "done"
+    assert record["fingerprint"] == jsonformat.fingerprint(event)
+    expected = ports.clock.now() + DEDUPE_TTL
+    assert record["expires_at"] == int(expected.timestamp())
+    assert DEDUPE_TTL.days == 30
+
+
+class _FailingPublisher(MemoryPublisher):
+    def publish(self, events: Sequence[Event]) -> None:
+        raise TransientError("bus down")
+
+
+def test_without_a_shared_transaction_the_record_is_committed_until_its_effects_ran() -> None:
+    """The clouds: writes and record commit first; a failed publish leaves the record
+    `committed` with its effects, and the redelivery performs them and marks it done."""
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    ports.publisher = _FailingPublisher()
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    run_step(APP, ports, "order-o1", "create_order", "action", state)
+    state["results"]["create_order"] = ports.store.get(
+        PROCESSED, "step|order-o1|create_order|action")["result"]["result"]
+    with pytest.raises(TransientError):
+        run_step(APP, ports, "order-o1", "payment", "action", state)
+    record = ports.store.get(PROCESSED, "step|order-o1|payment|action")
+    assert record["status"] == "committed"
+    assert [e["type"] for e in record["effects"]["emits"]] == [
+        "com.switchyard.payment.processed"]
+    ports.publisher = MemoryPublisher()
+    again = run_step(APP, ports, "order-o1", "payment", "action", state)
+    assert again.ok and again.replayed
+    assert ports.store.get(PROCESSED, "step|order-o1|payment|action")["status"] == "done"
+    assert [e.type for e in ports.publisher.published] == ["com.switchyard.payment.processed"]
+
+
+def test_with_a_shared_transaction_the_record_is_done_with_the_writes() -> None:
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def atomic() -> Iterator[None]:
+        entered.append("tx")
+        yield
+
+    ports = dataclasses.replace(memory_ports(), atomic=atomic)
+    event = restock("A", 2)
+    handle(APP, "inventory", event, ports)
+    assert entered == ["tx"]
+    assert ports.store.get(PROCESSED, dedupe_key("inventory", event))["status"] == "done"
+
+
+class _AlwaysContended(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def transact(self, ops: Sequence[Op]) -> bool:
+        self.attempts += 1
+        return False
+
+
+def test_contention_that_never_ends_is_a_transient_error_after_five_runs() -> None:
+    store = _AlwaysContended()
+    ports = dataclasses.replace(memory_ports(), store=store)
+    event = restock("A", 1)
+    with pytest.raises(TransientError) as error:
+        handle(APP, "inventory", event, ports)
+    key = dedupe_key("inventory", event)
+    assert str(error.value) == f"contention on {key!r}: gave up after 5 tries"
+    assert store.attempts == 5
+
+
+def test_an_ignored_delivery_says_whether_the_type_is_unknown_or_not_consumed_here() -> None:
+    ports = memory_ports()
+    unknown = Event.new("elsewhere", "com.example.unknown", {"x": 1})
+    elsewhere = Event.new("inventory", INVENTORY_UPDATED,
+                          {"item_id": "A", "quantity": 1, "action": "restock"})
+    got = handle(APP, "orders", unknown, ports)
+    assert (got.status, got.detail) == ("ignored", "com.example.unknown: unknown event type")
+    got = handle(APP, "orders", elsewhere, ports)
+    assert (got.status, got.detail) == ("ignored", f"{INVENTORY_UPDATED}: not consumed here")
+    assert ports.store.scan(PROCESSED) == []  # nothing recorded for either
+
+
+def test_a_duplicate_reports_what_the_first_delivery_emitted() -> None:
+    ports = memory_ports()
+    event = order_created("o1", [("A", 1, 1.0)])
+    first = handle(APP, "order-analytics", event, ports)
+    second = handle(APP, "order-analytics", event, ports)
+    assert (first.status, second.status) == ("processed", "duplicate")
+    assert len(first.emitted) == 1 and second.emitted == first.emitted
+    assert ports.publisher.published == list(first.emitted)  # type: ignore[attr-defined]
