@@ -102,7 +102,8 @@ def test_the_memory_bus_takes_exactly_its_limit_and_refuses_one_byte_more(limit:
     with pytest.raises(PermanentError) as refused:
         bus.publish([_event_of_size(limit - 1), over])
     assert f"event '{over.id}' is {limit + 1} bytes" in str(refused.value)
-    assert f"over the bus limit of {limit} bytes" in str(refused.value)
+    assert str(refused.value).startswith(
+        f"over the bus limit of {limit} bytes; nothing was published")
     assert bus.published == [at_limit]  # nothing of a refused batch is kept
 
 

@@ -31,6 +31,11 @@ def test_the_store_hands_out_copies_never_its_own_items() -> None:
     assert store.get("orders", "o1") == {"items": [{"q": 1}]}
 
 
+def test_a_table_never_written_scans_empty() -> None:
+    store = MemoryStore()
+    assert store.scan("orders") == [] and store.items("orders") == {}
+
+
 def test_the_store_keeps_a_copy_of_what_it_was_given() -> None:
     store = MemoryStore()
     item = {"items": [{"q": 1}]}
