@@ -158,13 +158,15 @@ def _def_line(lines: dict[str, int], function: str) -> int:
     return lines.get(function, 0)
 
 
-def collect() -> list[Mutant]:
+def collect(results: Path = MUTANTS) -> list[Mutant]:
+    """Every target mutant with its status; `results` holds mutmut's verdicts (`*.meta`),
+    `mutants/` the mutated code the diffs are read from."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant  # the tool's own reader
 
     equivalents = _load_equivalents()
     mutants: list[Mutant] = []
     for path, patterns in TARGETS.items():
-        meta = MUTANTS / f"{path}.meta"
+        meta = results / f"{path}.meta"
         if not meta.exists():
             continue
         exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
@@ -262,14 +264,18 @@ def run(jobs: int) -> float:
     return wall
 
 
-def report() -> str:
+def report(results: Path | None = None) -> str:
+    """The report of the last run (written to tests/mutation/report.md), or of the
+    verdicts kept in `results` (a copy of an earlier run's `*.meta` files; printed only)."""
     if not MUTANTS.exists():
         sys.exit("error: no mutants/ folder: run `python -m tools.mutation run` first")
     os.chdir(ROOT)  # mutmut's readers resolve mutants/ and the sources from here
-    wall_file = MUTANTS / "wall-seconds"
+    where = results or MUTANTS
+    wall_file = where / "wall-seconds"
     wall = float(wall_file.read_text()) if wall_file.exists() else None
-    text = "# Mutation testing: the last full run\n\n" + render(collect(), wall)
-    REPORT.write_text(text)
+    text = "# Mutation testing: the last run\n\n" + render(collect(where), wall)
+    if results is None:
+        REPORT.write_text(text)
     return text
 
 
@@ -279,10 +285,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("command", choices=("run", "report"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2,
                         help="mutants tested at once (default: one per core)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="report: the verdicts (*.meta) of an earlier run kept elsewhere")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.command == "run":
         run(args.jobs)
-    print(report())
+    print(report(args.results))
 
 
 if __name__ == "__main__":
