@@ -127,3 +127,19 @@ def test_a_dead_letter_is_logged_as_an_error_with_what_was_lost_and_why(
     assert record.levelno == logging.ERROR
     assert (record.consumer, record.event_id, record.event_type) == ("orders", bad.id, bad.type)
     assert "data.customer_id is required" in record.reason
+
+
+def test_a_processed_and_a_duplicate_delivery_each_leave_one_row(runtime: Runtime) -> None:
+    event = restock("A", 3)
+    runtime.ingest([event])
+    _deliver_now(runtime)
+    runtime.ingest([event])  # the same event again: at-least-once delivery
+    _deliver_now(runtime)
+    rows = _rows(runtime, event.id)
+    assert [(r["attempt"], r["outcome"], r["detail"]) for r in rows] == [
+        (1, "processed", "emitted 0"), (1, "duplicate", "no effect")]
+    assert all(r["type"] == event.type and r["consumer"] == "inventory"
+               and r["subject"] == "A" for r in rows)
+    assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
+               for r in rows), [r["duration_ms"] for r in rows]
+    assert runtime.available("A") == 3
