@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import adapters.local.runtime as runtime_module
 from adapters.local.runtime import Runtime, RuntimeSettings
 from adapters.local.runtime import log as runtime_log
 from tests.factories import order_created, restock, workflow_triggered
@@ -143,3 +144,34 @@ def test_a_processed_and_a_duplicate_delivery_each_leave_one_row(runtime: Runtim
     assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
                for r in rows), [r["duration_ms"] for r in rows]
     assert runtime.available("A") == 3
+
+
+def test_a_claimed_message_is_invisible_to_other_workers_for_the_visibility_timeout(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a worker runs the handler, the message is hidden for visibility_timeout (3 s
+    here), so no second worker takes it; only a worker that dies leaves it to reappear."""
+    seen: list[float] = []
+    real_handle = runtime_module.handle
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(runtime.db.read("SELECT visible_at FROM queue")[0][0] - time.time())
+        assert runtime._deliver_one() is False  # another worker finds nothing to claim
+        return real_handle(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "handle", spy)
+    runtime.ingest([restock("A", 1)])
+    assert runtime.work_once()
+    (hidden,) = seen
+    assert 2.5 < hidden <= 3.0
+    assert runtime.available("A") == 1
+
+
+def test_a_message_whose_worker_died_each_time_says_so_when_dead_lettered(
+        runtime: Runtime) -> None:
+    runtime.ingest([restock("A", 3)])
+    with runtime.db.write() as conn:
+        conn.execute("UPDATE queue SET attempts = 5")  # no error recorded: never finished
+    _deliver_now(runtime)
+    (entry,) = runtime.dlq()
+    assert entry["reason"] == ("exceeded maxDeliveries=5 "
+                               "(last error: worker stopped mid-delivery)")

@@ -29,7 +29,9 @@ def test_an_order_is_stored_with_cents_and_the_time_it_was_placed() -> None:
                               {"item_id": "B", "quantity": 1, "price_cents": 50}]
     assert order["total_cents"] == 4048
     assert order["placed_at"] == "2026-11-22T09:00:00Z"
-    assert (order["status"], order["created_by"]) == ("pending", event.id)
+    assert (order["status"], order["reason"], order["created_by"]) == (
+        "pending", None, event.id)
+    assert order["created_at"] == "2026-01-01T00:00:00.000Z"  # the handler's clock
 
 
 def test_an_order_for_an_item_never_stocked_is_cancelled_out_of_stock() -> None:
