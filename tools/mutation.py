@@ -153,6 +153,14 @@ def _function_lines(path: Path) -> dict[str, int]:
     return lines
 
 
+def _source_line(source: list[str], estimate: int, before: str) -> int:
+    """The file line of the changed text: the diff's count starts at the function's
+    leading comments, if any, so the estimate can be off by their number."""
+    first = before.split(" / ")[0]
+    found = [n + 1 for n, text in enumerate(source) if text.strip() == first]
+    return min(found, key=lambda n: abs(n - estimate)) if found else estimate
+
+
 def _def_line(lines: dict[str, int], function: str) -> int:
     # decorators shift nothing here: mutmut's diff starts at the `def` line too
     return lines.get(function, 0)
@@ -171,6 +179,7 @@ def collect(results: Path = MUTANTS) -> list[Mutant]:
             continue
         exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         lines = _function_lines(ROOT / path)
+        source = (ROOT / path).read_text().splitlines()
         prefix = module_name(path) + "."
         for name, code in sorted(exit_codes.items(), key=lambda kv: _natural(kv[0])):
             local = name.removeprefix(prefix)
@@ -182,7 +191,8 @@ def collect(results: Path = MUTANTS) -> list[Mutant]:
                 mutants.append(Mutant(name, path, status, function))
                 continue
             offset, before, after = _diff_lines(get_diff_for_mutant(name, path=path))
-            line = _def_line(lines, function) + offset - 1
+            line = _source_line(source, _def_line(lines, function) + offset - 1, before)
+            offset = line - _def_line(lines, function) + 1
             # Matched on the line's offset in its function too: the same text can occur
             # twice in a function (a read repeated on another path) with other meaning.
             reason = next((e["reason"] for e in equivalents
