@@ -21,7 +21,7 @@ from handlers.core import jsonformat
 from handlers.core.engine import DEDUPE_TTL, PROCESSED, dedupe_key, handle, run_step
 from handlers.core.errors import TransientError
 from handlers.core.events import Event
-from handlers.core.ports import Op
+from handlers.core.ports import Op, Update
 from handlers.core.saga_runner import new_state
 from tests.factories import order_created, restock
 
@@ -125,3 +125,23 @@ def test_a_duplicate_reports_what_the_first_delivery_emitted() -> None:
     assert (first.status, second.status) == ("processed", "duplicate")
     assert len(first.emitted) == 1 and second.emitted == first.emitted
     assert ports.publisher.published == list(first.emitted)  # type: ignore[attr-defined]
+
+
+def test_an_unconditional_put_overwrites_and_commits_with_the_record() -> None:
+    """`ctx.put` replaces an existing item (no condition), in the same transaction as
+    the idempotency record: a redelivery does not write it again."""
+    def overwrite(ctx) -> None:  # type: ignore[no-untyped-def]
+        ctx.put("inventory", ctx.event.data["item_id"],
+                {"item_id": ctx.event.data["item_id"], "available": ctx.event.data["quantity"]})
+
+    consumers = tuple(dataclasses.replace(c, handler=overwrite) if c.name == "inventory"
+                      else c for c in APP.consumers)
+    app = dataclasses.replace(APP, consumers=consumers)
+    ports = memory_ports()
+    ports.store.put_if_absent("inventory", "A", {"item_id": "A", "available": 9, "x": 1})
+    event = restock("A", 4)
+    assert handle(app, "inventory", event, ports).status == "processed"
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 4}
+    ports.store.transact([Update("inventory", "A", set={"available": 7})])
+    assert handle(app, "inventory", event, ports).status == "duplicate"
+    assert ports.store.get("inventory", "A")["available"] == 7
