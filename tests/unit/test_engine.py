@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from adapters.memory import MemoryPublisher, MemoryStore, memory_ports
+from adapters.memory import MemoryNotifier, MemoryPublisher, MemoryStore, memory_ports
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED
 from handlers.core import jsonformat
@@ -84,6 +85,20 @@ def test_with_a_shared_transaction_the_record_is_done_with_the_writes() -> None:
     assert ports.store.get(PROCESSED, dedupe_key("inventory", event))["status"] == "done"
 
 
+class MemoryNotifierFlaky(MemoryNotifier):
+    """Fails its first delivery (after the commit: the effect is re-performed later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def notify(self, notification_id: str, message: Mapping[str, Any]) -> None:
+        self.ids.append(notification_id)
+        if len(self.ids) == 1:
+            raise TransientError("mail relay down")
+        super().notify(notification_id, message)
+
+
 class _AlwaysContended(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
@@ -145,3 +160,25 @@ def test_an_unconditional_put_overwrites_and_commits_with_the_record() -> None:
     ports.store.transact([Update("inventory", "A", set={"available": 7})])
     assert handle(app, "inventory", event, ports).status == "duplicate"
     assert ports.store.get("inventory", "A")["available"] == 7
+
+
+def test_a_saga_is_started_with_the_trace_of_the_event_that_asked_for_it() -> None:
+    ports = memory_ports()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event = dataclasses.replace(order_created("o1", [("A", 1, 1.0)]),
+                                extensions={"traceparent": traceparent})
+    handle(APP, "orders", event, ports)
+    assert ports.sagas.started["order-o1"]["traceparent"] == traceparent  # type: ignore[attr-defined]
+
+
+def test_a_notification_goes_out_under_an_id_that_a_redelivery_reuses() -> None:
+    ports = memory_ports()
+    ports.notifier = MemoryNotifierFlaky()
+    event = Event.new("notifications", "com.switchyard.notification.sent", {
+        "recipient": "c1", "order_id": "o1", "channel": "email", "subject": "s",
+        "message": "m"})
+    with pytest.raises(TransientError):
+        handle(APP, "notifications", event, ports)
+    handle(APP, "notifications", event, ports)
+    ids = ports.notifier.ids  # type: ignore[attr-defined]
+    assert len(ids) == 2 and ids[0] == ids[1] and isinstance(ids[0], str) and ids[0]
