@@ -106,3 +106,13 @@ def test_a_backend_without_blobs_is_refused_with_the_bucket() -> None:
     with pytest.raises(PermanentError) as refused:
         _ctx("file-processor").read_blob("uploads", "a.csv")
     assert str(refused.value) == "this backend has no blob store for bucket 'uploads'"
+
+
+def test_each_notification_of_a_delivery_gets_its_own_id_the_same_on_every_run() -> None:
+    first, again = _ctx("notifications"), _ctx("notifications")
+    for ctx in (first, again):
+        ctx.notify({"text": "one"})
+        ctx.notify({"text": "two"})
+    ids = [n["id"] for n in first.notifications]
+    assert len(set(ids)) == 2 and all(len(i) == 36 for i in ids)  # UUIDs, distinct
+    assert ids == [n["id"] for n in again.notifications]  # derived from the record key

@@ -8,6 +8,7 @@ the steps' "nothing to undo" answers, for every failure point of the order saga.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -17,6 +18,8 @@ from handlers.catalog import (
     INVENTORY_RELEASED,
     NOTIFICATION_SENT,
     ORDER_CANCELLED,
+    ORDER_COMPLETED,
+    ORDER_SHIPPED,
     PAYMENT_REFUNDED,
 )
 from handlers.core.app import App, Retry
@@ -216,3 +219,60 @@ def test_a_cancellation_never_overwrites_an_order_completed_after_it_read_it() -
     assert outcome.result == {"cancelled": False}  # re-run on fresh state: not pending
     assert store.get("orders", "o1")["status"] == "completed"
     assert _published(ports, ORDER_CANCELLED) == []
+
+
+def test_a_completed_order_is_shipped_once_with_one_tracking_id_announced_everywhere() -> None:
+    ports = _setup(stock=5, quantity=2, price=10.0)
+    state = _run(APP, ports)
+    order = ports.store.get("orders", "o1")
+    tracking = order["tracking_id"]
+    assert re.fullmatch(r"trk-[0-9a-f]{12}", tracking)
+    assert (order["status"], order["updated_at"]) == ("completed", "2026-01-01T00:00:00.000Z")
+    assert state["results"]["ship"] == {"tracking_id": tracking}
+    assert state["results"]["complete_order"] == {"status": "completed"}
+    (shipped,) = _published(ports, ORDER_SHIPPED)
+    assert (shipped.subject, shipped.data) == ("o1", {"order_id": "o1", "tracking_id": tracking})
+    (completed,) = _published(ports, ORDER_COMPLETED)
+    assert (completed.subject, completed.data) == ("o1", {
+        "order_id": "o1", "customer_id": "c1", "total": 20.0, "tracking_id": tracking})
+    (note,) = _published(ports, NOTIFICATION_SENT)
+    assert (note.subject, note.data) == ("o1", {
+        "recipient": "c1", "order_id": "o1", "channel": "email",
+        "subject": "Order o1 completed",
+        "message": f"Your order o1 (20.00) has shipped, tracking {tracking}."})
+
+
+def test_tracking_ids_differ_between_orders() -> None:
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    for order_id in ("o1", "o2"):
+        handle(APP, "orders", order_created(order_id, [("A", 1, 1.0)]), ports)
+        run_to_end(APP, ports, new_state(f"order-{order_id}", {"order_id": order_id}, None))
+    assert ports.store.get("orders", "o1")["tracking_id"] != \
+        ports.store.get("orders", "o2")["tracking_id"]
+
+
+def test_an_item_on_two_lines_of_an_order_is_reserved_for_both() -> None:
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0), ("A", 2, 1.0)]), ports)
+    state = _run(APP, ports)
+    assert state["results"]["reserve_inventory"] == {"items": [{"item_id": "A", "quantity": 3}]}
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 2, "reserved": 3}
+
+
+def test_completing_an_order_cancelled_meanwhile_never_marks_it_completed() -> None:
+    ports = _setup()
+    state = _run(_failing("ship", StepFailed("x", "y")), ports)  # cancelled
+    state["results"]["ship"] = {"tracking_id": "trk-000000000000"}
+    with pytest.raises(TransientError, match="contention"):
+        run_step(APP, ports, "order-o1", "complete_order", "action", state)
+    assert ports.store.get("orders", "o1")["status"] == "cancelled"
+
+
+def test_shipping_never_creates_an_order_that_is_not_there() -> None:
+    ports = memory_ports()
+    state = new_state("order-zz", {"order_id": "zz"}, None)
+    with pytest.raises(TransientError, match="contention"):
+        run_step(APP, ports, "order-zz", "ship", "action", state)
+    assert ports.store.get("orders", "zz") is None
