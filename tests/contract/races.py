@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from adapters.memory import FixedClock, MemoryNotifier, MemoryPublisher, MemorySagaStarter
@@ -46,11 +46,17 @@ class RendezvousStore:
     pass straight through. Everything else is the wrapped store's.
     """
 
-    def __init__(self, inner: Store, table: str, parties: int) -> None:
+    def __init__(self, inner: Store, table: str, parties: int,
+                 first_to_commit: int | None = None) -> None:
         self._inner = inner
         self._table = table
         self._barrier = threading.Barrier(parties, timeout=BARRIER_TIMEOUT)
         self._seen = threading.local()
+        # `first_to_commit`: the racer (its index in race()) whose write after the barrier
+        # goes first; the others' writes wait for it, so the interleaving is fixed.
+        self._first = first_to_commit
+        self._first_done = threading.Event()
+        self._ordered_by_atomic = False
 
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         item = self._inner.get(table, key)
@@ -60,7 +66,35 @@ class RendezvousStore:
         return item
 
     def transact(self, ops: Sequence[Op]) -> bool:
-        return self._inner.transact(ops)
+        if self._ordered_by_atomic:
+            return self._inner.transact(ops)
+        with self._turn():
+            return self._inner.transact(ops)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait for the first committer's write (if this racer is not it), then write."""
+        waiting = self._first is not None and getattr(self._seen, "done", False)
+        first = waiting and threading.current_thread().name == f"racer-{self._first}"
+        if waiting and not first:
+            self._first_done.wait(BARRIER_TIMEOUT)
+        try:
+            yield
+        finally:
+            if first:
+                self._first_done.set()
+
+    def ordering(self, atomic: Callable[[], AbstractContextManager[Any]]
+                 ) -> Callable[[], AbstractContextManager[Any]]:
+        """`atomic`, taking turns before it starts: a racer must not wait for its turn
+        while holding the backend's transaction (SQLite's one writer), or none proceeds."""
+        self._ordered_by_atomic = True
+
+        @contextmanager
+        def ordered() -> Iterator[None]:
+            with self._turn(), atomic():
+                yield
+        return ordered
 
     def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> bool:
         return self._inner.put_if_absent(table, key, item)
@@ -75,6 +109,8 @@ Atomic = Callable[[], AbstractContextManager[Any]] | None
 def ports_on(store: Store, atomic: Atomic = None) -> Ports:
     """Ports over `store` with in-memory side effects; `atomic` as the backend has it."""
     clock = FixedClock()
+    if atomic is not None and isinstance(store, RendezvousStore):
+        atomic = store.ordering(atomic)
     return Ports(store=store, publisher=MemoryPublisher(), notifier=MemoryNotifier(),
                  sagas=MemorySagaStarter(), clock=clock,
                  payments=SimulatedPaymentGateway(store, clock), atomic=atomic)
@@ -103,7 +139,8 @@ def race(*racers: Callable[[], Any], redeliveries: int = REDELIVERIES) -> list[A
                 results[n] = error
                 return
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(racers))]
+    threads = [threading.Thread(target=run, args=(n,), name=f"racer-{n}")
+               for n in range(len(racers))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -165,28 +202,23 @@ def last_unit_removed_twice_at_once(store: Store, atomic: Atomic = None) -> None
     assert store.get(LEDGER, item) == {"item_id": item, "received": 1, "removed": 1}
 
 
-def reservation_and_removal_of_the_last_units(store: Store, atomic: Atomic = None) -> None:
-    """An order's reservation and a stock removal race for the last 2 units.
-
-    Exactly one gets them; stock never goes below zero and every unit is accounted for
-    (available + reserved + removed == received). If the removal wins, the saga is
-    cancelled out of stock and its payment refunded; if the reservation wins, the
-    removal is refused.
-    """
+def _reservation_and_removal(store: Store, atomic: Atomic, removal_first: bool) -> None:
     item, order = _unique("pair"), _unique("order")
     plain = ports_on(store, atomic)
     handle(APP, "inventory", restock(item, 2), plain)
     handle(APP, "orders", order_created(order, [(item, 2, 5.0)]), plain)
     state = new_state(saga_id_for(order), {"order_id": order}, None)
-    ports = ports_on(RendezvousStore(store, INVENTORY, 2), atomic)
+    ports = ports_on(RendezvousStore(store, INVENTORY, 2,
+                                     first_to_commit=1 if removal_first else 0), atomic)
     removal = _remove(item, 2)
     saga, removed = race(lambda: run_to_end(APP, ports, state),
                          lambda: handle(APP, "inventory", removal, ports))
     stock = store.get(INVENTORY, item) or {}
     ledger = store.get(LEDGER, item) or {}
-    assert stock["available"] >= 0
+    assert stock["available"] >= 0, stock
     assert stock["available"] + stock.get("reserved", 0) + ledger.get("removed", 0) == 2
-    if isinstance(removed, Outcome):
+    if removal_first:
+        assert isinstance(removed, Outcome) and removed.status == "processed", removed
         assert saga["status"] == "cancelled" and saga["reason"] == "out_of_stock", saga
         assert stock == {"item_id": item, "available": 0}
         refund = store.get(PAYMENTS, f"{saga['saga_id']}:payment:compensate")
@@ -199,8 +231,26 @@ def reservation_and_removal_of_the_last_units(store: Store, atomic: Atomic = Non
         assert ledger.get("removed", 0) == 0
 
 
+def removal_commits_before_a_reservation_of_the_same_units(
+        store: Store, atomic: Atomic = None) -> None:
+    """An order's reservation and a stock removal both read "2 available"; the removal
+    commits first. The reservation's condition must fail at commit: the saga is then
+    cancelled out of stock and its payment refunded; stock never goes below zero."""
+    _reservation_and_removal(store, atomic, removal_first=True)
+
+
+def reservation_commits_before_a_removal_of_the_same_units(
+        store: Store, atomic: Atomic = None) -> None:
+    """The same race, the reservation first: the removal's condition fails at commit,
+    and on fresh state the removal is refused; the order completes."""
+    _reservation_and_removal(store, atomic, removal_first=False)
+
+
 SCENARIOS: dict[str, Callable[..., None]] = {
     "one_event_delivered_twice_at_once": one_event_delivered_twice_at_once,
     "last_unit_removed_twice_at_once": last_unit_removed_twice_at_once,
-    "reservation_and_removal_of_the_last_units": reservation_and_removal_of_the_last_units,
+    "removal_commits_before_a_reservation_of_the_same_units":
+        removal_commits_before_a_reservation_of_the_same_units,
+    "reservation_commits_before_a_removal_of_the_same_units":
+        reservation_commits_before_a_removal_of_the_same_units,
 }

@@ -16,15 +16,19 @@ from adapters.memory import MemorySagaStarter, MemoryStore, memory_ports
 from handlers.app import APP
 from handlers.catalog import (
     INVENTORY_RELEASED,
+    INVENTORY_RESERVED,
     NOTIFICATION_SENT,
     ORDER_CANCELLED,
     ORDER_COMPLETED,
     ORDER_SHIPPED,
+    PAYMENT_DECLINED,
+    PAYMENT_PROCESSED,
     PAYMENT_REFUNDED,
 )
 from handlers.core.app import App, Retry
 from handlers.core.engine import StepContext, handle, run_step
 from handlers.core.errors import StepFailed, TransientError
+from handlers.core.events import Event
 from handlers.core.ports import Ports, Update
 from handlers.core.saga_runner import new_state, resume, run_to_end
 from handlers.payments import PAYMENTS
@@ -276,3 +280,53 @@ def test_shipping_never_creates_an_order_that_is_not_there() -> None:
     with pytest.raises(TransientError, match="contention"):
         run_step(APP, ports, "order-zz", "ship", "action", state)
     assert ports.store.get("orders", "zz") is None
+
+
+def test_a_payment_is_announced_and_recorded_with_its_amount() -> None:
+    ports = _setup(stock=5, quantity=2, price=10.0)
+    state = _run(APP, ports)
+    charge = ports.store.get(PAYMENTS, "order-o1:payment:action")
+    assert state["results"]["payment"] == {"charge_id": charge["charge_id"],
+                                           "amount_cents": 2000}
+    (paid,) = _published(ports, PAYMENT_PROCESSED)
+    assert (paid.subject, paid.data) == ("o1", {
+        "order_id": "o1", "charge_id": charge["charge_id"], "amount_cents": 2000})
+    (reserved,) = _published(ports, INVENTORY_RESERVED)
+    assert (reserved.subject, reserved.data) == ("o1", {
+        "order_id": "o1", "items": [{"item_id": "A", "quantity": 2}]})
+
+
+def test_a_declined_payment_is_announced_with_its_reason() -> None:
+    ports = _setup(price=600.0)
+    _run(APP, ports)
+    (declined,) = _published(ports, PAYMENT_DECLINED)
+    assert (declined.subject, declined.data) == ("o1", {
+        "order_id": "o1", "reason": "total 1200.00 is above the limit of 1000.00"})
+
+
+def test_out_of_stock_names_every_short_item() -> None:
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 1), ports)
+    handle(APP, "orders", order_created("o1", [("A", 2, 1.0), ("B", 1, 1.0)]), ports)
+    _run(APP, ports)
+    assert ports.store.get("orders", "o1")["reason_detail"] == (
+        "item 'A': 2 wanted, 1 available; item 'B': 1 wanted, 0 available")
+
+
+def test_the_first_step_waits_for_its_order_and_refuses_one_no_longer_pending() -> None:
+    ports = memory_ports()
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    with pytest.raises(TransientError, match="order 'o1' not found"):
+        run_step(APP, ports, "order-o1", "create_order", "action", state)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    order = ports.store.get("orders", "o1")
+    ports.store.tables["orders"]["o1"] = {**order, "status": "cancelled"}  # type: ignore[attr-defined]
+    outcome = run_step(APP, ports, "order-o2", "create_order", "action", state)
+    assert (outcome.ok, outcome.reason, outcome.detail) == (
+        False, "order_not_pending", "order is already cancelled")
+
+
+def test_a_step_reading_a_result_before_any_is_recorded_gets_nothing() -> None:
+    ctx = StepContext(APP, memory_ports(), Event.new("t", "t.t", {}), "s", "ship", "action",
+                      {"input": {"order_id": "o1"}}, "k")
+    assert ctx.result_of("create_order") == {}

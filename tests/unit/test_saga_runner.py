@@ -16,7 +16,7 @@ from adapters.memory import memory_ports
 from handlers.app import APP
 from handlers.core.app import App, Retry
 from handlers.core.engine import StepContext, handle
-from handlers.core.errors import StepFailed, TransientError
+from handlers.core.errors import PermanentError, StepFailed, TransientError
 from handlers.core.ports import Ports
 from handlers.core.saga_runner import new_state, run_to_end, tick
 from handlers.saga import ORDER_SAGA
@@ -127,3 +127,56 @@ def test_a_step_with_no_compensation_is_skipped_when_undoing() -> None:
     state = run_to_end(app, ports, _state())
     undone = [h["step"] for h in state["history"] if h["phase"] == "compensate"]
     assert undone == ["reserve_inventory", "payment"]  # not ship, not create_order
+
+
+def test_the_history_of_a_declined_order_says_what_ran_and_why_it_stopped() -> None:
+    ports = memory_ports()
+    handle(APP, "orders", order_created("o1", [("A", 1, 2000.0)]), ports)
+    state = run_to_end(APP, ports, _state())
+    assert state["history"] == [
+        {"step": "create_order", "phase": "action", "attempt": 1, "outcome": "ok",
+         "detail": ""},
+        {"step": "payment", "phase": "action", "attempt": 1, "outcome": "failed",
+         "detail": "payment_declined"},
+        {"step": "cancel_order", "phase": "action", "attempt": 1, "outcome": "ok",
+         "detail": ""}]
+
+
+def test_errors_are_noted_with_their_text_and_a_step_that_recovers_resets_the_count() -> None:
+    """payment fails twice then works: its errors are in the history; reserve_inventory,
+    next, still gets all 3 of its attempts."""
+    ports = _setup()
+    app = _app(payment={"action": _failing_times(2, then=ORDER_SAGA.step("payment").action),
+                        "retry": Retry(3, 0.0, 1.0)},
+               reserve_inventory={"action": _failing_times(
+                   2, then=ORDER_SAGA.step("reserve_inventory").action),
+                   "retry": Retry(3, 0.0, 1.0)})
+    state = run_to_end(app, ports, _state())
+    assert state["status"] == "completed"
+    notes = [(h["step"], h["attempt"], h["outcome"], h["detail"]) for h in state["history"]
+             if h["step"] in ("payment", "reserve_inventory")]
+    assert notes == [("payment", 1, "error", "down (1)"), ("payment", 2, "error", "down (2)"),
+                     ("payment", 3, "ok", ""),
+                     ("reserve_inventory", 1, "error", "down (1)"),
+                     ("reserve_inventory", 2, "error", "down (2)"),
+                     ("reserve_inventory", 3, "ok", "")]
+
+
+def test_a_permanent_error_in_a_step_is_not_retried() -> None:
+    ports = _setup()
+    app = _app(ship={"action": _failing_times(10**6, error=PermanentError("bad address")),
+                     "retry": Retry(5, 0.0, 1.0)})
+    state = run_to_end(app, ports, _state())
+    assert state["status"] == "cancelled" and state["reason"] == "ship_failed"
+    assert state["reason_detail"] == "PermanentError: bad address"
+    ship = [h for h in state["history"] if h["step"] == "ship"]
+    assert [(h["attempt"], h["outcome"]) for h in ship] == [(1, "error")]
+
+
+def test_a_tick_never_changes_the_state_it_was_given() -> None:
+    ports = _setup()
+    state = _state()
+    before = {**state, "results": dict(state["results"]), "history": list(state["history"])}
+    after, _ = tick(APP, ports, state)
+    assert state == before
+    assert after["results"] and after["history"] and after is not state
