@@ -182,3 +182,41 @@ def test_a_notification_goes_out_under_an_id_that_a_redelivery_reuses() -> None:
     handle(APP, "notifications", event, ports)
     ids = ports.notifier.ids  # type: ignore[attr-defined]
     assert len(ids) == 2 and ids[0] == ids[1] and isinstance(ids[0], str) and ids[0]
+
+
+def test_a_step_without_a_compensation_has_nothing_to_undo() -> None:
+    outcome = run_step(APP, memory_ports(), "order-o1", "create_order", "compensate",
+                       new_state("order-o1", {"order_id": "o1"}, None))
+    assert (outcome.ok, outcome.result, outcome.reason, outcome.detail) == (True, {}, "", "")
+
+
+def test_every_event_a_saga_emits_carries_the_saga_trace() -> None:
+    from handlers.core.saga_runner import run_to_end
+
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    state = run_to_end(APP, ports, new_state("order-o1", {"order_id": "o1"}, traceparent))
+    assert state["status"] == "completed"
+    published = ports.publisher.published  # type: ignore[attr-defined]
+    assert len(published) >= 4
+    assert all(e.traceparent == traceparent for e in published)
+    untraced = memory_ports()
+    handle(APP, "inventory", restock("A", 5), untraced)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), untraced)
+    run_to_end(APP, untraced, new_state("order-o1", {"order_id": "o1"}, None))
+    assert all(e.traceparent is None for e in untraced.publisher.published)  # type: ignore[attr-defined]
+
+
+def test_a_replayed_step_answers_what_it_answered_the_first_time() -> None:
+    ports = memory_ports()
+    handle(APP, "orders", order_created("o1", [("A", 1, 2000.0)]), ports)
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    state["results"]["create_order"] = {"order_id": "o1", "customer_id": "c1",
+                                        "items": [], "total_cents": 200_000}
+    first = run_step(APP, ports, "order-o1", "payment", "action", state)
+    again = run_step(APP, ports, "order-o1", "payment", "action", state)
+    assert (first.ok, first.reason, first.replayed) == (False, "payment_declined", False)
+    assert (again.ok, again.reason, again.detail, again.result, again.replayed) == (
+        False, "payment_declined", first.detail, {}, True)
