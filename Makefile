@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check chromium screenshot
+.PHONY: demo test bench serve lint soak clean asyncapi-specs catalog-check chromium screenshot mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,5 +95,12 @@ soak: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
+# Mutation testing of the core with mutmut (tools/mutation.py): a fresh run of every
+# target, then the kill rate per module and the survivors, also written to
+# tests/mutation/report.md. Tens of minutes on 2 cores: not part of `make test` (its
+# cheap sample is tests/mutation/test_mutants_die.py, which is).
+mutation: $(VENV)/.dev
+	nice -n 15 $(BIN)/python -m tools.mutation run
+
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules mutants

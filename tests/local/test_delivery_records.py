@@ -1,0 +1,177 @@
+"""The local broker's claim/ack path: backoff between attempts, and what each attempt
+leaves in the timeline (the record `switchyard timeline` and `trace` show).
+
+The backoff doubles from 1 s (times `retry_scale`) and is capped at the visibility
+timeout; the last allowed delivery still happens; every attempt is one timeline row with
+the event's type, the attempt number, the outcome, the error and how long it took.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import adapters.local.runtime as runtime_module
+from adapters.local.runtime import Runtime, RuntimeSettings
+from adapters.local.runtime import log as runtime_log
+from tests.factories import order_created, restock, workflow_triggered
+
+
+@pytest.fixture
+def runtime(tmp_path) -> Iterator[Runtime]:
+    # retry_scale 1.0: delays are real seconds, read off the queue, never waited for.
+    rt = Runtime(tmp_path / "records.db", settings=RuntimeSettings(
+        max_deliveries=5, visibility_timeout=3.0, retry_scale=1.0))
+    yield rt
+    rt.close()
+
+
+def _deliver_now(rt: Runtime) -> float:
+    """Make the one queued message due, deliver it; seconds until it is due again."""
+    with rt.db.write() as conn:
+        conn.execute("UPDATE queue SET visible_at = 0")
+    assert rt.work_once()
+    rows = rt.db.read("SELECT visible_at FROM queue")
+    return rows[0][0] - time.time() if rows else -1.0
+
+
+def _rows(rt: Runtime, event_id: str) -> list[dict]:
+    return [r for r in rt.timeline() if r["event_id"] == event_id]
+
+
+def test_retries_back_off_doubling_from_one_second_capped_at_the_visibility_timeout(
+        runtime: Runtime) -> None:
+    poison = workflow_triggered("never-created")  # a TransientError on every delivery
+    runtime.ingest([poison])
+    delays = [_deliver_now(runtime) for _ in range(4)]
+    for got, want in zip(delays, [1.0, 2.0, 3.0, 3.0], strict=True):
+        assert want - 0.5 < got <= want, delays
+    assert _deliver_now(runtime) == -1.0  # the 5th delivery is the last: dead-lettered
+    (entry,) = runtime.dlq()
+    assert entry["attempts"] == 5
+
+
+def test_every_attempt_is_one_timeline_row_with_its_outcome_and_error(
+        runtime: Runtime) -> None:
+    poison = workflow_triggered("never-created")
+    runtime.ingest([poison])
+    for _ in range(5):
+        _deliver_now(runtime)
+    rows = _rows(runtime, poison.id)
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [
+        (1, "retry"), (2, "retry"), (3, "retry"), (4, "retry"), (5, "dead-lettered")]
+    error = "TransientError: order 'never-created' is not known yet; retrying"
+    assert all(r["type"] == poison.type and r["consumer"] == "orders" for r in rows)
+    assert all(r["subject"] == "never-created" for r in rows)
+    assert [r["detail"] for r in rows[:4]] == [error] * 4
+    assert rows[4]["detail"] == f"failed 5 deliveries (maxDeliveries=5); last error: {error}"
+    # Durations are milliseconds of this delivery: positive, and far below a minute.
+    assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
+               for r in rows), [r["duration_ms"] for r in rows]
+    assert _rows(runtime, poison.id) == runtime.timeline("never-created")
+
+
+def test_a_permanent_error_is_one_dead_lettered_row_with_its_reason(runtime: Runtime) -> None:
+    bad = order_created("o1", [("A", 1, 1.0)])
+    bad = type(bad)(id=bad.id, source=bad.source, type=bad.type,
+                    data={"order_id": "o1"}, subject="o1")
+    runtime.ingest([bad])
+    _deliver_now(runtime)
+    (row,) = _rows(runtime, bad.id)
+    assert (row["attempt"], row["outcome"], row["type"], row["subject"]) == (
+        1, "dead-lettered", bad.type, "o1")
+    assert row["detail"].startswith("permanent error: ")
+    assert "data.customer_id is required" in row["detail"]
+    assert 0.01 < row["duration_ms"] < 60_000
+
+
+def test_the_last_allowed_delivery_of_an_unfinished_message_still_happens(
+        runtime: Runtime) -> None:
+    """Receives that never finished count (a worker died): at maxDeliveries - 1 of them
+    the message is delivered once more, not dead-lettered."""
+    event = restock("A", 3)
+    runtime.ingest([event])
+    with runtime.db.write() as conn:
+        conn.execute("UPDATE queue SET attempts = 4")
+    _deliver_now(runtime)
+    assert runtime.available("A") == 3 and runtime.dlq() == []
+    (row,) = _rows(runtime, event.id)
+    assert (row["attempt"], row["outcome"], row["detail"]) == (5, "processed", "emitted 0")
+
+
+def test_a_message_past_its_deliveries_is_dead_lettered_without_running(
+        runtime: Runtime) -> None:
+    event = restock("A", 3)
+    runtime.ingest([event])
+    with runtime.db.write() as conn:
+        conn.execute("UPDATE queue SET attempts = 5, last_error = 'boom'")
+    _deliver_now(runtime)
+    assert runtime.available("A") == 0
+    (entry,) = runtime.dlq()
+    assert entry["attempts"] == 5
+    assert entry["reason"] == "exceeded maxDeliveries=5 (last error: boom)"
+    (row,) = _rows(runtime, event.id)
+    assert (row["attempt"], row["outcome"], row["duration_ms"]) == (5, "dead-lettered", 0.0)
+
+
+def test_a_dead_letter_is_logged_as_an_error_with_what_was_lost_and_why(
+        runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    bad = order_created("o1", [("A", 1, 1.0)])
+    bad = type(bad)(id=bad.id, source=bad.source, type=bad.type, data={"order_id": "o1"})
+    runtime.ingest([bad])
+    with caplog.at_level(logging.ERROR, logger=runtime_log.name):
+        _deliver_now(runtime)
+    (record,) = [r for r in caplog.records if r.getMessage() == "dead-lettered"]
+    assert record.levelno == logging.ERROR
+    assert (record.consumer, record.event_id, record.event_type) == ("orders", bad.id, bad.type)
+    assert "data.customer_id is required" in record.reason
+
+
+def test_a_processed_and_a_duplicate_delivery_each_leave_one_row(runtime: Runtime) -> None:
+    event = restock("A", 3)
+    runtime.ingest([event])
+    _deliver_now(runtime)
+    runtime.ingest([event])  # the same event again: at-least-once delivery
+    _deliver_now(runtime)
+    rows = _rows(runtime, event.id)
+    assert [(r["attempt"], r["outcome"], r["detail"]) for r in rows] == [
+        (1, "processed", "emitted 0"), (1, "duplicate", "no effect")]
+    assert all(r["type"] == event.type and r["consumer"] == "inventory"
+               and r["subject"] == "A" for r in rows)
+    assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
+               for r in rows), [r["duration_ms"] for r in rows]
+    assert runtime.available("A") == 3
+
+
+def test_a_claimed_message_is_invisible_to_other_workers_for_the_visibility_timeout(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a worker runs the handler, the message is hidden for visibility_timeout (3 s
+    here), so no second worker takes it; only a worker that dies leaves it to reappear."""
+    seen: list[float] = []
+    real_handle = runtime_module.handle
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(runtime.db.read("SELECT visible_at FROM queue")[0][0] - time.time())
+        assert runtime._deliver_one() is False  # another worker finds nothing to claim
+        return real_handle(*args, **kwargs)
+
+    monkeypatch.setattr(runtime_module, "handle", spy)
+    runtime.ingest([restock("A", 1)])
+    assert runtime.work_once()
+    (hidden,) = seen
+    assert 2.5 < hidden <= 3.0
+    assert runtime.available("A") == 1
+
+
+def test_a_message_whose_worker_died_each_time_says_so_when_dead_lettered(
+        runtime: Runtime) -> None:
+    runtime.ingest([restock("A", 3)])
+    with runtime.db.write() as conn:
+        conn.execute("UPDATE queue SET attempts = 5")  # no error recorded: never finished
+    _deliver_now(runtime)
+    (entry,) = runtime.dlq()
+    assert entry["reason"] == ("exceeded maxDeliveries=5 "
+                               "(last error: worker stopped mid-delivery)")

@@ -1,0 +1,222 @@
+"""The engine's idempotency record and its bounds, observed from outside.
+
+What a delivery leaves in `processed` (fingerprint, status, effects, expiry 30 days on),
+when the record is `done` at once (a backend whose transaction holds the effects) or only
+after the effects ran (the clouds), the bound on re-runs under contention, and what an
+ignored delivery says about why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from adapters.memory import MemoryNotifier, MemoryPublisher, MemoryStore, memory_ports
+from handlers.app import APP
+from handlers.catalog import INVENTORY_UPDATED
+from handlers.core import jsonformat
+from handlers.core.engine import DEDUPE_TTL, PROCESSED, dedupe_key, handle, run_step
+from handlers.core.errors import TransientError
+from handlers.core.events import Event
+from handlers.core.ports import Op, Update
+from handlers.core.saga_runner import new_state
+from tests.factories import order_created, restock
+
+
+def test_a_processed_delivery_leaves_its_record_done_with_its_expiry() -> None:
+    ports = memory_ports()
+    event = restock("A", 2)
+    outcome = handle(APP, "inventory", event, ports)
+    assert (outcome.status, outcome.consumer, outcome.event_id) == (
+        "processed", "inventory", event.id)
+    record = ports.store.get(PROCESSED, dedupe_key("inventory", event))
+    assert record["status"] == "done"
+    assert record["fingerprint"] == jsonformat.fingerprint(event)
+    expected = ports.clock.now() + DEDUPE_TTL
+    assert record["expires_at"] == int(expected.timestamp())
+    assert DEDUPE_TTL.days == 30
+
+
+class _FailingPublisher(MemoryPublisher):
+    def publish(self, events: Sequence[Event]) -> None:
+        raise TransientError("bus down")
+
+
+def test_without_a_shared_transaction_the_record_is_committed_until_its_effects_ran() -> None:
+    """The clouds: writes and record commit first; a failed publish leaves the record
+    `committed` with its effects, and the redelivery performs them and marks it done."""
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    ports.publisher = _FailingPublisher()
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    run_step(APP, ports, "order-o1", "create_order", "action", state)
+    state["results"]["create_order"] = ports.store.get(
+        PROCESSED, "step|order-o1|create_order|action")["result"]["result"]
+    with pytest.raises(TransientError):
+        run_step(APP, ports, "order-o1", "payment", "action", state)
+    record = ports.store.get(PROCESSED, "step|order-o1|payment|action")
+    assert record["status"] == "committed"
+    assert [e["type"] for e in record["effects"]["emits"]] == [
+        "com.switchyard.payment.processed"]
+    ports.publisher = MemoryPublisher()
+    again = run_step(APP, ports, "order-o1", "payment", "action", state)
+    assert again.ok and again.replayed
+    assert ports.store.get(PROCESSED, "step|order-o1|payment|action")["status"] == "done"
+    assert [e.type for e in ports.publisher.published] == ["com.switchyard.payment.processed"]
+
+
+def test_with_a_shared_transaction_the_record_is_done_with_the_writes() -> None:
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def atomic() -> Iterator[None]:
+        entered.append("tx")
+        yield
+
+    ports = dataclasses.replace(memory_ports(), atomic=atomic)
+    event = restock("A", 2)
+    handle(APP, "inventory", event, ports)
+    assert entered == ["tx"]
+    assert ports.store.get(PROCESSED, dedupe_key("inventory", event))["status"] == "done"
+
+
+class MemoryNotifierFlaky(MemoryNotifier):
+    """Fails its first delivery (after the commit: the effect is re-performed later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def notify(self, notification_id: str, message: Mapping[str, Any]) -> None:
+        self.ids.append(notification_id)
+        if len(self.ids) == 1:
+            raise TransientError("mail relay down")
+        super().notify(notification_id, message)
+
+
+class _AlwaysContended(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def transact(self, ops: Sequence[Op]) -> bool:
+        self.attempts += 1
+        return False
+
+
+def test_contention_that_never_ends_is_a_transient_error_after_five_runs() -> None:
+    store = _AlwaysContended()
+    ports = dataclasses.replace(memory_ports(), store=store)
+    event = restock("A", 1)
+    with pytest.raises(TransientError) as error:
+        handle(APP, "inventory", event, ports)
+    key = dedupe_key("inventory", event)
+    assert str(error.value) == f"contention on {key!r}: gave up after 5 tries"
+    assert store.attempts == 5
+
+
+def test_an_ignored_delivery_says_whether_the_type_is_unknown_or_not_consumed_here() -> None:
+    ports = memory_ports()
+    unknown = Event.new("elsewhere", "com.example.unknown", {"x": 1})
+    elsewhere = Event.new("inventory", INVENTORY_UPDATED,
+                          {"item_id": "A", "quantity": 1, "action": "restock"})
+    got = handle(APP, "orders", unknown, ports)
+    assert (got.status, got.detail) == ("ignored", "com.example.unknown: unknown event type")
+    got = handle(APP, "orders", elsewhere, ports)
+    assert (got.status, got.detail) == ("ignored", f"{INVENTORY_UPDATED}: not consumed here")
+    assert ports.store.scan(PROCESSED) == []  # nothing recorded for either
+
+
+def test_a_duplicate_reports_what_the_first_delivery_emitted() -> None:
+    ports = memory_ports()
+    event = order_created("o1", [("A", 1, 1.0)])
+    first = handle(APP, "order-analytics", event, ports)
+    second = handle(APP, "order-analytics", event, ports)
+    assert (first.status, second.status) == ("processed", "duplicate")
+    assert len(first.emitted) == 1 and second.emitted == first.emitted
+    assert ports.publisher.published == list(first.emitted)  # type: ignore[attr-defined]
+
+
+def test_an_unconditional_put_overwrites_and_commits_with_the_record() -> None:
+    """`ctx.put` replaces an existing item (no condition), in the same transaction as
+    the idempotency record: a redelivery does not write it again."""
+    def overwrite(ctx) -> None:  # type: ignore[no-untyped-def]
+        ctx.put("inventory", ctx.event.data["item_id"],
+                {"item_id": ctx.event.data["item_id"], "available": ctx.event.data["quantity"]})
+
+    consumers = tuple(dataclasses.replace(c, handler=overwrite) if c.name == "inventory"
+                      else c for c in APP.consumers)
+    app = dataclasses.replace(APP, consumers=consumers)
+    ports = memory_ports()
+    ports.store.put_if_absent("inventory", "A", {"item_id": "A", "available": 9, "x": 1})
+    event = restock("A", 4)
+    assert handle(app, "inventory", event, ports).status == "processed"
+    assert ports.store.get("inventory", "A") == {"item_id": "A", "available": 4}
+    ports.store.transact([Update("inventory", "A", set={"available": 7})])
+    assert handle(app, "inventory", event, ports).status == "duplicate"
+    assert ports.store.get("inventory", "A")["available"] == 7
+
+
+def test_a_saga_is_started_with_the_trace_of_the_event_that_asked_for_it() -> None:
+    ports = memory_ports()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    event = dataclasses.replace(order_created("o1", [("A", 1, 1.0)]),
+                                extensions={"traceparent": traceparent})
+    handle(APP, "orders", event, ports)
+    assert ports.sagas.started["order-o1"]["traceparent"] == traceparent  # type: ignore[attr-defined]
+
+
+def test_a_notification_goes_out_under_an_id_that_a_redelivery_reuses() -> None:
+    ports = memory_ports()
+    ports.notifier = MemoryNotifierFlaky()
+    event = Event.new("notifications", "com.switchyard.notification.sent", {
+        "recipient": "c1", "order_id": "o1", "channel": "email", "subject": "s",
+        "message": "m"})
+    with pytest.raises(TransientError):
+        handle(APP, "notifications", event, ports)
+    handle(APP, "notifications", event, ports)
+    ids = ports.notifier.ids  # type: ignore[attr-defined]
+    assert len(ids) == 2 and ids[0] == ids[1] and isinstance(ids[0], str) and ids[0]
+
+
+def test_a_step_without_a_compensation_has_nothing_to_undo() -> None:
+    outcome = run_step(APP, memory_ports(), "order-o1", "create_order", "compensate",
+                       new_state("order-o1", {"order_id": "o1"}, None))
+    assert (outcome.ok, outcome.result, outcome.reason, outcome.detail) == (True, {}, "", "")
+
+
+def test_every_event_a_saga_emits_carries_the_saga_trace() -> None:
+    from handlers.core.saga_runner import run_to_end
+
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    ports = memory_ports()
+    handle(APP, "inventory", restock("A", 5), ports)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), ports)
+    state = run_to_end(APP, ports, new_state("order-o1", {"order_id": "o1"}, traceparent))
+    assert state["status"] == "completed"
+    published = ports.publisher.published  # type: ignore[attr-defined]
+    assert len(published) >= 4
+    assert all(e.traceparent == traceparent for e in published)
+    untraced = memory_ports()
+    handle(APP, "inventory", restock("A", 5), untraced)
+    handle(APP, "orders", order_created("o1", [("A", 1, 1.0)]), untraced)
+    run_to_end(APP, untraced, new_state("order-o1", {"order_id": "o1"}, None))
+    assert all(e.traceparent is None for e in untraced.publisher.published)  # type: ignore[attr-defined]
+
+
+def test_a_replayed_step_answers_what_it_answered_the_first_time() -> None:
+    ports = memory_ports()
+    handle(APP, "orders", order_created("o1", [("A", 1, 2000.0)]), ports)
+    state = new_state("order-o1", {"order_id": "o1"}, None)
+    state["results"]["create_order"] = {"order_id": "o1", "customer_id": "c1",
+                                        "items": [], "total_cents": 200_000}
+    first = run_step(APP, ports, "order-o1", "payment", "action", state)
+    again = run_step(APP, ports, "order-o1", "payment", "action", state)
+    assert (first.ok, first.reason, first.replayed) == (False, "payment_declined", False)
+    assert (again.ok, again.reason, again.detail, again.result, again.replayed) == (
+        False, "payment_declined", first.detail, {}, True)
