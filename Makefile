@@ -47,7 +47,7 @@ test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check handlers adapters infra policy tests
+	$(BIN)/ruff check handlers adapters infra cli policy tests bench
 	@$(MAKE) --no-print-directory catalog-check
 
 # The event contracts must not break producers or consumers of the previous version:

@@ -58,7 +58,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", *self.args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli", *self.args],
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from adapters.gcp.topology import (
     topology,
 )
 from adapters.gcp.workflows import saga_yaml
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.config import ConfigError, StackConfig
 from infra.gcp.components import (
     Alerts,
@@ -191,7 +191,7 @@ class GcpStack(pulumi.ComponentResource):
             self.outputs["bucketNames"] = sources.bucket_names
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
-        # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.
+        # What `switchyard dlq|replay|status` read (adapters.stack_outputs), in one output.
         self.outputs[OUTPUT_NAME] = {
             "version": OUTPUT_VERSION, "cloud": self.cloud, "prefix": config.prefix,
             "project": args.project, "busTopic": bus.events.name,

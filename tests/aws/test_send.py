@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from adapters.aws.eventbridge_publisher import EventBridgePublisher, FailedEntry
-from adapters.cli import main
-from adapters.ops.aws_send import AwsSender
+from cli.main import main
+from cli.ops.aws_send import AwsSender
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED, NOTIFICATION_SENT, ORDER_CREATED
 from handlers.core.eventbridge_binding import MAX_DELIVERABLE_BYTES, from_eventbridge_event

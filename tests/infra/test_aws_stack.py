@@ -21,8 +21,8 @@ import pytest
 from adapters.aws import asl, buckets, topology
 from adapters.aws.settings import Settings
 from adapters.aws.topology import Names
-from adapters.ops.outputs import AwsOutputs
-from adapters.ops.outputs import parse as parse_outputs
+from adapters.stack_outputs import AwsOutputs
+from adapters.stack_outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer

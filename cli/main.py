@@ -24,9 +24,10 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
-from adapters import cli_args
-from adapters.ops import commands as ops_commands
-from adapters.ops.commands import table as _table
+from cli import args as cli_args
+from cli import catalog, tools
+from cli.ops import commands as ops_commands
+from cli.ops.commands import table as _table
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 EXIT_FAILED: Final = 1
@@ -114,7 +115,7 @@ def _banner(args: argparse.Namespace, runtime: Any) -> str:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from adapters.ops import send
+    from cli.ops import send
 
     if args.stack != ops_commands.LOCAL:  # publish on a deployed stack's bus
         return send.run(args)
@@ -298,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--data", help="the event data as JSON")
     send.set_defaults(func=cmd_send)
 
-    # dlq, replay, status: on the local runtime or a deployed stack (adapters.ops).
+    # dlq, replay, status: on the local runtime or a deployed stack (cli.ops).
     ops_commands.register(sub, with_db)
 
     orders = with_db(sub.add_parser("orders", help="table of orders and their states"))
@@ -312,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true",
                       help="also show events no consumer receives")
     demo.set_defaults(func=cmd_demo)
-    __import__("adapters.tools_cli").tools_cli.register(sub)  # synth, cost (issue 6)
-    __import__("adapters.contracts.cli").contracts.cli.register(sub)  # catalog export|check
+    tools.register(sub)  # synth, cost
+    catalog.register(sub)  # catalog export|check
     return parser
 
 

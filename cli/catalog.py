@@ -30,7 +30,8 @@ _END: Final = "<!-- /catalog:markdown -->"
 REGENERATE: Final = "switchyard catalog export --format markdown --readme README.md"
 
 # Runs in the unpacked checkout: its `handlers` first on the path, the exporter loaded by
-# file path under a private name (that checkout may have no `adapters.contracts`).
+# file path under a private name (that checkout may have no `adapters.contracts`, or have
+# it elsewhere).
 _EXPORT_AT_REF: Final = """
 import importlib, importlib.util, os, sys
 path, spec, version = sys.argv[1:4]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.local.runtime import ALREADY_DEAD_LETTERED, Runtime
-from adapters.ops.model import (
+from cli.ops.model import (
     AuditLog,
     ConsumerStatus,
     DeadLetter,
