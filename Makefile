@@ -48,6 +48,7 @@ test: $(VENV)/.dev $(WF_VENV)/.installed $(ASYNCAPI_SPECS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check handlers adapters infra cli policy tests bench
+	$(BIN)/mypy
 	@$(MAKE) --no-print-directory catalog-check
 
 # The event contracts must not break producers or consumers of the previous version:

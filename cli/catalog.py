@@ -182,11 +182,11 @@ def load_reference(ref: str, app_spec: str, cwd: Path) -> dict[str, Any]:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise compat.ContractError(f"cannot export {app_spec} at {ref}: {last}")
         try:
-            document: dict[str, Any] = json.loads(done.stdout)
+            exported: dict[str, Any] = json.loads(done.stdout)
         except json.JSONDecodeError as exc:
             raise compat.ContractError(f"the export of {app_spec} at {ref} printed something "
                                        f"other than JSON ({exc})") from exc
-        return document
+        return exported
 
 
 def cmd_check(args: argparse.Namespace) -> int:

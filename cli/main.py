@@ -22,10 +22,13 @@ import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from cli import args as cli_args
 from cli import catalog, tools
+
+if TYPE_CHECKING:
+    from adapters.local.runtime import Runtime
 from cli.ops import commands as ops_commands
 from cli.ops.commands import table as _table
 
@@ -53,7 +56,7 @@ def _db_default() -> str:
     return os.environ.get("SWITCHYARD_DB", "switchyard.db")
 
 
-def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _runtime(args: argparse.Namespace) -> Runtime:
     from adapters.local.runtime import Runtime, RuntimeSettings
     from handlers.money import to_cents
 
@@ -69,7 +72,7 @@ def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Runtime(args.db, settings=settings)
 
 
-def _reader(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _reader(args: argparse.Namespace) -> Runtime:
     """The runtime over an existing database, read-only: looking creates nothing."""
     from adapters.local.database import DatabaseMissing
     from adapters.local.runtime import Runtime

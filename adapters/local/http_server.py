@@ -180,15 +180,15 @@ def _read_body(environ: dict[str, Any]) -> bytes:
         if size > MAX_BODY_BYTES:
             raise _Reply(413, {"error": f"body is {size} bytes, over the limit of "
                                         f"{MAX_BODY_BYTES} bytes"})
-        return stream.read(size)  # type: ignore[no-any-return]
+        return stream.read(size)
     body = stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         raise _Reply(413, {"error": f"body is over the limit of {MAX_BODY_BYTES} bytes"})
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
-                threads: int = 8):  # type: ignore[no-untyped-def]
+                threads: int = 8):
     """A waitress server for the API (port 0 picks a free port: see `effective_port`)."""
     import waitress
 

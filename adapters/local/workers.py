@@ -48,7 +48,7 @@ class Workers:
         self._threads: list[threading.Thread] = []
         self._turn = False
 
-    def start(self, workers: int, timer: Callable[[], None] | None = None,
+    def start(self, workers: int, timer: Callable[[], object] | None = None,
               timer_interval: float = 1.0) -> None:
         if workers < 1:  # events would be accepted and never processed
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -64,7 +64,7 @@ class Workers:
             ticker.start()
             self._threads.append(ticker)
 
-    def _timer(self, poll: Callable[[], None], interval: float) -> None:
+    def _timer(self, poll: Callable[[], object], interval: float) -> None:
         """Uploads, schedules and expiry: the managed event sources of the clouds."""
         while not self.stopping.is_set():
             try:

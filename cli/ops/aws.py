@@ -54,7 +54,7 @@ class AwsOps:
 
     @classmethod
     def connect(cls, outputs: AwsOutputs, app: App) -> AwsOps:
-        import boto3  # type: ignore[import-untyped]
+        import boto3
 
         session = boto3.session.Session(region_name=outputs.region)
         return cls(outputs, app, session.client)

@@ -37,8 +37,8 @@ class AwsSender:
     @classmethod
     def connect(cls, outputs: AwsOutputs, catalog: Catalog) -> AwsSender:
         try:
-            import boto3  # type: ignore[import-untyped]
-            from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+            import boto3
+            from botocore.exceptions import BotoCoreError
         except ImportError as error:
             raise CannotSend(install_hint("aws", str(error))) from None
         try:

@@ -67,7 +67,7 @@ class GcpOps:
 
     @classmethod
     def connect(cls, outputs: GcpOutputs, app: App) -> GcpOps:
-        from google.cloud import pubsub_v1  # type: ignore[import-untyped]
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         return cls(outputs, app, pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient())
 
@@ -236,7 +236,7 @@ class GcpOps:
         unknown = [t for t in types if self.app.catalog.get(t) is None]
         if unknown:
             raise OpsError(f"unknown event type(s): {', '.join(unknown)}")
-        from google.protobuf import timestamp_pb2  # type: ignore[import-untyped]
+        from google.protobuf import timestamp_pb2
 
         path = self._path(self.outputs.replay_subscription)
         when = timestamp_pb2.Timestamp()

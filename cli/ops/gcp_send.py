@@ -47,8 +47,8 @@ class GcpSender:
     @classmethod
     def connect(cls, outputs: GcpOutputs) -> GcpSender:
         try:
+            import google.cloud.pubsub_v1 as pubsub_v1
             from google.auth.exceptions import DefaultCredentialsError
-            from google.cloud import pubsub_v1  # type: ignore[import-untyped]
         except ImportError as error:
             raise CannotSend(install_hint("gcp", str(error))) from None
         try:

@@ -141,7 +141,7 @@ class LocalOps:
         return {(c, e) for c, e in self.runtime.db.read(
             "SELECT consumer, event_id FROM dlq WHERE redriven_at IS NULL")}
 
-    def _await_replay(self, mids: list[int], pairs: set[tuple[str, str]], mark: int,
+    def _await_replay(self, mids: Sequence[int | None], pairs: set[tuple[str, str]], mark: int,
                       wait_s: float, details: dict[str, Any]) -> str:
         """Wait until a running `switchyard serve` has processed the replayed deliveries,
         then count how many failed again with their recorded reason."""

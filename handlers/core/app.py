@@ -8,7 +8,7 @@ entry here; queues, rules, subscriptions, identities and local routes follow fro
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,7 +46,7 @@ class Catalog:
         if len(self._by_type) != len(self.types) or len(self._by_detail) != len(self.types):
             raise ValueError("catalog has duplicate event types or detail-types")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[EventType]:
         return iter(self.types)
 
     def get(self, type_: str) -> EventType | None:

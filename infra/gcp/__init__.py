@@ -9,6 +9,7 @@ children of `GcpStack`. Nothing here may import `pulumi_aws`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,8 +211,13 @@ def _data_environment(data: FunctionData, databases: Databases
 
     Built from the databases' name outputs, so the function waits for its databases."""
     names = pulumi.Output.all(*[databases.databases[d].name for d in data.databases])
-    return {key: names.apply(lambda _, value=value: value)
+    return {key: names.apply(functools.partial(_constant, value))
             for key, value in data.environment().items()}
+
+
+def _constant(value: str, _ready: object) -> str:
+    """`value`, once the outputs it is applied to have resolved (an ordering, not data)."""
+    return value
 
 
 def _depends_on(resources: Sequence[pulumi.Resource]) -> pulumi.ResourceTransformation:
