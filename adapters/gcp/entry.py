@@ -78,8 +78,9 @@ class Runtime:
 @functools.cache
 def runtime() -> Runtime:
     """The composition root: settings, clients and ports, built once per instance."""
-    import google.cloud.pubsub_v1 as pubsub_v1
-    from google.cloud import firestore
+    # google.cloud is a namespace package shared with typed Firestore: mypy looks
+    # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+    from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined]
 
     from adapters.gcp.firestore_store import FirestoreDatabases, FirestoreStore
     from adapters.gcp.pubsub_notifier import PubSubNotifier

@@ -67,7 +67,9 @@ class GcpOps:
 
     @classmethod
     def connect(cls, outputs: GcpOutputs, app: App) -> GcpOps:
-        import google.cloud.pubsub_v1 as pubsub_v1
+        # google.cloud is a namespace package shared with typed Firestore: mypy looks
+        # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         return cls(outputs, app, pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient())
 

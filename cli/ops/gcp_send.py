@@ -47,8 +47,11 @@ class GcpSender:
     @classmethod
     def connect(cls, outputs: GcpOutputs) -> GcpSender:
         try:
-            import google.cloud.pubsub_v1 as pubsub_v1
             from google.auth.exceptions import DefaultCredentialsError
+
+            # google.cloud is a namespace package shared with typed Firestore: mypy looks
+            # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
         except ImportError as error:
             raise CannotSend(install_hint("gcp", str(error))) from None
         try:
