@@ -79,4 +79,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis .mypy_cache tests/asyncapi/node_modules
