@@ -64,7 +64,8 @@ screenshot: $(VENV)/.dev chromium
 	$(BIN)/python -m tests.console.screenshot --out docs/console.png
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check handlers adapters infra policy tests
+	$(BIN)/ruff check handlers adapters infra cli policy tests bench
+	$(BIN)/mypy
 	$(BIN)/actionlint -shellcheck= -pyflakes= ci/github-actions/*.yml
 	@$(MAKE) --no-print-directory catalog-check
 
@@ -103,4 +104,4 @@ mutation: $(VENV)/.dev
 	nice -n 15 $(BIN)/python -m tools.mutation run
 
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis tests/asyncapi/node_modules mutants
+	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis .mypy_cache tests/asyncapi/node_modules mutants

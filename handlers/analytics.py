@@ -17,7 +17,7 @@ from handlers.catalog import (
     ORDER_COMPLETED,
     ORDER_CREATED,
 )
-from handlers.core.engine import Context
+from handlers.core.context import Context
 from handlers.money import to_cents
 
 _STATUS: Final = {ORDER_CREATED: "created", ORDER_COMPLETED: "completed",

@@ -18,12 +18,12 @@ from handlers.catalog import (
     ORDER_CANCELLED,
     ORDER_COMPLETED,
     ORDER_CREATED,
-    STORAGE_OBJECT_FINALIZED,
     WORKFLOW_TRIGGERED,
 )
 from handlers.core.app import App, Bucket, Consumer, Schedule
 from handlers.core.engine import PROCESSED
 from handlers.core.ports import SAGAS
+from handlers.core.storage import STORAGE_OBJECT_FINALIZED
 from handlers.files import FILES, UPLOADS, on_object_finalized, on_row_rejected
 from handlers.inventory import INVENTORY, LEDGER, on_inventory_updated
 from handlers.notifications import on_notification

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from handlers.catalog import INVENTORY_DRIFT_DETECTED
-from handlers.core.engine import Context
+from handlers.core.context import Context
 from handlers.inventory import INVENTORY, LEDGER
 
 AUDITS: Final = "audits"

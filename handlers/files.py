@@ -41,7 +41,7 @@ from handlers.catalog import (
     INVENTORY_UPDATED,
     ORDER_CREATED,
 )
-from handlers.core.engine import Context
+from handlers.core.context import Context
 from handlers.core.errors import PermanentError, ValidationError
 
 UPLOADS: Final = "uploads"
@@ -189,8 +189,7 @@ def _restock(row: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
 def on_object_finalized(ctx: Context) -> None:
     data = ctx.event.data
     bucket, name = data["bucket"], data["name"]
-    consumer = next(c for c in ctx.app.consumers if c.name == ctx.scope)
-    if bucket not in consumer.buckets:
+    if bucket not in ctx.buckets:
         return  # another bucket's upload: not ours to read
     if data.get("problem"):
         raise PermanentError(f"upload '{name}' was refused by bucket '{bucket}': "

@@ -7,7 +7,7 @@ nightly audit can check available == received - removed - reserved.
 
 from __future__ import annotations
 
-from handlers.core.engine import Context
+from handlers.core.context import Context
 from handlers.core.errors import PermanentError
 
 INVENTORY = "inventory"

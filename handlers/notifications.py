@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.core.engine import Context
+from handlers.core.context import Context
 
 
 def on_notification(ctx: Context) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.catalog import ORDER_CREATED
-from handlers.core.engine import Context
+from handlers.core.context import Context
 from handlers.core.errors import ConflictError, TransientError
 from handlers.money import to_cents
 

@@ -30,7 +30,7 @@ from handlers.catalog import (
     PAYMENT_REFUNDED,
 )
 from handlers.core.app import Retry, Saga, Step
-from handlers.core.engine import StepContext
+from handlers.core.context import StepContext
 from handlers.core.errors import StepFailed, TransientError
 from handlers.inventory import INVENTORY, available
 from handlers.money import format_cents
@@ -79,7 +79,7 @@ def process_payment(ctx: StepContext) -> Mapping[str, Any]:
     order = ctx.result_of("create_order")
     order_id = _order_id(ctx)
     try:
-        charge = ctx.ports.payments.charge(ctx.idempotency_key, order_id,
+        charge = ctx.payments.charge(ctx.idempotency_key, order_id,
                                            int(order["total_cents"]))
     except StepFailed as declined:
         ctx.emit(PAYMENT_DECLINED, {"order_id": order_id, "reason": declined.detail},
@@ -93,10 +93,10 @@ def process_payment(ctx: StepContext) -> Mapping[str, Any]:
 def refund_payment(ctx: StepContext) -> Mapping[str, Any]:
     # Look the charge up at the provider, not in the saga state: the charge may have
     # happened even though the payment step never reported back.
-    charge = ctx.ports.payments.find_charge(f"{ctx.saga_id}:payment:action")
+    charge = ctx.payments.find_charge(f"{ctx.saga_id}:payment:action")
     if charge is None:
         return {"refunded": False}
-    refund = ctx.ports.payments.refund(ctx.idempotency_key, charge["charge_id"])
+    refund = ctx.payments.refund(ctx.idempotency_key, charge["charge_id"])
     ctx.emit(PAYMENT_REFUNDED, {"order_id": _order_id(ctx), "charge_id": charge["charge_id"]},
              subject=_order_id(ctx))
     return {"refunded": True, "refund_id": refund["refund_id"]}

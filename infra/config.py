@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, TypeGuard, get_args
 
 from pulumi.errors import RunError
 
@@ -21,6 +21,10 @@ NAMESPACE: Final = "switchyard"
 
 Cloud = Literal["aws", "gcp"]
 CLOUDS: Final[tuple[str, ...]] = get_args(Cloud)
+
+
+def _is_cloud(value: object) -> TypeGuard[Cloud]:
+    return value in CLOUDS
 
 PREFIX_MAX: Final = 20
 _PREFIX: Final = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
@@ -216,11 +220,11 @@ class StackConfig:
 
         parsed: dict[str, Any] = {}
         for spec in _KEYS:
-            raw = own.get(spec.key)
-            if raw is None:
+            text = own.get(spec.key)
+            if text is None:
                 continue
             try:
-                parsed[spec.attr] = spec.parse(raw)
+                parsed[spec.attr] = spec.parse(text)
             except ValueError as exc:
                 problems.append(f"{_full(spec.key)} {exc}")
 
@@ -239,12 +243,12 @@ class StackConfig:
         prefix = parsed.pop("prefix", None) or default_prefix(stack)
         candidate = _Candidate(cloud=cloud, stack=stack, prefix=prefix, values=parsed)
         problems.extend(_value_problems(candidate, prefix_from_stack=prefix_from_stack))
-        if problems:
+        if problems or not _is_cloud(cloud):  # an unknown cloud is always a problem above
             raise ConfigError(stack, problems)
 
         secrets = {k.rpartition(":")[2] for k in secret_keys}
         return cls(
-            cloud=cloud,  # type: ignore[arg-type]  # checked against CLOUDS above
+            cloud=cloud,
             stack=stack,
             prefix=prefix,
             secret_keys=frozenset(secrets & set(KEYS)),

@@ -193,7 +193,7 @@ def workflow_success_path(source: str) -> tuple[int, int]:
     """(steps executed, function calls) of a Cloud Workflows YAML's `main` on the path
     where every step succeeds: a switch takes its first condition, a `try` its body, a
     call of a subworkflow adds that subworkflow's steps."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     try:
         doc = yaml.safe_load(source)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pulumi
 import pulumi.runtime
@@ -37,6 +37,9 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 from pulumi.runtime.sync_await import _ensure_event_loop
+
+if TYPE_CHECKING:
+    from handlers.core.app import App
 
 PROJECT: Final = "switchyard"
 NAMESPACE: Final = "switchyard"
@@ -144,7 +147,7 @@ class Recorded:
     def parent_of(self, resource: RecordedResource) -> RecordedResource | None:
         if resource.parent in (None, self.stack_urn):
             return None
-        return self.by_urn(resource.parent)  # type: ignore[arg-type]
+        return self.by_urn(resource.parent)
 
     def descendants(self, root: RecordedResource) -> list[RecordedResource]:
         out: list[RecordedResource] = []
@@ -389,14 +392,17 @@ def _without_pulumi_config_env() -> Iterator[None]:
 
 
 @contextmanager
-def _app_override(app: object | None) -> Iterator[None]:
+def _app_override(app: App | None) -> Iterator[None]:
     if app is None:
         yield
         return
     import infra.program
 
+    def fixed() -> App:
+        return app
+
     original = infra.program.load_app
-    infra.program.load_app = lambda: app  # type: ignore[assignment,return-value]
+    infra.program.load_app = fixed
     try:
         yield
     finally:
@@ -415,7 +421,7 @@ def run_program(
     stack: str = "test",
     *,
     program: Callable[[], object] | None = None,
-    app: object | None = None,
+    app: App | None = None,
     fake: Fake = default_fake,
     calls: CallFake = default_call,
     secrets: tuple[str, ...] = (),
@@ -509,7 +515,7 @@ def stack_config(stack: str, root: Path = _ROOT) -> dict[str, str]:
     Secure (encrypted) values cannot be read without the stack's key: they are refused with
     a message rather than passed on as ciphertext.
     """
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():

@@ -65,7 +65,7 @@ class ServeProcess:
             env = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_TOKEN"}
             if self.token and "--token-file" not in self.args:
                 env["SWITCHYARD_TOKEN"] = self.token
-            self.proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", *self.args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "cli", *self.args],
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                          env=env)
         self.starts += 1

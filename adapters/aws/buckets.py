@@ -41,7 +41,7 @@ def lifecycle_rules(bucket: Bucket) -> list[dict[str, Any]]:
              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]
 
 
-ENCRYPTION: Final = {"Rules": [{
+ENCRYPTION: Final[dict[str, Any]] = {"Rules": [{
     "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"},
     "BucketKeyEnabled": True}]}
 PUBLIC_ACCESS_BLOCK: Final = {"BlockPublicAcls": True, "IgnorePublicAcls": True,

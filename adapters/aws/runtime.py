@@ -58,7 +58,7 @@ class AwsRuntime:
     @cached_property
     def session(self) -> Any:
         if self._session is None:
-            import boto3  # type: ignore[import-untyped]
+            import boto3
 
             self._session = boto3.session.Session()
         return self._session
@@ -71,7 +71,7 @@ class AwsRuntime:
             return self._clients[service]
 
     def _new_client(self, service: str) -> Any:
-        from botocore.config import Config  # type: ignore[import-untyped]
+        from botocore.config import Config
 
         # Standard retry mode backs off on throttling before our own error handling sees it.
         config = Config(retries={"mode": "standard", "max_attempts": 4},

@@ -58,7 +58,7 @@ def producers(app: Any) -> dict[str, list[str]]:
         if consumer.emits:
             found[consumer.name] = list(consumer.emits)
     saga = getattr(app, "saga", None)
-    if saga is not None and getattr(saga, "emits", ()):
+    if saga is not None and getattr(saga, "emits", None):
         found[f"saga.{saga.name}"] = list(saga.emits)
     for schedule in getattr(app, "schedules", ()):
         found[f"schedule.{schedule.name}"] = [schedule.emits]

@@ -78,7 +78,9 @@ class Runtime:
 @functools.cache
 def runtime() -> Runtime:
     """The composition root: settings, clients and ports, built once per instance."""
-    from google.cloud import firestore, pubsub_v1
+    # google.cloud is a namespace package shared with typed Firestore: mypy looks
+    # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+    from google.cloud import firestore, pubsub_v1  # type: ignore[attr-defined]
 
     from adapters.gcp.firestore_store import FirestoreDatabases, FirestoreStore
     from adapters.gcp.pubsub_notifier import PubSubNotifier
@@ -113,10 +115,9 @@ def runtime() -> Runtime:
     sagas: Any = _Missing("saga starter", "SWITCHYARD_WORKFLOW")
     if settings.workflow:
         emulator = settings.workflows_emulator
-        api = RestExecutionsApi(
-            settings.project, settings.region, settings.workflow,
-            **({"base_url": emulator, "session_factory": anonymous_session} if emulator
-               else {}))
+        local: dict[str, Any] = ({"base_url": emulator, "session_factory": anonymous_session}
+                                 if emulator else {})
+        api = RestExecutionsApi(settings.project, settings.region, settings.workflow, **local)
         sagas = WorkflowsSagaStarter(store, clock, api)
     blobs, bus_with_claims = _storage(load_app(), settings, bus)
     ports = Ports(
@@ -139,9 +140,9 @@ def _storage(app: App, settings: Settings, bus: Any) -> tuple[Any, Any]:
 
     if not settings.buckets:
         return None, bus
-    blobs = GcsBlobStore(settings.buckets, base_url=settings.storage_api or API,
-                         **({"session_factory": anonymous_session}
-                            if settings.storage_api else {}))
+    local: dict[str, Any] = ({"session_factory": anonymous_session}
+                             if settings.storage_api else {})
+    blobs = GcsBlobStore(settings.buckets, base_url=settings.storage_api or API, **local)
     claims = app.claim_check_bucket()
     if claims is None or claims.name not in settings.buckets or isinstance(bus, _Missing):
         return blobs, bus

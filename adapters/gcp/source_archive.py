@@ -19,10 +19,10 @@ PACKAGES: Final = ("handlers", "adapters")
 _EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 _MODE: Final = 0o644 << 16
 _SKIP_PARTS: Final = frozenset({"__pycache__"})
-#: What a function never imports: the other cloud, the local runtime and its fakes, the
-#: operator CLI (tests/gcp runs the functions from the extracted archive, which proves it).
-EXCLUDED: Final = ("adapters/aws/", "adapters/local/", "adapters/memory/", "adapters/ops/",
-                   "adapters/cli.py", "adapters/tools_cli.py")
+#: What a function never imports: the other cloud, the local runtime and its fakes (tests/gcp
+#: runs the functions from the extracted archive, which proves it). The command line is a
+#: package of its own (`cli/`), outside PACKAGES, so it is never shipped either.
+EXCLUDED: Final = ("adapters/aws/", "adapters/local/", "adapters/memory/")
 
 
 def _entries(root: Path) -> list[tuple[str, bytes]]:

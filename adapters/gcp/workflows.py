@@ -171,7 +171,7 @@ class _Compiler:
         return out
 
     def workflow(self) -> dict[str, Any]:
-        init = {"init": {"assign": [{STATE: {
+        init: dict[str, Any] = {"init": {"assign": [{STATE: {
             "saga_id": _x("args.saga_id"), "input": _x("args.input"),
             "traceparent": _x("args.traceparent"), "results": {}, "reason": None,
             "reason_detail": None}}]}}

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS items (
@@ -181,7 +181,7 @@ class Database:
                 local.depth = 0
             conn.execute("COMMIT")
 
-    def read(self, sql: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.connection().execute(sql, params).fetchall()
 
     def close(self) -> None:

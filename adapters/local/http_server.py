@@ -394,11 +394,11 @@ def _read_body(environ: dict[str, Any]) -> bytes:
         if size > MAX_BODY_BYTES:
             raise _Reply(413, {"error": f"body is {size} bytes, over the limit of "
                                         f"{MAX_BODY_BYTES} bytes"})
-        return stream.read(size)  # type: ignore[no-any-return]
+        return stream.read(size)
     body = stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         raise _Reply(413, {"error": f"body is over the limit of {MAX_BODY_BYTES} bytes"})
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def connection_limit() -> int:
@@ -418,7 +418,7 @@ def connection_limit() -> int:
 
 def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
                 threads: int = THREADS, access: Access | None = None,
-                **bounds: Any):  # type: ignore[no-untyped-def]
+                **bounds: Any) -> Any:
     """A waitress server for the API (port 0 picks a free port: see `effective_port`).
 
     `bounds` overrides the connection bounds (tests shrink them); `ServeError` when the

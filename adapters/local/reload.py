@@ -141,15 +141,18 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _child_argv() -> list[str]:
+def _child_argv(program: list[str]) -> list[str]:
+    """`program` (the command line's own invocation, e.g. `python -m cli`) with this
+    process's arguments less `--reload`."""
     argv = [a for a in sys.argv[1:] if a != "--reload"]
     if "serve" not in argv:
         raise SystemExit("switchyard serve --reload: run it as `switchyard serve --reload`")
-    return [sys.executable, "-m", "adapters.cli", *argv]
+    return [*program, *argv]
 
 
 class _Supervisor:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, program: list[str]) -> None:
+        self.program = program
         self.args = args
         self.sock = _listen(args.host, args.port)
         self.roots = watched_roots()
@@ -162,7 +165,7 @@ class _Supervisor:
         env = {**os.environ, LISTEN_FD_ENV: str(self.sock.fileno()),
                DRAIN_FD_ENV: str(drain_read)}
         try:
-            self.child = subprocess.Popen(_child_argv(), env=env,
+            self.child = subprocess.Popen(_child_argv(self.program), env=env,
                                           pass_fds=(self.sock.fileno(), drain_read))
         finally:
             os.close(drain_read)
@@ -239,10 +242,11 @@ def _short(path: Path) -> str:
         return str(path)
 
 
-def supervise(args: argparse.Namespace) -> int:
-    """Run `switchyard serve` under the reloader until SIGINT/SIGTERM."""
+def supervise(args: argparse.Namespace, program: list[str]) -> int:
+    """Run `switchyard serve` under the reloader until SIGINT/SIGTERM; each child is
+    `program` (how to start the command line) with the same arguments less `--reload`."""
     try:
-        supervisor = _Supervisor(args)
+        supervisor = _Supervisor(args, program)
     except OSError as error:
         print(f"switchyard serve: cannot listen on {args.host}:{args.port}: "
               f"{error.strerror or error}", file=sys.stderr)

@@ -8,7 +8,7 @@ entry here; queues, rules, subscriptions, identities and local routes follow fro
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -17,7 +17,7 @@ from handlers.core.ports import SAGAS
 from handlers.core.schema import schema_problems, validate
 
 if TYPE_CHECKING:
-    from handlers.core.engine import Context, StepContext
+    from handlers.core.context import Context, StepContext
 
 _NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -52,7 +52,7 @@ class Catalog:
         if len(self._by_type) != len(self.types) or len(self._by_detail) != len(self.types):
             raise ValueError("catalog has duplicate event types or detail-types")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[EventType]:
         return iter(self.types)
 
     def get(self, type_: str) -> EventType | None:
@@ -102,8 +102,11 @@ class Consumer:
     emits: tuple[str, ...] = ()  # event types it may publish
     notifies: bool = False  # uses the notifier port
     starts_saga: bool = False  # uses the saga starter port
-    payments: bool = False
-    batch_size: int = 10
+    #: Messages per invocation where the platform batches (the SQS event source on AWS;
+    #: Pub/Sub push and the local workers deliver one at a time); None: the stack's
+    #: `batchSize` config. A consumer whose handler is slow per event may want fewer.
+    batch_size: int | None = None
+    #: Concurrent invocations at most; None: the stack's `maxConcurrency` config.
     max_concurrency: int | None = None
     description: str = ""
     buckets: tuple[str, ...] = ()  # buckets it reads (only these: least privilege)
@@ -212,6 +215,11 @@ class App:
             for table in consumer.stores:
                 if table not in self.tables:
                     problems.append(f"consumer '{consumer.name}' names unknown table '{table}'")
+            # The SQS event source's limit for standard queues (1-10000): the widest any
+            # platform accepts, so the description is valid wherever it is deployed.
+            if consumer.batch_size is not None and not 1 <= consumer.batch_size <= 10000:
+                problems.append(f"consumer '{consumer.name}': batch_size must be 1-10000, "
+                                f"got {consumer.batch_size}")
             if consumer.starts_saga and SAGAS not in self.tables:
                 problems.append(f"consumer '{consumer.name}' starts sagas: the app needs the "
                                 f"'{SAGAS}' table")

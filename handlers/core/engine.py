@@ -21,7 +21,6 @@ which is what makes a retried payment charge once.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,7 +33,7 @@ from handlers.core.app import App, Saga
 from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
 from handlers.core.events import Event
 from handlers.core.observability import log_context, trace_id_of
-from handlers.core.ports import Op, Ports, Put, Update
+from handlers.core.ports import Op, PaymentGateway, Ports, Put, Update
 
 log = logging.getLogger("switchyard.engine")
 
@@ -65,8 +64,9 @@ class StepOutcome:
     replayed: bool = False  # the step had already run: this is its recorded result
 
 
-class Context:
-    """What a handler sees: the event, read access to stores, and buffered effects."""
+class HandlerContext:
+    """What a handler sees (`handlers.core.context.Context`): the event, read access to
+    stores, and buffered effects."""
 
     def __init__(self, app: App, ports: Ports, event: Event, scope: str, record_key: str) -> None:
         self.app = app
@@ -80,6 +80,11 @@ class Context:
         self.saga_starts: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None  # a saga step's recorded outcome
 
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        consumer = next((c for c in self.app.consumers if c.name == self.scope), None)
+        return consumer.buckets if consumer is not None else ()
+
     # reads --------------------------------------------------------------
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         return self.ports.store.get(table, key)
@@ -89,10 +94,7 @@ class Context:
         consumer = next((c for c in self.app.consumers if c.name == self.scope), None)
         if consumer is None or table not in consumer.scans:
             raise PermanentError(f"'{self.scope}' does not declare that it scans '{table}'")
-        scan = getattr(self.ports.store, "scan", None)
-        if scan is None:
-            raise PermanentError(f"this backend's store cannot scan table '{table}'")
-        return list(scan(table))
+        return list(self.ports.store.scan(table))
 
     def read_blob(self, bucket: str, key: str) -> bytes:
         """An object from a bucket this consumer declares (and so may read)."""
@@ -158,8 +160,9 @@ class Context:
         }
 
 
-class StepContext(Context):
-    """A saga step's context: the saga state so far and the step's idempotency key."""
+class StepHandlerContext(HandlerContext):
+    """A saga step's context (`handlers.core.context.StepContext`): the saga state so far
+    and the step's idempotency key."""
 
     def __init__(self, app: App, ports: Ports, event: Event, saga_id: str, step: str,
                  phase: str, state: Mapping[str, Any], record_key: str) -> None:
@@ -169,6 +172,10 @@ class StepContext(Context):
         self.phase = phase
         self.state = state
         self.idempotency_key = f"{saga_id}:{step}:{phase}"
+
+    @property
+    def payments(self) -> PaymentGateway:
+        return self.ports.payments
 
     def result_of(self, step: str) -> Mapping[str, Any]:
         return self.state.get("results", {}).get(step) or {}
@@ -220,8 +227,8 @@ def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome
     app.catalog.check_data(event.type, event.data)
     key = dedupe_key(consumer_name, event)
 
-    def run() -> Context:
-        ctx = Context(app, ports, event, consumer_name, key)
+    def run() -> HandlerContext:
+        ctx = HandlerContext(app, ports, event, consumer_name, key)
         consumer.handler(ctx)
         return ctx
 
@@ -254,8 +261,8 @@ def _run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
                     extensions=_trace(state))
     fingerprint = hashlib.sha256(key.encode()).hexdigest()
 
-    def run() -> Context:
-        ctx = StepContext(app, ports, trigger, saga_id, step_name, phase, state, key)
+    def run() -> HandlerContext:
+        ctx = StepHandlerContext(app, ports, trigger, saga_id, step_name, phase, state, key)
         try:
             result = fn(ctx) or {}
             ctx.result = {"ok": True, "result": dict(result)}
@@ -278,7 +285,7 @@ def _trace(state: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _execute_once(ports: Ports, key: str, fingerprint: str,
-                  run: Callable[[], Context]) -> tuple[dict[str, Any], bool]:
+                  run: Callable[[], HandlerContext]) -> tuple[dict[str, Any], bool]:
     """Run `run` unless `key` is recorded; commit its writes with the record; then effects."""
     store = ports.store
     for _ in range(_MAX_RACES):
@@ -328,11 +335,8 @@ def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any],
         ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
 __all__ = [
-    "PROCESSED", "Context", "StepContext", "Outcome", "StepOutcome", "handle", "run_step",
+    "PROCESSED", "HandlerContext", "StepHandlerContext", "Outcome", "StepOutcome", "handle",
+    "run_step",
     "PermanentError", "TransientError",
 ]

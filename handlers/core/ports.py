@@ -61,6 +61,10 @@ class Store(Protocol):
 
     def get(self, table: str, key: str) -> dict[str, Any] | None: ...
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        """Every item of a table (audits and reports; never on a per-event path)."""
+        ...
+
     def transact(self, ops: Sequence[Op]) -> bool:
         """Apply every op or none; False when any condition does not hold."""
         ...

@@ -46,13 +46,15 @@ def tick(app: App, ports: Ports, state: dict[str, Any]) -> tuple[dict[str, Any],
     return st, None
 
 
-def _attempt(app: App, ports: Ports, st: dict[str, Any], name: str, phase: str):  # type: ignore[no-untyped-def]
+def _attempt(app: App, ports: Ports, st: dict[str, Any], name: str, phase: str
+             ) -> tuple[StepOutcome | None, Exception | None, bool]:
+    """(the step's outcome, or the error it raised and whether that error is permanent)."""
     try:
-        return run_step(app, ports, st["saga_id"], name, phase, st), None
+        return run_step(app, ports, st["saga_id"], name, phase, st), None, False
     except PermanentError as error:
-        return None, (error, True)
+        return None, error, True
     except Exception as error:  # noqa: BLE001 - any other failure is retried per policy
-        return None, (error, False)
+        return None, error, False
 
 
 def _note(st: dict[str, Any], step: str, phase: str, outcome: str, detail: str = "") -> None:
@@ -72,7 +74,7 @@ def _forward(app: App, ports: Ports, st: dict[str, Any]) -> tuple[dict[str, Any]
     steps = saga.all_steps()
     index = st["index"]
     step = steps[index]
-    outcome, failure = _attempt(app, ports, st, step.name, "action")
+    outcome, error, permanent = _attempt(app, ports, st, step.name, "action")
     if outcome is not None and outcome.ok:
         _note(st, step.name, "action", "ok")
         st["results"][step.name] = dict(outcome.result)
@@ -85,7 +87,6 @@ def _forward(app: App, ports: Ports, st: dict[str, Any]) -> tuple[dict[str, Any]
         _note(st, step.name, "action", "failed", outcome.reason)
         st["reason_detail"] = outcome.detail
         return _begin_compensation(st, outcome.reason, index - 1)
-    error, permanent = failure  # type: ignore[misc]
     _note(st, step.name, "action", "error", str(error))
     delay = _retry_or_none(step.retry, st, permanent)
     if delay is not None:
@@ -142,15 +143,12 @@ def _must_succeed(app: App, ports: Ports, st: dict[str, Any], name: str, phase: 
     Returns its outcome once it succeeds, else the delay before the next attempt, else
     None after marking the saga `failed` (needs attention) when its retries are spent.
     """
-    outcome, failure = _attempt(app, ports, st, name, phase)
+    outcome, error, permanent = _attempt(app, ports, st, name, phase)
     if outcome is not None and outcome.ok:
         _note(st, name, phase, "ok")
         return outcome
     if outcome is not None:  # a refusal cannot be retried away
-        error: Exception = RuntimeError(f"refused: {outcome.reason}")
-        permanent = True
-    else:
-        error, permanent = failure  # type: ignore[misc]
+        error, permanent = RuntimeError(f"refused: {outcome.reason}"), True
     _note(st, name, phase, "error", str(error))
     delay = _retry_or_none(retry, st, permanent)
     if delay is not None:

@@ -95,7 +95,9 @@ def parse_cron(expression: str) -> Cron:
             for text, (name, low, high) in zip(parts, _FIELDS, strict=True)]
     if problems:
         raise ValidationError(f"cron '{expression}' is invalid", problems)
-    return Cron(*sets, any_day=parts[2] == "*", any_weekday=parts[4] == "*")
+    minutes, hours, days, months, weekdays = sets
+    return Cron(minutes, hours, days, months, weekdays,
+                any_day=parts[2] == "*", any_weekday=parts[4] == "*")
 
 
 def cron_problems(expression: str) -> list[str]:

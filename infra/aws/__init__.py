@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from adapters.aws.topology import Names
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.aws.api import IngestApi, IngestArgs
 from infra.aws.bus import EventBus
 from infra.aws.consumer import ConsumerArgs, ConsumerRoute
@@ -92,7 +92,7 @@ class AwsStack(pulumi.ComponentResource):
             self.outputs["bucketNames"] = self.sources.bucket_names
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
-        # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.
+        # What `switchyard dlq|replay|status` read (adapters.stack_outputs), in one output.
         self.outputs[OUTPUT_NAME] = {
             "version": OUTPUT_VERSION, "cloud": self.cloud, "prefix": config.prefix,
             "busName": bus_name, "busArn": bus_arn,

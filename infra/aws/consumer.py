@@ -113,12 +113,14 @@ class ConsumerRoute(pulumi.ComponentResource):
                                      catalog=args.stack.app.catalog,
                                      claims_bucket=args.stack.claims_bucket)), opts=child)
 
+        # The consumer's own declaration wins over the stack-wide default.
         max_concurrency = consumer.max_concurrency or config.max_concurrency
+        batch_size = consumer.batch_size or config.batch_size
         self.mapping = aws.lambda_.EventSourceMapping(
             f"{name}-source", event_source_arn=self.queue.arn,
-            function_name=self.function.function.arn, batch_size=config.batch_size,
+            function_name=self.function.function.arn, batch_size=batch_size,
             # Batches over 10 need a batching window (an SQS event source rule).
-            maximum_batching_window_in_seconds=1 if config.batch_size > 10 else None,
+            maximum_batching_window_in_seconds=1 if batch_size > 10 else None,
             function_response_types=["ReportBatchItemFailures"],
             scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
                 maximum_concurrency=max_concurrency) if max_concurrency else None,

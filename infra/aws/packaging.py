@@ -22,11 +22,10 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 PACKAGES: Final = ("handlers", "adapters")
-#: Never shipped to Lambda: the other cloud's adapters, the local runtime, and the command
-#: line (with the operator commands) need libraries Lambda does not have and are never
-#: imported by the entries.
-EXCLUDED: Final = ("adapters/gcp", "adapters/local", "adapters/memory", "adapters/cli.py",
-                   "adapters/tools_cli.py", "adapters/ops")
+#: Never shipped to Lambda: the other cloud's adapters and the local runtime need libraries
+#: Lambda does not have and are never imported by the entries. The command line (with the
+#: operator commands) is a package of its own (`cli/`), outside PACKAGES, so it never is.
+EXCLUDED: Final = ("adapters/gcp", "adapters/local", "adapters/memory")
 #: 1980-01-01, the earliest time a zip entry can carry.
 FIXED_TIME: Final = (1980, 1, 1, 0, 0, 0)
 FILE_MODE: Final = 0o100644 << 16

@@ -9,6 +9,7 @@ children of `GcpStack`. Nothing here may import `pulumi_aws`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from adapters.gcp.topology import (
     topology,
 )
 from adapters.gcp.workflows import saga_yaml
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
 from infra.config import ConfigError, StackConfig
 from infra.gcp.components import (
     Alerts,
@@ -193,7 +194,7 @@ class GcpStack(pulumi.ComponentResource):
             self.outputs["bucketNames"] = sources.bucket_names
         if self.api is not None:
             self.outputs["apiUrl"] = self.api.url
-        # What `switchyard dlq|replay|status` read (adapters.ops.outputs), in one output.
+        # What `switchyard dlq|replay|status` read (adapters.stack_outputs), in one output.
         self.outputs[OUTPUT_NAME] = {
             "version": OUTPUT_VERSION, "cloud": self.cloud, "prefix": config.prefix,
             "project": args.project, "busTopic": bus.events.name,
@@ -212,8 +213,13 @@ def _data_environment(data: FunctionData, databases: Databases
 
     Built from the databases' name outputs, so the function waits for its databases."""
     names = pulumi.Output.all(*[databases.databases[d].name for d in data.databases])
-    return {key: names.apply(lambda _, value=value: value)
+    return {key: names.apply(functools.partial(_constant, value))
             for key, value in data.environment().items()}
+
+
+def _constant(value: str, _ready: object) -> str:
+    """`value`, once the outputs it is applied to have resolved (an ordering, not data)."""
+    return value
 
 
 def _depends_on(resources: Sequence[pulumi.Resource]) -> pulumi.ResourceTransformation:

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from adapters.gcp import settings as env
+from adapters.gcp.replay import replay_subscription, replay_subscription_request
 from adapters.gcp.topology import (
     DEAD_LETTER_RETENTION_S,
     DEAD_LETTER_TOPIC_RETENTION_S,
@@ -32,7 +33,6 @@ from adapters.gcp.topology import (
     Topology,
     topic_path,
 )
-from adapters.ops.layout import replay_subscription, replay_subscription_request
 from handlers.core.app import Consumer
 from handlers.core.engine import PROCESSED
 from infra.protection import DataProtection

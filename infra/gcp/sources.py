@@ -97,7 +97,8 @@ class GcpSources(pulumi.ComponentResource):
         here = pulumi.ResourceOptions(parent=self)
         if consumer_name is None:
             claims = buckets.claims_name(self.app)
-            read, write = [], ([claims] if claims and self.app.saga.emits else [])
+            read: list[str] = []
+            write = [claims] if claims and self.app.saga.emits else []
         else:
             read, write = buckets.access(self.app, self.app.consumer(consumer_name))
         roles: Mapping[str, list[str]] = {buckets.READER_ROLE: read, buckets.WRITER_ROLE: write}

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from adapters.aws.stepfunctions_starter import saga_traceparent
-from adapters.cli import main
-from adapters.ops import aws as aws_ops
-from adapters.ops.commands import EXIT_DEAD_LETTERS, EXIT_FAILED
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
+from cli.main import main
+from cli.ops import aws as aws_ops
+from cli.ops.commands import EXIT_DEAD_LETTERS, EXIT_FAILED
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED
 from handlers.core.eventbridge_binding import from_eventbridge_event
@@ -301,7 +301,7 @@ def test_no_credentials_is_one_line(tmp_path: Path) -> None:
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
                AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true",
                HOME=str(tmp_path))
-    done = subprocess.run([sys.executable, "-m", "adapters.cli", "status", "--stack", "prod",
+    done = subprocess.run([sys.executable, "-m", "cli", "status", "--stack", "prod",
                            "--outputs", str(path)], capture_output=True, text=True,
                           env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == EXIT_FAILED, done.stderr

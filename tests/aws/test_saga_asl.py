@@ -24,7 +24,8 @@ from adapters.memory import memory_ports
 from handlers.catalog import CATALOG
 from handlers.core import saga_runner
 from handlers.core.app import App, Retry, Saga, Step
-from handlers.core.engine import PROCESSED, StepContext
+from handlers.core.context import StepContext
+from handlers.core.engine import PROCESSED
 from handlers.core.errors import StepFailed, TransientError
 from handlers.core.ports import SAGAS
 from handlers.saga import ORDER_SAGA

@@ -25,8 +25,8 @@ import pytest
 
 from adapters.aws.eventbridge_limits import MAX_DELIVERABLE_BYTES
 from adapters.aws.eventbridge_publisher import EventBridgePublisher, FailedEntry
-from adapters.cli import main
-from adapters.ops.aws_send import AwsSender
+from cli.main import main
+from cli.ops.aws_send import AwsSender
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED, NOTIFICATION_SENT, ORDER_CREATED
 from handlers.core.eventbridge_binding import from_eventbridge_event

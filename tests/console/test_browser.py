@@ -154,7 +154,7 @@ def test_the_console_shows_a_reload_and_keeps_working(page: Any, tmp_path: Path,
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     env.pop("SWITCHYARD_TOKEN", None)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "serve", "--reload",
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--reload",
                                  "--db", str(tmp_path / "r.db"), "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

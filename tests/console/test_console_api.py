@@ -266,14 +266,14 @@ def _run(server) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_the_console_url_carries_the_token_in_its_fragment() -> None:
-    from adapters.local.console.cli import console_url
+    from cli.console import console_url
 
     assert console_url("127.0.0.1", 8080) == "http://127.0.0.1:8080/"
     assert console_url("::1", 9000, "t0k") == "http://[::1]:9000/#token=t0k"
 
 
 def test_serve_offers_reload(capsys) -> None:
-    from adapters.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--help"])

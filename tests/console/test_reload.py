@@ -61,7 +61,7 @@ def test_a_change_mid_stream_reloads_without_loss_or_double_effect(tmp_path: Pat
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli", "serve", "--reload", "--db", str(db),
+            [sys.executable, "-m", "cli", "serve", "--reload", "--db", str(db),
              "--port", str(port), "--workers", "2", "--visibility-timeout", "5"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -173,7 +173,7 @@ def test_broken_code_waits_for_the_next_change(tmp_path: Path) -> None:
            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli", "serve", "--reload", "--db", str(db),
+            [sys.executable, "-m", "cli", "serve", "--reload", "--db", str(db),
              "--port", str(port), "--workers", "1"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.cli import main
+from cli.main import main
 from adapters.contracts import samples
 from adapters.local.http_server import decode_events, make_server
 from adapters.local.runtime import Runtime, RuntimeSettings

@@ -13,7 +13,7 @@ from typing import Any
 
 from handlers.app import APP
 from handlers.core.app import App, Retry
-from handlers.core.engine import Context, StepContext
+from handlers.core.context import Context, StepContext
 from handlers.core.errors import StepFailed, TransientError
 from handlers.saga import ORDER_SAGA, process_payment
 

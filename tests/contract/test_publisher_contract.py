@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import tests.contract.publisher_contract as contract
-from adapters.local.runtime import MAX_EVENT_BYTES, Runtime, _Publisher
+from adapters.local.effects import BusPublisher
+from adapters.local.runtime import MAX_EVENT_BYTES, Runtime
 from adapters.memory import MemoryPublisher
 from handlers.core import jsonformat
 from handlers.core.events import Event
@@ -37,7 +38,7 @@ class LocalHarness:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.publisher = _Publisher(runtime)
+        self.publisher = BusPublisher(runtime)
         self._calls: list[list[str]] = []
         ingest = runtime.ingest
 

@@ -117,6 +117,9 @@ class FaultyStore:
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         return self._plan.call("store.get", lambda: self._inner.get(table, key))
 
+    def scan(self, table: str) -> list[dict[str, Any]]:
+        return self._inner.scan(table)  # audits only: no fault seam of its own
+
     def transact(self, ops: Sequence[Op]) -> bool:
         return self._plan.call("store.transact", lambda: self._inner.transact(ops))
 

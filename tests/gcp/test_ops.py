@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from adapters.cli import main
 from adapters.gcp import redrive as gcp_redrive
+from adapters.gcp.replay import replay_subscription_request
 from adapters.gcp.topology import subscription_path, topic_path
-from adapters.ops import gcp as gcp_ops
-from adapters.ops.commands import EXIT_DEAD_LETTERS, EXIT_FAILED
-from adapters.ops.layout import replay_subscription_request
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
+from cli.main import main
+from cli.ops import gcp as gcp_ops
+from cli.ops.commands import EXIT_DEAD_LETTERS, EXIT_FAILED
 from handlers.catalog import INVENTORY_UPDATED, ORDER_COMPLETED, WORKFLOW_TRIGGERED
 from handlers.core.events import Event
 from handlers.core.observability import trace_id_of
@@ -283,7 +283,7 @@ def test_no_credentials_is_one_line(tmp_path: Path) -> None:
     # No metadata server either: google-auth would otherwise probe for one.
     env.update(HOME=str(tmp_path), NO_GCE_CHECK="True",
                CLOUDSDK_CONFIG=str(tmp_path / "gcloud"))
-    done = subprocess.run([sys.executable, "-m", "adapters.cli", "dlq", "list", "--stack",
+    done = subprocess.run([sys.executable, "-m", "cli", "dlq", "list", "--stack",
                            "prod", "--outputs", str(path)], capture_output=True, text=True,
                           env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == EXIT_FAILED, done.stderr

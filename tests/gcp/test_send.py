@@ -27,12 +27,12 @@ from typing import Any
 
 import pytest
 
-from adapters.cli import main
 from adapters.gcp.entry import CLAIM_CHECK_ABOVE
 from adapters.gcp.pubsub_binding import PubSubMessage, push_envelope, read_push
 from adapters.gcp.topology import subscription_path, topic_path
-from adapters.ops.gcp_send import GcpSender
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
+from cli.main import main
+from cli.ops.gcp_send import GcpSender
 from handlers.catalog import INVENTORY_UPDATED, NOTIFICATION_SENT, ORDER_CREATED, WORKFLOW_TRIGGERED
 from handlers.core.events import Event
 from handlers.core.http_binding import to_batch

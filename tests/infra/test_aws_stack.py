@@ -21,8 +21,8 @@ import pytest
 from adapters.aws import asl, buckets, topology
 from adapters.aws.settings import Settings
 from adapters.aws.topology import Names
-from adapters.ops.outputs import AwsOutputs
-from adapters.ops.outputs import parse as parse_outputs
+from adapters.stack_outputs import AwsOutputs
+from adapters.stack_outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer
@@ -445,6 +445,24 @@ def test_maximum_concurrency_and_batch_size_from_config() -> None:
         assert mapping.inputs["batchSize"] == 50
         assert mapping.inputs["maximumBatchingWindowInSeconds"] == 1
 
+
+
+def test_a_consumers_own_batch_size_wins_over_the_stack_default() -> None:
+    """`Consumer.batch_size` reaches that consumer's event source; the others keep the
+    stack's `batchSize`."""
+    first = APP.consumers[0]
+    app = dataclasses.replace(APP, consumers=(dataclasses.replace(first, batch_size=100),
+                                              *APP.consumers[1:]))
+    rec = run_program({"cloud": "aws", "batchSize": 5}, STACK, fake=realistic_fake, app=app)
+    sizes = {}
+    for consumer in APP.consumers:
+        fn = function(rec, NAMES.function(consumer.name))
+        [mapping] = [m for m in rec.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+                     if m.inputs["functionName"] == out(fn)]
+        sizes[consumer.name] = (mapping.inputs["batchSize"],
+                                mapping.inputs.get("maximumBatchingWindowInSeconds"))
+    assert sizes.pop(first.name) == (100, 1)
+    assert set(sizes.values()) == {(5, None)}
 
 # --- tables, topics -------------------------------------------------------------------------
 

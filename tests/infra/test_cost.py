@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cli import main as cli_main
+from cli.main import main as cli_main
 from handlers.app import APP
 from infra.cost import (
     CostError,

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters.gcp.replay import replay_subscription
 from adapters.gcp.topology import data_layout, topology
 from adapters.gcp.workflows import compile_saga
-from adapters.ops.layout import replay_subscription
-from adapters.ops.outputs import GcpOutputs
-from adapters.ops.outputs import parse as parse_outputs
+from adapters.stack_outputs import GcpOutputs
+from adapters.stack_outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.core.engine import PROCESSED
 from infra.config import ConfigError

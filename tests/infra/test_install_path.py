@@ -10,7 +10,7 @@ sdk/python/toolchain/pip.go `InstallDependencies`, called with the program direc
 the Python language host). These tests check the file says the right thing; the slow
 `test_a_fresh_clone_installs_and_runs_the_program` does exactly that in a clone.
 
-Commands that need the SDKs name the missing install in one line (adapters.missing_sdk):
+Commands that need the SDKs name the missing install in one line (cli.missing_sdk):
 checked by running them in a fresh interpreter where the SDK imports fail.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapters.missing_sdk import EXIT_MISSING_SDK, hint
+from cli.missing_sdk import EXIT_MISSING_SDK, hint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ _BLOCKED_CLI = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, NotInstalled())
-    from adapters.cli import main
+    from cli.main import main
     sys.exit(main(sys.argv[2:]))
 """)
 

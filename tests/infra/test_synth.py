@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import tools_cli
-from adapters.cli import main as cli_main
+from cli import tools as tools_cli
+from cli.main import main as cli_main
 from handlers.app import APP
 from handlers.catalog import CATALOG, ORDER_COMPLETED
 from handlers.core.app import Consumer
@@ -92,7 +92,7 @@ def test_table_counts_add_up_to_the_graph(recorded) -> None:  # type: ignore[no-
 
 def test_output_is_byte_identical_across_runs_and_hash_seeds() -> None:
     script = (
-        "import sys; from adapters.tools_cli import render\n"
+        "import sys; from cli.tools import render\n"
         "for s in ('dev-aws', 'dev-gcp'):\n"
         "    for f in ('json', 'mermaid', 'table'):\n"
         "        sys.stdout.write(render(s, f))\n"
@@ -248,8 +248,8 @@ def _walk(value):  # type: ignore[no-untyped-def]
 
 
 def test_the_cli_does_not_import_pulumi_until_synth_or_cost_runs() -> None:
-    script = ("import sys, adapters.cli\n"
-              "adapters.cli.build_parser().parse_args(['demo'])\n"
+    script = ("import sys, cli.main\n"
+              "cli.main.build_parser().parse_args(['demo'])\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in "
               "('pulumi', 'pulumi_aws', 'pulumi_gcp', 'infra', 'yaml')))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cli import main
 from adapters.local.runtime import Runtime, RuntimeSettings
+from cli.main import main
 from tests.factories import order_created, restock, workflow_triggered
 from tests.local.test_http import api  # noqa: F401 - the running-server fixture
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_shows_the_five_outcomes() -> None:
-    result = subprocess.run([sys.executable, "-m", "adapters.cli", "demo"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "cli", "demo"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -88,7 +88,7 @@ def test_help_exits_cleanly(argv: list[str]) -> None:
 
 
 def test_serve_settings_carry_the_decline_limit(monkeypatch, tmp_path) -> None:
-    from adapters.cli import _runtime, build_parser
+    from cli.main import _runtime, build_parser
 
     monkeypatch.setenv("SWITCHYARD_PAYMENT_DECLINE_ABOVE", "50.00")
     args = build_parser().parse_args(["serve", "--db", str(tmp_path / "x.db")])

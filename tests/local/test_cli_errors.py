@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cli import EXIT_BROKEN_PIPE, main
 from adapters.local.runtime import Runtime, RuntimeSettings
+from cli.main import EXIT_BROKEN_PIPE, main
 from tests.factories import order_created, restock, workflow_triggered
 from tests.serve_process import free_port
 
@@ -219,7 +219,7 @@ def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[s
                                      "trace", "demo", "synth", "cost"])
 def test_every_option_has_help_and_shows_its_default(
         command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from adapters.cli import build_parser
+    from cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]  # type: ignore[union-attr]
@@ -234,7 +234,7 @@ def test_every_option_has_help_and_shows_its_default(
 def test_an_unexpected_error_is_one_line_with_a_hint(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
-    import adapters.cli as cli
+    import cli.main as cli
 
     def boom(args: object) -> int:
         raise ZeroDivisionError("the unforeseen")
@@ -253,7 +253,7 @@ def test_an_unexpected_error_is_one_line_with_a_hint(
 def _cli(*argv: str, env: dict[str, str] | None = None, **kwargs: object
          ) -> subprocess.Popen[bytes]:
     full = {**os.environ, "PYTHONUNBUFFERED": "0", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "adapters.cli", *argv], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "cli", *argv], cwd=ROOT,
                             env=full, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
 
 
@@ -338,8 +338,8 @@ def test_send_to_a_port_that_answers_garbage_is_one_line(tmp_path: Path) -> None
 def test_the_banner_lists_only_endpoints_the_server_routes(tmp_path: Path) -> None:
     import io
 
-    from adapters.cli import ENDPOINTS
     from adapters.local.http_server import App
+    from cli.main import ENDPOINTS
 
     runtime = Runtime(tmp_path / "routes.db")
     app = App(runtime)

@@ -423,7 +423,7 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
 def _cli(*args: str, env: dict[str, str] | None = None,
          timeout: float = 60) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k != "SWITCHYARD_TOKEN"}
-    return subprocess.run([sys.executable, "-m", "adapters.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**base, **(env or {})})
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from adapters.cli import main
 from adapters.local.runtime import Runtime, RuntimeSettings
-from adapters.ops.commands import EXIT_DEAD_LETTERS
+from cli.main import main
+from cli.ops.commands import EXIT_DEAD_LETTERS
 from handlers.catalog import INVENTORY_UPDATED, WORKFLOW_TRIGGERED
 from handlers.core.events import Event
 from tests.factories import order_created, restock, workflow_triggered

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from adapters.cli import main
-from adapters.ops.model import OpsError, Selection, parse_time
-from adapters.ops.outputs import (
+from adapters.stack_outputs import (
     OUTPUT_NAME,
     OUTPUT_VERSION,
     AwsOutputs,
     GcpOutputs,
     OutputsError,
-    load,
     parse,
 )
+from cli.main import main
+from cli.ops.model import OpsError, Selection, parse_time
+from cli.ops.outputs import load
 
 AWS: dict[str, Any] = {
     "version": OUTPUT_VERSION, "cloud": "aws", "prefix": "p",

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from adapters.cli import main
-from adapters.ops import send
-from adapters.ops.outputs import OUTPUT_NAME, OUTPUT_VERSION
-from adapters.ops.send import NotSent, SendError, event_from_fields, events_from_body
+from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
+from cli.main import main
+from cli.ops import send
+from cli.ops.send import NotSent, SendError, event_from_fields, events_from_body
 from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED, ORDER_CREATED, WORKFLOW_TRIGGERED
 from handlers.core.events import Event
@@ -331,7 +331,7 @@ def test_credentials_lost_while_sending_are_said_once(
     from botocore.exceptions import NoCredentialsError
 
     from adapters.aws.eventbridge_publisher import EventBridgePublisher
-    from adapters.ops.aws_send import AwsSender
+    from cli.ops.aws_send import AwsSender
 
     class NoCredentials:
         calls = 0

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
-from adapters.cli import main
 from adapters.contracts import compat, export
+from cli.main import main
 from handlers.app import APP
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ import pytest
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from adapters.aws.topology import Names
-from adapters.cli import main
-from adapters.contracts import cli as catalog_cli
 from adapters.contracts import export
+from cli import catalog as catalog_cli
+from cli.main import main
 from handlers.app import APP
 from handlers.core.app import App, Catalog, Consumer, EventType, Saga
 from handlers.core.schema import validate
@@ -229,7 +229,7 @@ def _export_in_subprocess(fmt: str, seed: str, tmp_path: Path) -> bytes:
     out = tmp_path / f"{fmt}-{seed}"
     env = {**os.environ, "PYTHONHASHSEED": seed}
     env.pop("SWITCHYARD_APP", None)
-    subprocess.run([sys.executable, "-m", "adapters.cli", "catalog", "export", "--format", fmt,
+    subprocess.run([sys.executable, "-m", "cli", "catalog", "export", "--format", fmt,
                     "--out", str(out)], cwd=ROOT, env=env, check=True, timeout=120)
     if out.is_dir():
         return b"".join(f.name.encode() + f.read_bytes() for f in sorted(out.iterdir()))

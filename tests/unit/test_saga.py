@@ -11,7 +11,8 @@ import pytest
 from adapters.memory import memory_ports
 from handlers.app import APP
 from handlers.core.app import App, Retry, Step
-from handlers.core.engine import StepContext, handle, run_step
+from handlers.core.context import StepContext
+from handlers.core.engine import handle, run_step
 from handlers.core.errors import StepFailed, TransientError
 from handlers.core.ports import Ports
 from handlers.core.saga_runner import new_state, run_to_end, tick

@@ -140,3 +140,11 @@ def test_app_description_checks_buckets_and_schedules() -> None:
                     "schedule 'nightly' emits unknown type 'com.example.nope'",
                     "hour: '99' is outside 0-23"):
         assert problem in message
+
+
+@pytest.mark.parametrize("batch_size", [0, 10001])
+def test_app_description_checks_a_consumers_batch_size(batch_size: int) -> None:
+    first = dataclasses.replace(APP.consumers[0], batch_size=batch_size)
+    with pytest.raises(ValueError, match=f"'{first.name}': batch_size must be 1-10000, "
+                                         f"got {batch_size}"):
+        dataclasses.replace(APP, consumers=(first, *APP.consumers[1:]))

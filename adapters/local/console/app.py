@@ -195,11 +195,7 @@ class ConsoleApp:
         return 200, describe(self.runtime.app)
 
     def _health(self) -> tuple[int, Any]:
-        from adapters.ops.local import LocalOps
-
-        consumers = [{"consumer": s.consumer, "backlog": s.backlog, "in_flight": s.in_flight,
-                      "dead_letters": s.dead_letters, "recent_failures": s.recent_failures}
-                     for s in LocalOps(self.runtime).status()]
+        consumers = self.runtime.consumer_status()
         return 200, {"status": "ok", "counts": self.runtime.counts(), "consumers": consumers,
                      **queries.sources_status(self.runtime),
                      "last_reload": queries.last_reload(self.runtime), "now": time.time()}
@@ -278,10 +274,8 @@ class ConsoleApp:
         return 200, {"redriven": done, "not_redriven": sorted(set(ids) - set(done))}
 
     def _discard(self, body: Any) -> tuple[int, Any]:
-        from adapters.ops.audit import operator
-
         ids = self._ids(body)
-        done = self.runtime.discard(ids, by=f"console ({operator()})")
+        done = self.runtime.discard(ids, by=f"console ({_operator()})")
         return 200, {"discarded": done, "not_discarded": sorted(set(ids) - set(done)),
                      "record": f"table dlq_discarded of {self.runtime.db.path}"}
 
@@ -332,3 +326,14 @@ class ConsoleApp:
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+
+
+def _operator() -> str:
+    """Who discards from the console: the OS login name of the server's user."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (some containers)
+        return f"uid:{os.getuid()}"

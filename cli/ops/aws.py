@@ -8,7 +8,7 @@ EventBridge's when a rule target could not deliver (`ERROR_CODE`, `ERROR_MESSAGE
 maxReceiveCount. A redrive sends the body back to the consumer's queue, then deletes it
 from the DLQ: a crash in between leaves it in both, and the consumer's idempotency record
 makes the second delivery a no-op. A discard records each selected letter in the audit
-log (`adapters.ops.audit`) and then deletes it from its DLQ (SQS DeleteMessage). Replay is
+log (`cli.ops.audit`) and then deletes it from its DLQ (SQS DeleteMessage). Replay is
 EventBridge's `StartReplay` from the archive, to the rules of the consumers of the
 selected types; events that fail again are dead-lettered again (SQS does not deduplicate).
 """
@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from adapters.ops.model import (
+from adapters.stack_outputs import AwsConsumer, AwsOutputs
+from cli.ops.model import (
     AuditLog,
     ConsumerStatus,
     DeadLetter,
@@ -31,7 +32,6 @@ from adapters.ops.model import (
     ReplayResult,
     Selection,
 )
-from adapters.ops.outputs import AwsConsumer, AwsOutputs
 from handlers.core.app import App
 from handlers.core.errors import PermanentError
 from handlers.core.eventbridge_binding import from_eventbridge_event
@@ -54,7 +54,7 @@ class AwsOps:
 
     @classmethod
     def connect(cls, outputs: AwsOutputs, app: App) -> AwsOps:
-        import boto3  # type: ignore[import-untyped]
+        import boto3
 
         session = boto3.session.Session(region_name=outputs.region)
         return cls(outputs, app, session.client)

@@ -30,7 +30,8 @@ _END: Final = "<!-- /catalog:markdown -->"
 REGENERATE: Final = "switchyard catalog export --format markdown --readme README.md"
 
 # Runs in the unpacked checkout: its `handlers` first on the path, the exporter loaded by
-# file path under a private name (that checkout may have no `adapters.contracts`).
+# file path under a private name (that checkout may have no `adapters.contracts`, or have
+# it elsewhere).
 _EXPORT_AT_REF: Final = """
 import importlib, importlib.util, os, sys
 path, spec, version = sys.argv[1:4]
@@ -181,11 +182,11 @@ def load_reference(ref: str, app_spec: str, cwd: Path) -> dict[str, Any]:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise compat.ContractError(f"cannot export {app_spec} at {ref}: {last}")
         try:
-            document: dict[str, Any] = json.loads(done.stdout)
+            exported: dict[str, Any] = json.loads(done.stdout)
         except json.JSONDecodeError as exc:
             raise compat.ContractError(f"the export of {app_spec} at {ref} printed something "
                                        f"other than JSON ({exc})") from exc
-        return document
+        return exported
 
 
 def cmd_check(args: argparse.Namespace) -> int:

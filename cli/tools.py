@@ -4,7 +4,7 @@ Both run the real Pulumi program offline under mocks (`infra.synth`), so they ne
 Pulumi CLI and no credentials. Pulumi and the cloud SDKs are imported inside the commands,
 never at import of this module, so `switchyard demo` and `serve` start as fast as before;
 in an environment without them (`make demo` installs only the base package) the commands
-say in one line what to install (`adapters.missing_sdk`).
+say in one line what to install (`cli.missing_sdk`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.missing_sdk import guarded
+from cli.missing_sdk import guarded
 
 FORMATS = ("json", "mermaid", "table")
 

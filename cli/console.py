@@ -69,7 +69,7 @@ def _serve_with_console(original: Callable[[argparse.Namespace], int]
         if getattr(args, "reload", False):
             from adapters.local import reload as reloader
 
-            return reloader.supervise(args)
+            return reloader.supervise(args, [sys.executable, "-m", "cli"])
         from adapters.local import reload
         from adapters.local.console.app import close_streams
 

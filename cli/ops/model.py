@@ -3,7 +3,7 @@
 A `DeadLetter` is one event that a consumer could not process, with why and how often
 it was tried; a `Selection` picks dead letters (by consumer, type, reason, event ids) for
 `dlq list|show|redrive|discard|purge`; `ConsumerStatus` is one line of `switchyard status`. Backends
-(`adapters.ops.aws`, `gcp`, `local`) implement the `Backend` protocol.
+(`cli.ops.aws`, `gcp`, `local`) implement the `Backend` protocol.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ own: only failed entries are re-sent, and only while AWS's error code says a ret
 help. Entries name the bus by its ARN (PutEvents takes a name or an ARN), so they go to
 the stack's bus and no other, whatever bus an input entry's `EventBusName` named.
 
-The client is built like `adapters.ops.aws`: a boto3 session in the bus's region with the
+The client is built like `cli.ops.aws`: a boto3 session in the bus's region with the
 caller's usual credentials (environment, profile, SSO...). Credentials are looked up
 before anything is sent, so "no credentials" is said once, not per entry.
 """
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.aws.eventbridge_publisher import EntryTooLarge, EventBridgePublisher
-from adapters.ops.outputs import AwsOutputs
-from adapters.ops.send import CannotSend, NotSent, SendError, install_hint, problems_of
+from adapters.stack_outputs import AwsOutputs
+from cli.ops.send import CannotSend, NotSent, SendError, install_hint, problems_of
 from handlers.core.app import Catalog
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
@@ -37,8 +37,8 @@ class AwsSender:
     @classmethod
     def connect(cls, outputs: AwsOutputs, catalog: Catalog) -> AwsSender:
         try:
-            import boto3  # type: ignore[import-untyped]
-            from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+            import boto3
+            from botocore.exceptions import BotoCoreError
         except ImportError as error:
             raise CannotSend(install_hint("aws", str(error))) from None
         try:

@@ -10,7 +10,7 @@ One limit is stricter than Pub/Sub's 10 MB: the functions claim-check events ove
 on the other), and this command has no access to the claim-check bucket, so it refuses
 them, naming the size, instead of putting on the bus what no other publisher would.
 
-The client is built like `adapters.ops.gcp`: `pubsub_v1.PublisherClient()` with
+The client is built like `cli.ops.gcp`: `pubsub_v1.PublisherClient()` with
 Application Default Credentials (`PUBSUB_EMULATOR_HOST` points it at an emulator).
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 from adapters.gcp.pubsub_publisher import PubSubPublisher
 from adapters.gcp.topology import topic_path
-from adapters.ops.outputs import GcpOutputs
-from adapters.ops.send import CannotSend, NotSent, SendError, install_hint, problems_of
+from adapters.stack_outputs import GcpOutputs
+from cli.ops.send import CannotSend, NotSent, SendError, install_hint, problems_of
 from handlers.core.claim_check import event_bytes
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event
@@ -48,7 +48,10 @@ class GcpSender:
     def connect(cls, outputs: GcpOutputs) -> GcpSender:
         try:
             from google.auth.exceptions import DefaultCredentialsError
-            from google.cloud import pubsub_v1  # type: ignore[import-untyped]
+
+            # google.cloud is a namespace package shared with typed Firestore: mypy looks
+            # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
         except ImportError as error:
             raise CannotSend(install_hint("gcp", str(error))) from None
         try:

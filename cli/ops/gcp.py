@@ -5,7 +5,7 @@ redriven, handed back at once (ack deadline 0): listing loses nothing. A redrive
 republishes each selected message to the bus as first published (`adapters.gcp.redrive`
 strips what dead-lettering added) and acks it only after the bus accepted it; the rest
 are handed back. A discard records each selected letter in the audit log
-(`adapters.ops.audit`), then acks it on the dead-letter subscription, which removes it.
+(`cli.ops.audit`), then acks it on the dead-letter subscription, which removes it.
 Replay seeks the stack's replay subscription (a pull subscription on the bus that retains
 acked messages) to `--from`, pulls the window, and republishes what was published in it,
 marked with `REPLAY_ATTRIBUTE` so a later replay skips the copies; events that fail
@@ -23,9 +23,10 @@ from typing import Any, Final
 from adapters.gcp import redrive as dead_letters
 from adapters.gcp.pubsub_binding import PubSubMessage, from_message
 from adapters.gcp.pubsub_publisher import PubSubPublisher
+from adapters.gcp.replay import REPLAY_ATTRIBUTE
 from adapters.gcp.topology import subscription_path, topic_path
-from adapters.ops.layout import REPLAY_ATTRIBUTE
-from adapters.ops.model import (
+from adapters.stack_outputs import GcpOutputs
+from cli.ops.model import (
     AuditLog,
     ConsumerStatus,
     DeadLetter,
@@ -35,7 +36,6 @@ from adapters.ops.model import (
     ReplayResult,
     Selection,
 )
-from adapters.ops.outputs import GcpOutputs
 from handlers.core.app import App
 from handlers.core.errors import PermanentError
 from handlers.core.jsonformat import to_dict
@@ -67,7 +67,9 @@ class GcpOps:
 
     @classmethod
     def connect(cls, outputs: GcpOutputs, app: App) -> GcpOps:
-        from google.cloud import pubsub_v1  # type: ignore[import-untyped]
+        # google.cloud is a namespace package shared with typed Firestore: mypy looks
+        # for pubsub_v1 (which ships no types) as an attribute of it, not a module.
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         return cls(outputs, app, pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient())
 
@@ -236,7 +238,7 @@ class GcpOps:
         unknown = [t for t in types if self.app.catalog.get(t) is None]
         if unknown:
             raise OpsError(f"unknown event type(s): {', '.join(unknown)}")
-        from google.protobuf import timestamp_pb2  # type: ignore[import-untyped]
+        from google.protobuf import timestamp_pb2
 
         path = self._path(self.outputs.replay_subscription)
         when = timestamp_pb2.Timestamp()

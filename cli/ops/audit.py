@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from adapters.ops.model import DeadLetter, OpsError, PlatformError
+from cli.ops.model import DeadLetter, OpsError, PlatformError
 
 DEFAULT_AUDIT_LOG: Final = "switchyard-discards.jsonl"
 

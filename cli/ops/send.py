@@ -10,9 +10,9 @@ attributes, specversion, time), a type the catalog knows, and data its schema ac
 One bad event refuses the whole input, each problem named, so a file is never sent half.
 Like those ingresses, an event without a trace context gets one here.
 
-Sending is per cloud: `adapters.ops.aws_send` (PutEvents through the AWS publisher:
+Sending is per cloud: `cli.ops.aws_send` (PutEvents through the AWS publisher:
 batches of 10, only failed entries re-sent, sizes checked first) and
-`adapters.ops.gcp_send` (a Pub/Sub publish per event in CloudEvents binary mode). An
+`cli.ops.gcp_send` (a Pub/Sub publish per event in CloudEvents binary mode). An
 entry that the bus still refuses is reported with its error and the command exits 1; the
 others were sent (consumers are idempotent, so sending the file again is harmless for
 events that carry their own id).
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from adapters.ops.outputs import AwsOutputs, OutputsError, StackOutputs, load
+from adapters.stack_outputs import AwsOutputs, OutputsError, StackOutputs
+from cli.ops.outputs import load
 from handlers.core.app import Catalog
 from handlers.core.events import Event, attribute_problems, ensure_traceparent
 
@@ -169,10 +170,10 @@ def read_events(args: argparse.Namespace, catalog: Catalog) -> list[Event]:
 def connect(outputs: StackOutputs, catalog: Catalog) -> Sender:
     """The sender for the stack's cloud (imports only that cloud's SDK)."""
     if isinstance(outputs, AwsOutputs):
-        from adapters.ops.aws_send import AwsSender
+        from cli.ops.aws_send import AwsSender
 
         return AwsSender.connect(outputs, catalog)
-    from adapters.ops.gcp_send import GcpSender
+    from cli.ops.gcp_send import GcpSender
 
     return GcpSender.connect(outputs)
 

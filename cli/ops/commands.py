@@ -10,7 +10,7 @@ that cannot be found; 3 (`status`) some dead-letter queue is not empty.
 
 `dlq discard ID...` and `dlq purge` (filters, or `--all`) give up on dead letters for
 good, with a durable record of each: local, the table `dlq_discarded`; on a stack, a JSON
-line per letter in an audit file (`adapters.ops.audit`) written before the delete.
+line per letter in an audit file (`cli.ops.audit`) written before the delete.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from adapters import cli_args
-from adapters.missing_sdk import guarded
-from adapters.ops.model import (
+from cli.missing_sdk import guarded
+from cli import args as cli_args
+from cli.ops.model import (
     Backend,
     DeadLetter,
     OpsError,
@@ -63,7 +63,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
     if args.stack == LOCAL:
         from adapters.local.database import DatabaseMissing
         from adapters.local.runtime import Runtime
-        from adapters.ops.local import LocalOps
+        from cli.ops.local import LocalOps
 
         try:
             runtime = Runtime(args.db, create=False, read_only=not _writes(args))
@@ -74,16 +74,18 @@ def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
         finally:
             runtime.close()
         return
-    from adapters.ops import failures, outputs
+    from adapters.stack_outputs import AwsOutputs
+    from cli.ops import failures
+    from cli.ops.outputs import load
 
-    found = outputs.load(args.stack, args.outputs)
+    found = load(args.stack, args.outputs)
     try:
-        if isinstance(found, outputs.AwsOutputs):
-            from adapters.ops.aws import AwsOps
+        if isinstance(found, AwsOutputs):
+            from cli.ops.aws import AwsOps
 
             yield AwsOps.connect(found, load_app())
         else:
-            from adapters.ops.gcp import GcpOps
+            from cli.ops.gcp import GcpOps
 
             yield GcpOps.connect(found, load_app())
     except Exception as error:
@@ -96,7 +98,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[Backend]:
 def _run(command: Callable[[argparse.Namespace, Backend], int]
          ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from adapters.ops.outputs import OutputsError
+        from adapters.stack_outputs import OutputsError
 
         def on_backend() -> int:
             with open_backend(args) as backend:
@@ -185,7 +187,7 @@ def _filters_note(args: argparse.Namespace) -> str:
 
 
 def _discard(args: argparse.Namespace, backend: Backend, selection: Selection) -> int:
-    from adapters.ops.audit import DEFAULT_AUDIT_LOG, JsonLinesAudit, operator
+    from cli.ops.audit import DEFAULT_AUDIT_LOG, JsonLinesAudit, operator
 
     audit = None
     if args.audit_log or args.stack != LOCAL:  # local keeps its record in the database
@@ -244,7 +246,7 @@ def cmd_replay(args: argparse.Namespace, backend: Backend) -> int:
     end = parse_time(args.end, now) if args.end else now
     types = tuple(args.type or ())
     if args.stack == LOCAL:
-        from adapters.ops.local import LocalOps
+        from cli.ops.local import LocalOps
 
         assert isinstance(backend, LocalOps)
         result = backend.replay(start, end, types, dry_run=args.dry_run, wait_s=args.wait)

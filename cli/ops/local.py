@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.local.runtime import ALREADY_DEAD_LETTERED, Runtime
-from adapters.ops.model import (
+from cli.ops.model import (
     AuditLog,
     ConsumerStatus,
     DeadLetter,
@@ -79,23 +79,7 @@ class LocalOps:
         return DiscardResult([wanted[did] for did in done], record=record)
 
     def status(self) -> list[ConsumerStatus]:
-        db = self.runtime.db
-        out = []
-        now = time.time()
-        for name in self._names():
-            queued = db.read("SELECT COUNT(*), SUM(visible_at > ? AND attempts > 0) FROM queue "
-                             "WHERE consumer = ?", (now, name))[0]
-            dead = db.read("SELECT COUNT(*) FROM dlq WHERE consumer = ? AND redriven_at IS "
-                           "NULL", (name,))[0][0]
-            recent = db.read("SELECT event_type, outcome, detail FROM timeline WHERE consumer "
-                             "= ? AND outcome IN ('retry', 'dead-lettered') ORDER BY seq DESC "
-                             "LIMIT ?", (name, _RECENT))
-            in_flight = int(queued[1] or 0)
-            out.append(ConsumerStatus(
-                consumer=name, backlog=int(queued[0]) - in_flight, in_flight=in_flight,
-                dead_letters=int(dead),
-                recent_failures=[f"{t} {o}: {d}" for t, o, d in recent]))
-        return out
+        return [ConsumerStatus(**row) for row in self.runtime.consumer_status(_RECENT)]
 
     def replay(self, start: datetime, end: datetime, types: Sequence[str] = (),
                dry_run: bool = False, wait_s: float = 0.0) -> ReplayResult:
@@ -141,7 +125,7 @@ class LocalOps:
         return {(c, e) for c, e in self.runtime.db.read(
             "SELECT consumer, event_id FROM dlq WHERE redriven_at IS NULL")}
 
-    def _await_replay(self, mids: list[int], pairs: set[tuple[str, str]], mark: int,
+    def _await_replay(self, mids: Sequence[int | None], pairs: set[tuple[str, str]], mark: int,
                       wait_s: float, details: dict[str, Any]) -> str:
         """Wait until a running `switchyard serve` has processed the replayed deliveries,
         then count how many failed again with their recorded reason."""

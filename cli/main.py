@@ -22,11 +22,15 @@ import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from adapters import cli_args
-from adapters.ops import commands as ops_commands
-from adapters.ops.commands import table as _table
+from cli import args as cli_args
+from cli import catalog, console, tools
+
+if TYPE_CHECKING:
+    from adapters.local.runtime import Runtime
+from cli.ops import commands as ops_commands
+from cli.ops.commands import table as _table
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 EXIT_FAILED: Final = 1
@@ -54,7 +58,7 @@ def _db_default() -> str:
     return os.environ.get("SWITCHYARD_DB", "switchyard.db")
 
 
-def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _runtime(args: argparse.Namespace) -> Runtime:
     from adapters.local.runtime import Runtime, RuntimeSettings
     from handlers.money import to_cents
 
@@ -70,7 +74,7 @@ def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Runtime(args.db, settings=settings)
 
 
-def _reader(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _reader(args: argparse.Namespace) -> Runtime:
     """The runtime over an existing database, read-only: looking creates nothing."""
     from adapters.local.database import DatabaseMissing
     from adapters.local.runtime import Runtime
@@ -161,7 +165,7 @@ def _port(text: str) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from adapters.ops import send
+    from cli.ops import send
 
     if args.stack != ops_commands.LOCAL:  # publish on a deployed stack's bus
         return send.run(args)
@@ -359,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--data", help="the event data as JSON")
     send.set_defaults(func=cmd_send)
 
-    # dlq, replay, status: on the local runtime or a deployed stack (adapters.ops).
+    # dlq, replay, status: on the local runtime or a deployed stack (cli.ops).
     ops_commands.register(sub, with_db)
 
     orders = with_db(sub.add_parser("orders", help="table of orders and their states"))
@@ -373,9 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true",
                       help="also show events no consumer receives")
     demo.set_defaults(func=cmd_demo)
-    __import__("adapters.tools_cli").tools_cli.register(sub)  # synth, cost (issue 6)
-    __import__("adapters.contracts.cli").contracts.cli.register(sub)  # catalog export|check
-    __import__("adapters.local.console.cli").local.console.cli.register(sub)  # events, --reload
+    tools.register(sub)  # synth, cost
+    catalog.register(sub)  # catalog export|check
+    console.register(sub)  # events sample, serve --reload
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from adapters.ops.model import PlatformError
+from cli.ops.model import PlatformError
 
 _AWS_CREDENTIALS = ("no AWS credentials found: configure them (`aws configure`, "
                     "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")

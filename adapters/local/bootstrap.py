@@ -1,0 +1,104 @@
+"""The local runtime's composition root: builds every part once and wires them together.
+
+Order matters only where a part needs another: the broker needs the timeline and the
+workers' wake-up signal; the ports need the broker (emitted events go onto the bus) and the
+saga starter; the saga executor and the deliveries need the ports. No part holds the
+runtime or itself: each gets exactly the collaborators it uses.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.local.blob_store import FileBlobStore
+from adapters.local.broker import MAX_EVENT_BYTES, Broker
+from adapters.local.database import Database
+from adapters.local.effects import BusPublisher, LocalNotifier, SystemClock
+from adapters.local.queries import Queries
+from adapters.local.sagas import SagaExecutor, SagaStarter, resume_in
+from adapters.local.settings import RuntimeSettings
+from adapters.local.sqlite_store import SQLiteStore
+from adapters.local.timeline import Timeline
+from adapters.local.workers import Signal, Workers
+from handlers.core.app import App
+from handlers.core.claim_check import ClaimCheckPublisher
+from handlers.core.engine import handle
+from handlers.core.ports import Ports, Publisher
+from handlers.payments import SimulatedPaymentGateway
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    app: App
+    settings: RuntimeSettings
+    db: Database
+    store: SQLiteStore
+    blobs: FileBlobStore
+    timeline: Timeline
+    broker: Broker
+    ports: Ports
+    sagas: SagaExecutor
+    starter: SagaStarter
+    queries: Queries
+    workers: Workers
+    signal: Signal
+
+    def use_database(self, db: Database) -> None:
+        """Make the runtime's own transactions (log, queues, dead letters, sagas, timeline)
+        go through `db`, a wrapper of the same database: how the fault-injection tests
+        make those writes fail. The store and the notifier keep the database they have."""
+        for part in (self.timeline, self.broker, self.sagas, self.starter, self.queries):
+            part.db = db
+
+
+def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
+              create: bool = True, read_only: bool = False) -> System:
+    db = Database(db_path, create=create, read_only=read_only)
+    store = SQLiteStore(db)
+    blobs = blob_store(app, db_path, settings)
+    timeline = Timeline(db)
+    signal, stopping = Signal(), threading.Event()
+    broker = Broker(db, app.routes, settings, timeline, signal.wake, resume_in)
+    starter = SagaStarter(db, app.saga.name, timeline, signal.wake)
+    clock = SystemClock()
+    ports = Ports(
+        store=store, publisher=producer(app, broker, blobs), notifier=LocalNotifier(db),
+        sagas=starter, clock=clock,
+        payments=SimulatedPaymentGateway(store, clock, settings.decline_above_cents),
+        blobs=blobs, atomic=db.write)
+    sagas = SagaExecutor(db, app, ports, settings, timeline, stopping)
+    workers = Workers(signal, stopping,
+                      deliver=lambda: broker.deliver_one(
+                          lambda consumer, event: handle(app, consumer, event, ports)),
+                      advance_saga=sagas.advance_one,
+                      dues=(broker.next_visible, sagas.next_due),
+                      poll_interval=settings.poll_interval)
+    return System(app, settings, db, store, blobs, timeline, broker, ports, sagas, starter,
+                  Queries(db, store), workers, signal)
+
+
+def producer(app: App, broker: Broker, blobs: FileBlobStore) -> Publisher:
+    """A publisher onto the local bus for handlers and in-process producers: events
+    over the bus limit go by claim check when the app declares a claim-check bucket."""
+    claims = app.claim_check_bucket()
+    if claims is None:
+        return BusPublisher(broker)
+    # Headroom for what ingest adds (a traceparent) to what the publisher measured.
+    return ClaimCheckPublisher(BusPublisher(broker), blobs, claims.name, MAX_EVENT_BYTES - 1024)
+
+
+def blob_store(app: App, db_path: str | Path, settings: RuntimeSettings) -> FileBlobStore:
+    if settings.blob_dir:
+        root = Path(settings.blob_dir)
+    elif str(db_path) == ":memory:":
+        root = Path(tempfile.mkdtemp(prefix="switchyard-blobs-"))
+    else:
+        root = Path(f"{db_path}.blobs")
+    overrides = {}
+    uploads = next((b.name for b in app.buckets if b.events), None)
+    if settings.uploads_dir and uploads:
+        overrides[uploads] = settings.uploads_dir
+    return FileBlobStore(root, overrides)

@@ -1,0 +1,166 @@
+"""The local saga executor: what Step Functions / Cloud Workflows do, on SQLite.
+
+The app's saga definition runs here with its state persisted in the `sagas` table, so a
+restart resumes sagas mid-way: `SagaStarter` is the handlers' `sagas` port (one row per
+saga id, so a saga starts once), `SagaExecutor.advance_one` leases the next due saga and
+runs its due steps, each step's writes and effects committing with the saga's new state
+and its timeline rows. A saga that ends `failed` (a compensation kept failing) gets a
+dead letter and an ALARM log line; redriving it resumes it (`resume_in`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+from adapters.local.database import Database
+from adapters.local.timeline import Timeline, subject_of_saga
+from handlers.core import saga_runner
+from handlers.core.app import App
+from handlers.core.ports import Ports
+
+log = logging.getLogger("switchyard.local")
+
+#: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
+_STEPS_PER_CLAIM: Final = 16
+
+
+class SagaSettings(Protocol):
+    @property
+    def saga_lease(self) -> float: ...
+    @property
+    def retry_scale(self) -> float: ...
+
+
+class SagaStarter:
+    """The `sagas` port: starts a saga at most once per saga id."""
+
+    def __init__(self, db: Database, saga_name: str, timeline: Timeline,
+                 wake: Callable[[], None]) -> None:
+        self.db = db
+        self._scope = f"saga:{saga_name}"
+        self._timeline = timeline
+        self._wake = wake
+
+    def start(self, saga_id: str, input: Mapping[str, Any], traceparent: str | None) -> bool:
+        state = saga_runner.new_state(saga_id, dict(input), traceparent)
+        now = time.time()
+        with self.db.write() as conn:
+            started = conn.execute(
+                "INSERT OR IGNORE INTO sagas (saga_id, status, state, next_run_at, started_at,"
+                " updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
+                (saga_id, json.dumps(state), now, now, now)).rowcount == 1
+            self._timeline.record(None, "saga.start", self._scope, 0,
+                                  "started" if started else "no-op",
+                                  saga_id if started else f"{saga_id} already started",
+                                  0.0, subject_of_saga(state), saga_id=saga_id,
+                                  traceparent=traceparent, conn=conn)
+        if started:
+            self._wake()
+        return started
+
+
+class SagaExecutor:
+    """Leases due sagas and runs their steps against the handlers' ports."""
+
+    def __init__(self, db: Database, app: App, ports: Ports, settings: SagaSettings,
+                 timeline: Timeline, stopping: threading.Event) -> None:
+        self.db = db
+        self._app = app
+        self._ports = ports
+        self._settings = settings
+        self._timeline = timeline
+        self._stopping = stopping
+        self._scope = f"saga:{app.saga.name}"
+
+    def next_due(self) -> float | None:
+        """When the next active saga is due (None: no saga is active)."""
+        due = self.db.read("SELECT MIN(MAX(next_run_at, lease_until)) FROM sagas "
+                            "WHERE status IN ('running', 'compensating')")[0][0]
+        return float(due) if due is not None else None
+
+    def advance_one(self) -> bool:
+        """Run the due steps of one due saga; False when no saga was due."""
+        now = time.time()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "UPDATE sagas SET lease_until = ? WHERE saga_id = ("
+                " SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating')"
+                " AND next_run_at <= ? AND lease_until <= ? ORDER BY next_run_at LIMIT 1)"
+                " RETURNING saga_id, state", (now + self._settings.saga_lease, now, now)
+            ).fetchone()
+        if row is None:
+            return False
+        saga_id, state_json = row
+        state = json.loads(state_json)
+        # Keep the lease while the next step is due at once: one claim per run of steps,
+        # and an order finishes in one go instead of queueing behind every other saga.
+        for _ in range(_STEPS_PER_CLAIM):
+            seen = len(state["history"])
+            started = time.perf_counter()
+            # A step's writes and effects commit with the saga's new state: one commit.
+            with self.db.write():
+                state, delay = saga_runner.tick(self._app, self._ports, state)
+                duration = (time.perf_counter() - started) * 1000
+                keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
+                        and not self._stopping.is_set())
+                now = time.time()
+                lease = now + self._settings.saga_lease if keep else 0.0
+                self._save(saga_id, state, seen, duration, now + (delay or 0.0) *
+                           self._settings.retry_scale, lease)
+            for entry in state["history"][seen:]:
+                log.info("saga step", extra={
+                    "saga_id": saga_id, "step": entry["step"], "phase": entry["phase"],
+                    "outcome": entry["outcome"], "attempt": entry["attempt"],
+                    "detail": entry["detail"], "duration_ms": round(duration, 2)})
+            if state["status"] in saga_runner.TERMINAL:
+                log.info("saga finished", extra={"saga_id": saga_id,
+                                                 "outcome": state["status"],
+                                                 "reason": state.get("reason") or None})
+            if not keep:
+                break
+        if state["status"] in saga_runner.TERMINAL:
+            if state["status"] == "failed":
+                log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
+                                                               "reason": state["reason"]})
+        return True
+
+    def _save(self, saga_id: str, state: dict[str, Any], seen: int, duration: float,
+              next_run: float, lease_until: float) -> None:
+        """Persist a saga's state with its new timeline entries (and its DLQ entry when it
+        needs attention) in one commit."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
+                         "lease_until = ?, updated_at = ? WHERE saga_id = ?",
+                         (state["status"], json.dumps(state), next_run, lease_until,
+                          time.time(), saga_id))
+            if state["status"] == "failed":
+                conn.execute(
+                    "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
+                    "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self._scope, saga_id, "saga.needs_attention",
+                     state["reason"], len(state["history"]), json.dumps(state), time.time()))
+            subject, trace = subject_of_saga(state), state.get("traceparent")
+            for entry in state["history"][seen:]:
+                self._timeline.record(None, f"saga.{entry['step']}.{entry['phase']}",
+                                      self._scope, entry["attempt"], entry["outcome"],
+                                      entry["detail"], duration, subject, saga_id=saga_id,
+                                      traceparent=trace, conn=conn)
+            if state["status"] in saga_runner.TERMINAL:
+                self._timeline.record(None, "saga.finished", self._scope, 0, state["status"],
+                                      state.get("reason") or "", 0.0, subject,
+                                      saga_id=saga_id, traceparent=trace, conn=conn)
+
+
+def resume_in(conn: sqlite3.Connection, body: str, now: float) -> None:
+    """Resume a dead-lettered saga (its dead letter's body is its state), inside the
+    caller's transaction: the broker's redrive marks the dead letter in the same one."""
+    state = saga_runner.resume(json.loads(body))
+    conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
+                 "lease_until = 0 WHERE saga_id = ?",
+                 (state["status"], json.dumps(state), now, state["saga_id"]))

@@ -1,0 +1,111 @@
+"""The local runtime's threads: workers that deliver and run sagas, and the sources timer.
+
+A worker alternates between one delivery and one saga's run of due steps, so a backlog of
+either never starves the other; it sleeps on a condition that `wake` (new events, a saga
+started, a redrive) interrupts. `run_until_idle` does the same work in the calling thread,
+for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("switchyard.local")
+
+#: One unit of work; True when there was some.
+Work = Callable[[], bool]
+#: When the next unit of work falls due (None: nothing pending).
+Due = Callable[[], float | None]
+
+
+class Signal:
+    """Wakes sleeping workers early: there is work now."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+
+    def wake(self) -> None:
+        with self._condition:
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._condition:
+            self._condition.wait(timeout)
+
+
+class Workers:
+    def __init__(self, signal: Signal, stopping: threading.Event, deliver: Work,
+                 advance_saga: Work, dues: tuple[Due, ...], poll_interval: float) -> None:
+        self._signal = signal
+        self.stopping = stopping
+        self._deliver = deliver
+        self._advance_saga = advance_saga
+        self._dues = dues
+        self._poll_interval = poll_interval
+        self._threads: list[threading.Thread] = []
+        self._turn = False
+
+    def start(self, workers: int, timer: Callable[[], object] | None = None,
+              timer_interval: float = 1.0) -> None:
+        if workers < 1:  # events would be accepted and never processed
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.stopping.clear()
+        for n in range(workers):
+            thread = threading.Thread(target=self._loop, name=f"switchyard-worker-{n}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if timer is not None:
+            ticker = threading.Thread(target=self._timer, args=(timer, timer_interval),
+                                      name="switchyard-timer", daemon=True)
+            ticker.start()
+            self._threads.append(ticker)
+
+    def _timer(self, poll: Callable[[], object], interval: float) -> None:
+        """Uploads, schedules and expiry: the managed event sources of the clouds."""
+        while not self.stopping.is_set():
+            try:
+                poll()
+            except Exception:  # noqa: BLE001 - the timer must outlive any one failure
+                log.exception("event source error")
+            self.stopping.wait(interval)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        self._signal.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if self.work_once():
+                    continue
+            except Exception:  # noqa: BLE001 - a worker must outlive any one failure
+                log.exception("worker error")
+            self._signal.wait(self._poll_interval)
+
+    def work_once(self) -> bool:
+        """Do one unit of work (a delivery, or a saga's run of due steps); False when
+        nothing was due. Alternates which kind goes first, so a backlog of deliveries
+        never starves the sagas (or the other way round)."""
+        self._turn = not self._turn
+        if self._turn:
+            return self._deliver() or self._advance_saga()
+        return self._advance_saga() or self._deliver()
+
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Process in the calling thread until no delivery or saga step is pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.work_once():
+                continue
+            dues = [d for d in (due() for due in self._dues) if d is not None]
+            if not dues:
+                return
+            time.sleep(min(max(min(dues) - time.time(), 0.001), 0.05))
+        raise TimeoutError(f"runtime not idle after {timeout}s")
