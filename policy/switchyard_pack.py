@@ -27,9 +27,10 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 PACK_NAME: Final = "switchyard-reliability"
-#: Every rule blocks the deployment: these are the guarantees RELIABILITY.md case 17 makes.
+#: Every rule blocks the deployment: these are the guarantees failure case 17
+#: (docs/failure-cases.md) makes.
 ENFORCEMENT: Final = EnforcementLevel.MANDATORY
-DESCRIPTION: Final = ("Switchyard's RELIABILITY.md case 17 on AWS and GCP: dead letters and "
+DESCRIPTION: Final = ("Switchyard's failure case 17 on AWS and GCP: dead letters and "
                       "explicit retries on every async edge, least privilege, one identity per "
                       "function, encryption at rest, internal ingress, no plaintext secrets.")
 

@@ -1,4 +1,4 @@
-"""RELIABILITY.md case 17 as plain functions over (resource type, name, properties).
+"""Failure case 17 (docs/failure-cases.md) as functions of (resource type, name, properties).
 
 No Pulumi import here: every rule is a function of data, so it runs the same inside the
 policy pack (`switchyard_pack`, served by `pulumi preview --policy-pack policy`) and in

@@ -74,7 +74,8 @@ def encode_all(events: Sequence[Event]) -> list[PubSubMessage]:
 class PubSubPublisher:
     """Publish events to one topic; `ordering_key` picks a key per event ("" = none).
 
-    Handlers never assume order (DESIGN.md), so the default sends no ordering key; a
+    Handlers never assume order (failure case 4, docs/failure-cases.md), so the default
+    sends no ordering key; a
     caller that wants per-subject order passes `ordering_key=lambda e: e.subject or ""`
     and a client created with message ordering enabled.
     """

@@ -57,7 +57,7 @@ def delivered(data: dict[str, Any], event_id: str) -> str:
 def test_partial_batch_reports_exactly_the_failed_records(
     wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """RELIABILITY 9: records 3 and 7 fail (transiently) -> exactly those two are reported."""
+    """Failure case 9: records 3 and 7 fail (transiently) -> exactly those two are reported."""
     original = runtime().store.transact
     calls = {"n": 0}
 

@@ -4,7 +4,7 @@ Each implementation's test module imports the `test_*` functions below and provi
 `harness` fixture (a `PublisherHarness`): the publisher under test, what actually arrived
 on its transport (read back the way a consumer reads it), every id handed to the
 transport in order, and, where the transport can fail some entries of a call, a way to
-make the next sends of chosen ids fail. The cases are RELIABILITY.md's: events arrive
+make the next sends of chosen ids fail. The cases are docs/failure-cases.md's: events arrive
 intact; more events than one call takes are split; at the size limit passes, one byte over
 is refused before anything is sent (case 7); after a partial failure only the failed
 entries are re-sent (case 11); ids survive re-sends, so consumers can drop duplicates.

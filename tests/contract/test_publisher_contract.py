@@ -1,6 +1,6 @@
 """The Publisher contract (`publisher_contract.py`) on the local runtime's bus and the
 in-memory fake. Neither can fail part of a call (the local bus appends a whole call in one
-SQLite transaction; the fake appends to a list), so RELIABILITY case 11 is expressed by
+SQLite transaction; the fake appends to a list), so failure case 11 is expressed by
 EventBridge and Pub/Sub only (tests/aws, tests/gcp); the skip says so."""
 
 from __future__ import annotations

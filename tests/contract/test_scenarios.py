@@ -1,6 +1,7 @@
-"""The same scenarios on every backend: RELIABILITY.md's cases, the seeds, redrive.
+"""The same scenarios on every backend: the failure cases of docs/failure-cases.md, the reference
+events of docs/reference-events.md (the seeds), redrive.
 
-Each test names its RELIABILITY.md case. A backend that cannot express a case marks it
+Each test names its failure case. A backend that cannot express a case marks it
 xfail with the platform reason; nothing is skipped silently.
 """
 
@@ -246,7 +247,7 @@ def test_case16_dead_letters_are_listed_and_redriven_after_a_fix(make_backend: M
     assert len(_charges(backend)) == 1
 
 
-# --- event sources and patterns (issue 8) --------------------------------------------------
+# --- event sources and patterns ---------------------------------------------------------
 
 RESTOCK_CSV = (b"item_id,quantity,action\n"
                b"A,5,restock\n"

@@ -110,7 +110,7 @@ from tests.gcp.gcs_server import FakeCloudStorage
 
 #: Pub/Sub's push treats these as an ack; anything else is redelivered.
 ACK_STATUSES = frozenset({102, 200, 201, 202, 204})
-#: Pub/Sub refuses a dead-letter policy under 5 attempts (RELIABILITY.md).
+#: Pub/Sub refuses a dead-letter policy under 5 attempts (docs/failure-cases.md).
 MAX_DELIVERIES = 5
 _PULL_MAX = 100
 #: Executions run at once. The Firestore emulator locks pessimistically and a blocked

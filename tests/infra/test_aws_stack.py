@@ -1,4 +1,5 @@
-"""The dev-aws stack under Pulumi mocks: every resource and property issue 3 asks for.
+"""The dev-aws stack under Pulumi mocks: every resource and property the AWS
+side of the design asks for (README.md, "What each cloud gets").
 
 The fake answers with realistic computed outputs (ARNs in each service's format, queue
 URLs, API endpoints), so the assertions can follow every reference: the rule's target is

@@ -1,4 +1,5 @@
-"""The dev-gcp stack under Pulumi mocks: every resource and property issue 4 asks for.
+"""The dev-gcp stack under Pulumi mocks: every resource and property the GCP
+side of the design asks for (README.md, "What each cloud gets").
 
 Properties are checked per consumer (parametrised), from the app description, so a new
 consumer is covered without touching this file.

@@ -149,7 +149,7 @@ class _SagaStarterFailingOnce(MemorySagaStarter):
 
 
 def test_crash_after_commit_before_side_effects_causes_no_second_effect(ports) -> None:
-    """RELIABILITY case 3: the retry performs the recorded effects, not the handler."""
+    """Failure case 3: the retry performs the recorded effects, not the handler."""
     ports.sagas = _SagaStarterFailingOnce()
     event = order_created("o1", [("A", 1, 1.0)])
     with pytest.raises(TransientError):

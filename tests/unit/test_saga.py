@@ -1,4 +1,4 @@
-"""The order saga with a failure injected at every step (RELIABILITY cases 12-15)."""
+"""The order saga with a failure injected at every step (failure cases 12-15)."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_compensation_that_recovers_completes_the_cancellation() -> None:
 
 
 def test_step_that_times_out_after_the_charge_does_not_charge_twice() -> None:
-    """RELIABILITY case 14: the retry reuses the step's idempotency key."""
+    """Failure case 14: the retry reuses the step's idempotency key."""
     ports = _setup()
     real_charge = ports.payments.charge
     calls = {"n": 0}
@@ -182,7 +182,7 @@ def test_a_recorded_step_is_replayed_not_rerun() -> None:
 
 
 def test_concurrent_reservations_never_drive_stock_negative() -> None:
-    """RELIABILITY case 15: 20 sagas race for 7 units; exactly 7 orders get one each."""
+    """Failure case 15: 20 sagas race for 7 units; exactly 7 orders get one each."""
     ports = memory_ports()
     handle(APP, "inventory", restock("A", 7), ports)
     for n in range(20):
