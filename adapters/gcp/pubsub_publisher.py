@@ -75,9 +75,9 @@ class PubSubPublisher:
     """Publish events to one topic; `ordering_key` picks a key per event ("" = none).
 
     Handlers never assume order (failure case 4, docs/failure-cases.md), so the default
-    sends no ordering key; a
-    caller that wants per-subject order passes `ordering_key=lambda e: e.subject or ""`
-    and a client created with message ordering enabled.
+    sends no ordering key; a caller that wants per-subject order passes
+    `ordering_key=lambda e: e.subject or ""` and a client created with message ordering
+    enabled.
     """
 
     def __init__(self, client: PublisherClient, topic_path: str, *,
