@@ -169,7 +169,7 @@ class Recorded:
         was formatted into a name, ARN, policy or member. Expect this to be empty."""
         leaks: list[str] = []
         for r in self.resources:
-            for path, value in _walk(r.inputs, ""):
+            for path, value in leaves(r.inputs):
                 if isinstance(value, str) and _NONE_WORD.search(value):
                     leaks.append(f"{r.type} {r.name!r} {path}: {value!r}")
         return leaks
@@ -191,13 +191,14 @@ def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
     return value
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every scalar in nested inputs, with its path (`a.b[2].c`)."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
+            yield from leaves(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
+            yield from leaves(item, f"{path}[{i}]")
     else:
         yield path, value
 

@@ -11,10 +11,10 @@ new carrier cannot slip past the lint unseen.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from infra.synth import leaves
 from tests.infra.pulumi_harness import Recorded, RecordedResource
 
 Kind = Literal["identity", "trust", "resource", "key"]
@@ -125,17 +125,6 @@ def _attachments_are_linted(rec: Recorded) -> None:
             assert arn in ours, f"{_label(role)} attaches {arn}, not a policy of the stack"
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _walk(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
-    else:
-        yield path, value
-
-
 def _is_policy(value: Any) -> bool:
     if not isinstance(value, str) or '"Statement"' not in value:
         return False
@@ -149,7 +138,7 @@ def _is_policy(value: Any) -> bool:
 def _no_unknown_carrier(rec: Recorded) -> None:
     for resource in rec.resources:
         known = CARRIERS.get(resource.type, ("", ""))[0]
-        for path, value in _walk(resource.inputs, ""):
+        for path, value in leaves(resource.inputs):
             if _is_policy(value):
                 inline = resource.type == "aws:iam/role:Role" and \
                     path.startswith("inlinePolicies")
