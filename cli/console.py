@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -49,20 +48,6 @@ def cmd_events_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    """The token `serve` will require: --token, else --token-file, else the environment.
-    An unreadable file gives None here; `serve` itself then says what is wrong."""
-    if getattr(args, "token", None):
-        return str(args.token)
-    if getattr(args, "token_file", None):
-        try:
-            with open(args.token_file, encoding="utf-8") as handle:
-                return handle.read().strip() or None
-        except (OSError, UnicodeDecodeError):
-            return None
-    return os.environ.get(TOKEN_ENV) or None
-
-
 def _serve_with_console(original: Callable[[argparse.Namespace], int]
                         ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
@@ -74,9 +59,6 @@ def _serve_with_console(original: Callable[[argparse.Namespace], int]
         from adapters.local.console.app import close_streams
 
         reload.watch_drain(close_streams)  # only under `--reload`'s supervisor
-        port: Any = args.port or "<the port on the 'listening on' line>"
-        print(f"switchyard: console at {console_url(args.host, port, _token(args))}",
-              flush=True)
         return original(args)
 
     return run

@@ -86,17 +86,17 @@ def _reader(args: argparse.Namespace) -> Runtime:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from adapters.local.http_server import ServeError, serve, token_problem
+    from adapters.local.http_server import ServeError, check_access, serve
 
     try:
         token = _serve_token(args)
-        if token is not None and (problem := token_problem(token)):
-            raise ServeError(problem)
+        # Before the runtime: a refused setting creates no database and prints no banner.
+        check_access(args.host, token, args.insecure_no_token)
     except ServeError as error:
         print(f"switchyard serve: {error}", file=sys.stderr)
         return 1
     runtime = _runtime(args)
-    print(_banner(args, runtime, token_required=token is not None), flush=True)
+    print(_banner(args, runtime, token), flush=True)
     try:
         serve(runtime, host=args.host, port=args.port, workers=args.workers, token=token,
               insecure_no_token=args.insecure_no_token, allow_hosts=args.allow_host)
@@ -107,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(args: argparse.Namespace, runtime: Any, token_required: bool = False) -> str:
+def _banner(args: argparse.Namespace, runtime: Any, token: str | None = None) -> str:
     """What `serve` runs, where its data is, and how to reach and stop it."""
     from pathlib import Path
 
@@ -120,6 +120,7 @@ def _banner(args: argparse.Namespace, runtime: Any, token_required: bool = False
     lines = [
         f"switchyard {_version()}: the local runtime",
         f"  url        http://{args.host}:{port}",
+        f"  console    {console.console_url(args.host, port, token)}",
         f"  database   {Path(args.db).resolve()}",
         f"  uploads    {Path(runtime.blobs.directory(uploads)).resolve()} (drop CSV files "
         f"here)" if uploads else "  uploads    none declared",
@@ -127,7 +128,7 @@ def _banner(args: argparse.Namespace, runtime: Any, token_required: bool = False
         f"  workers    {args.workers} (maxDeliveries {args.max_deliveries}, visibility "
         f"timeout {args.visibility_timeout:g}s)",
         f"  endpoints  {', '.join(ENDPOINTS)}",
-        "  auth       a bearer token on every request" if token_required else
+        "  auth       a bearer token on every request" if token is not None else
         "  auth       none: loopback only, Host and Origin checked",
         "  Ctrl-C to stop",
     ]

@@ -462,6 +462,17 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     return server
 
 
+def check_access(host: str, token: str | None, insecure_no_token: bool = False) -> None:
+    """`ServeError` when the token is malformed, or a non-loopback address would be served
+    without one (and `insecure_no_token` does not say that is meant)."""
+    if token is not None and (problem := token_problem(token)):
+        raise ServeError(problem)
+    if not is_loopback(host) and token is None and not insecure_no_token:
+        raise ServeError(f"listening on {host} opens the API (dead-lettered bodies, "
+                         "redrive) to other machines: give --token (or --token-file, "
+                         "SWITCHYARD_TOKEN), or --insecure-no-token to run without one")
+
+
 def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
           workers: int = 4, threads: int = THREADS, token: str | None = None,
           insecure_no_token: bool = False, allow_hosts: Sequence[str] = ()) -> None:
@@ -472,13 +483,8 @@ def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     """
     import signal
 
-    if token is not None and (problem := token_problem(token)):
-        raise ServeError(problem)
+    check_access(host, token, insecure_no_token)
     exposed = not is_loopback(host) and token is None
-    if exposed and not insecure_no_token:
-        raise ServeError(f"listening on {host} opens the API (dead-lettered bodies, "
-                         "redrive) to other machines: give --token (or --token-file, "
-                         "SWITCHYARD_TOKEN), or --insecure-no-token to run without one")
     server = make_server(runtime, host, port, threads,
                          Access(token=token, extra_hosts=tuple(allow_hosts)))
     if exposed:
