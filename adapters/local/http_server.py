@@ -19,7 +19,8 @@ dead-lettered bodies, so a web page in the user's browser must not reach it:
   state-changing request (any method but GET, HEAD, OPTIONS) must say JSON or
   CloudEvents: the content types a page may send cross-origin without a CORS preflight
   are exactly the form ones (application/x-www-form-urlencoded, multipart/form-data,
-  text/plain) or none, so those get 415. A `ce-specversion` header (CloudEvents binary
+  text/plain) or none, so those get 415 (on `POST /events`, the shared ingress policy
+  refuses them with 400, as every front door does). A `ce-specversion` header (CloudEvents binary
   mode, any content type or none) is itself a header that forces a preflight, which this
   server never grants.
 
@@ -248,7 +249,9 @@ class App:
             allowed = sorted(route)
             raise _Reply(405, {"error": f"{method} not allowed on /{'/'.join(segments)}",
                                "allowed": allowed}, [("Allow", ", ".join(allowed))])
-        if method not in _SAFE_METHODS:
+        if method not in _SAFE_METHODS and segments != ["events"]:
+            # POST /events: the ingress policy refuses the same content types (400, with
+            # what to send instead), as the clouds' front doors do.
             _check_content_type(headers)
         return handler(environ, segments)
 

@@ -120,12 +120,19 @@ def _put_events_body(content_type: str | None, body: bytes) -> tuple[Any, str | 
     not one either."""
     if content_type is not None and data_kind(content_type) != "json":
         return None, (f"not an event: no 'ce-specversion' header, and the content type "
-                f"{content_type!r} is neither application/cloudevents+json, "
-                "application/cloudevents-batch+json, nor JSON (for a PutEvents body)")
+                      f"{content_type!r} is not JSON: send a PutEvents body as "
+                      "application/json, a structured event as application/cloudevents+json "
+                      "(a batch as application/cloudevents-batch+json), or binary mode with "
+                      "ce-* headers")
+    if content_type is None:
+        # Refused rather than guessed: a request without a Content-Type is one a web page
+        # may send cross-site without asking (so is a form post), and a local door must
+        # not take events from any page the user visits; every door answers alike.
+        return None, ("not an event: no 'ce-specversion' header and no Content-Type: send a "
+                      "PutEvents body with Content-Type: application/json, a structured "
+                      "event as application/cloudevents+json, or binary mode with ce-* "
+                      "headers")
     parsed, problem = jsontext.parse(body)
-    if problem and content_type is None:
-        return None, ("not an event: no 'ce-specversion' header, no Content-Type, and the "
-                      f"body is not a PutEvents request ({problem})")
     if problem:
         return None, problem
     if not (isinstance(parsed, Mapping) and "Entries" in parsed):

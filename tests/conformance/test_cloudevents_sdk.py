@@ -40,6 +40,7 @@ from adapters.aws.topology import TableSpec
 from adapters.gcp.entry import Runtime as GcpRuntime
 from adapters.gcp.entry import process_ingest
 from adapters.gcp.settings import Settings as GcpSettings
+from adapters.local.http_server import Access
 from adapters.local.http_server import App as LocalApp
 from adapters.memory import MemoryPublisher, memory_ports
 from handlers.app import APP
@@ -114,7 +115,8 @@ class _RecordingRuntime:
 
 def _local_door() -> Door:
     recorder = _RecordingRuntime()
-    app = LocalApp(recorder)  # type: ignore[arg-type]
+    # The server as `make_server` binds it to 127.0.0.1:8080, Host check included.
+    app = LocalApp(recorder, Access().bound("127.0.0.1", 8080))  # type: ignore[arg-type]
 
     def door(headers: dict[str, str], body: bytes) -> Answer:
         recorder.ingested = []

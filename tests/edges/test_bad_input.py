@@ -99,17 +99,18 @@ def _local_size(event: dict[str, Any]) -> int:
 
 
 LOCAL_EXTRA = [
-    # A state-changing request must declare JSON or CloudEvents (the local server's
-    # cross-site request defence): anything else is 415, naming what was sent.
+    # Without a CloudEvents marker the body must be declared JSON: the shared ingress
+    # policy refuses anything else (400, naming what was sent), which is also the local
+    # server's defence against cross-site posts (forms, text/plain, no type).
     (Bad("wrong content type", raw=b"hello", words=("'text/plain'",)),
-     {"content-type": "text/plain"}, 415),
-    (Bad("no content type", raw=b"hello", words=("none",)), {}, 415),
+     {"content-type": "text/plain"}, 400),
+    (Bad("no content type", raw=b"hello", words=("no Content-Type",)), {}, 400),
     (Bad("garbage as JSON", raw=GARBAGE, words=("not valid JSON",)),
      {"content-type": "application/json"}, 400),
     (Bad("JSON that is no event", raw=b'{"hello": 1}', words=("not an event", "'Entries'")),
      {"content-type": "application/json"}, 400),
     (Bad("garbage as octet-stream", raw=GARBAGE, words=("'application/octet-stream'",)),
-     {"content-type": "application/octet-stream"}, 415),
+     {"content-type": "application/octet-stream"}, 400),
     (Bad("64 KiB header", json.dumps(GOOD).encode() and GOOD,
          words=("header",)), {"content-type": STRUCTURED, "x-huge": "h" * 65536}, 431),
 ]

@@ -363,7 +363,7 @@ def test_ingress_names_every_problem_with_its_position() -> None:
         {"Source": "orders", "DetailType": "Order Created", "Detail": ORDER},
     )
     with pytest.raises(ValidationError) as err:
-        decode_request({}, body, CATALOG)
+        decode_request({"content-type": "application/json"}, body, CATALOG)
     assert list(err.value.problems) == [
         "Entries[1]: data.customer_id is required",
         "Entries[1]: data.items must have at least 1 item(s)",
@@ -391,5 +391,7 @@ def test_ingress_checks_cloudevents_against_the_catalog() -> None:
 def test_ingress_says_what_it_expected_when_given_neither() -> None:
     with pytest.raises(ValidationError, match="not an event: no 'ce-specversion' header"):
         decode_request({"content-type": "application/json"}, b'{"order_id": "1"}', CATALOG)
-    with pytest.raises(ValidationError, match="not a PutEvents request"):
+    with pytest.raises(ValidationError, match="no Content-Type: send a PutEvents body"):
         decode_request({}, b"not json", CATALOG)
+    with pytest.raises(ValidationError, match="body is not valid JSON"):
+        decode_request({"content-type": "application/json"}, b"not json", CATALOG)
