@@ -42,6 +42,7 @@ from handlers.core.engine import handle, run_step
 from handlers.core.errors import PermanentError, ValidationError
 from handlers.core.events import ensure_traceparent
 from handlers.core.ports import Ports
+from handlers.core.wire import jsontext
 
 log = logging.getLogger("switchyard.gcp")
 
@@ -163,27 +164,30 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     consumer = rt.settings.consumer
     if not consumer:
         raise RuntimeError("SWITCHYARD_CONSUMER is not set on this function")
+    # Every reader below shares one strict parse of the body (a body that is not JSON
+    # is dead-lettered by whichever reader needs it first, with the parser's reason).
+    parsed = jsontext.Once(body)
     try:
         # Cloud Storage notifications and Cloud Scheduler messages: normalised first.
-        native = storage_events.from_cloudevent(headers, body, rt.settings.buckets) \
+        native = storage_events.from_cloudevent(headers, body, rt.settings.buckets, parsed) \
             if storage_events.is_storage_cloudevent(headers) or \
-            storage_events.is_structured_storage_event(headers, body) else \
-            storage_events.from_push(body, rt.app, rt.settings.buckets)
+            storage_events.is_structured_storage_event(headers, body, parsed) else \
+            storage_events.from_push(body, rt.app, rt.settings.buckets, parsed)
         if native is not None:
-            event, delivery = native, _delivery_of(body)
+            event, delivery = native, _delivery_of(parsed)
         else:
-            event, delivery = pubsub_binding.read_push(headers, body)
+            event, delivery = pubsub_binding.read_push(headers, body, parsed)
     except ValidationError as error:
-        return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
+        return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     try:
         outcome = handle(rt.app, consumer, event, rt.ports)
     except PermanentError as error:
-        return _dead_letter(rt, consumer, _original_message(headers, body), str(error))
+        return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries
         limit = rt.settings.max_deliveries
         if limit and delivery.attempt and delivery.attempt >= limit:
             # Pub/Sub would move it with only a count: dead-letter it here, with the error.
-            return _dead_letter(rt, consumer, _original_message(headers, body), (
+            return _dead_letter(rt, consumer, _original_message(headers, body, parsed), (
                 f"failed {delivery.attempt} deliveries (maxDeliveries={limit}); last error: "
                 f"{type(error).__name__}: {error}"))
         log.warning("retrying delivery", extra={
@@ -195,10 +199,12 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     return _ACK
 
 
-def _delivery_of(body: bytes) -> pubsub_binding.Delivery:
+def _delivery_of(parsed: jsontext.Once) -> pubsub_binding.Delivery:
     """Delivery facts of a push whose payload is not one of our events (best effort)."""
+    envelope, problem = parsed.parse()
+    if problem:
+        return pubsub_binding.Delivery(None, None, None, {})
     try:
-        envelope = json.loads(body)
         message = envelope.get("message") or {}
         attempt = envelope.get("deliveryAttempt")
         return pubsub_binding.Delivery(
@@ -209,10 +215,13 @@ def _delivery_of(body: bytes) -> pubsub_binding.Delivery:
         return pubsub_binding.Delivery(None, None, None, {})
 
 
-def _original_message(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
+def _original_message(headers: Mapping[str, str], body: bytes,
+                      parsed: jsontext.Once) -> PubSubMessage:
     """The message as published, recovered from the push as far as it can be."""
+    envelope, problem = parsed.parse()
+    if problem:  # unreadable: keep the whole request body instead
+        return PubSubMessage(body, {})
     try:
-        envelope = json.loads(body)
         if http_binding.content_mode(headers) is not None:  # Eventarc: envelope in data
             envelope = envelope.get("data", envelope)
         message = envelope["message"]

@@ -160,9 +160,9 @@ def _read_structured(media_type: str, data: bytes,
     return (None if problems else event), problems
 
 
-def _parse_push(headers: Mapping[str, str], body: bytes
+def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once
                 ) -> tuple[bytes, Mapping[str, Any], Delivery, list[str]]:
-    """(data, attributes as sent, delivery, problems): the body is parsed once.
+    """(data, attributes as sent, delivery, problems), from the body's one parse.
 
     Eventarc wraps the envelope in a `messagePublished` CloudEvent, whose data the HTTP
     binding hands back already parsed.
@@ -171,7 +171,7 @@ def _parse_push(headers: Mapping[str, str], body: bytes
     envelope: Any = None
     if http_binding.content_mode(headers) is not None:
         try:
-            [wrapper] = http_binding.from_http(headers, body)
+            [wrapper] = http_binding.from_http(headers, body, parsed)
         except ValidationError as error:
             raise ValidationError("invalid Eventarc push", error.problems) from None
         except ValueError:
@@ -181,7 +181,7 @@ def _parse_push(headers: Mapping[str, str], body: bytes
             problems.append(f"Eventarc event type '{wrapper.type}' is not {MESSAGE_PUBLISHED}")
         envelope = wrapper.data
     else:
-        envelope, problem = jsontext.parse(body)
+        envelope, problem = parsed.parse()
         if problem:
             raise ValidationError("invalid push request", [problem])
     if not isinstance(envelope, Mapping) or not isinstance(envelope.get("message"), Mapping):
@@ -206,12 +206,16 @@ def _parse_push(headers: Mapping[str, str], body: bytes
     return data or b"", attributes, delivery, problems
 
 
-def read_push(headers: Mapping[str, str], body: bytes) -> tuple[Event, Delivery]:
+def read_push(headers: Mapping[str, str], body: bytes,
+              parsed: jsontext.Once | None = None) -> tuple[Event, Delivery]:
     """Decode a push request (raw envelope, or Eventarc's messagePublished CloudEvent).
 
     Raises `ValidationError` listing every problem: envelope shape, base64, attributes.
+    `parsed`, when given, holds `body` and shares its one parse with the caller's other
+    readers of the same request.
     """
-    data, attributes, delivery, problems = _parse_push(headers, body)
+    data, attributes, delivery, problems = _parse_push(
+        headers, body, parsed if parsed is not None else jsontext.Once(body))
     event, more = _read_message(data, attributes)
     problems.extend(more)
     if problems or event is None:

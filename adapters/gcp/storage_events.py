@@ -34,6 +34,7 @@ from handlers.core.errors import ValidationError
 from handlers.core.events import Event
 from handlers.core.schedule import fired_event, slot_iso
 from handlers.core.storage import STORAGE_OBJECT_FINALIZED
+from handlers.core.wire import jsontext
 
 GCS_FINALIZED: Final = "google.cloud.storage.object.v1.finalized"
 OBJECT_FINALIZE: Final = "OBJECT_FINALIZE"
@@ -78,29 +79,32 @@ def is_storage_cloudevent(headers: Mapping[str, str]) -> bool:
     return False
 
 
-def from_cloudevent(headers: Mapping[str, str], body: bytes, buckets: Mapping[str, str]
-                    ) -> Event:
-    """An Eventarc `google.cloud.storage.object.v1.finalized` delivery."""
-    [event] = http_binding.from_http(headers, body)
+def from_cloudevent(headers: Mapping[str, str], body: bytes, buckets: Mapping[str, str],
+                    parsed: jsontext.Once | None = None) -> Event:
+    """An Eventarc `google.cloud.storage.object.v1.finalized` delivery (`parsed`: the
+    body's parse, shared with the caller's other readers of it)."""
+    [event] = http_binding.from_http(headers, body, parsed)
     if event.type != GCS_FINALIZED:
         raise ValidationError("not a Cloud Storage finalized event",
                               [f"type is {event.type!r}, want {GCS_FINALIZED!r}"])
     return from_object_resource(event.data, buckets, event.time)
 
 
-def is_structured_storage_event(headers: Mapping[str, str], body: bytes) -> bool:
+def is_structured_storage_event(headers: Mapping[str, str], body: bytes,
+                                parsed: jsontext.Once | None = None) -> bool:
     if http_binding.content_mode(headers) != "structured":
         return False
-    try:
-        return json.loads(body).get("type") == GCS_FINALIZED
-    except (ValueError, AttributeError):
-        return False
+    envelope, _ = (parsed if parsed is not None else jsontext.Once(body)).parse()
+    return isinstance(envelope, dict) and envelope.get("type") == GCS_FINALIZED
 
 
-def push_message(body: bytes) -> tuple[Mapping[str, str], bytes, str | None] | None:
+def push_message(body: bytes, parsed: jsontext.Once | None = None
+                 ) -> tuple[Mapping[str, str], bytes, str | None] | None:
     """(attributes, data, publishTime) of a raw push envelope; None if it is not one."""
+    envelope, problem = (parsed if parsed is not None else jsontext.Once(body)).parse()
+    if problem:
+        return None
     try:
-        envelope = json.loads(body)
         message = envelope["message"]
         attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
         data = base64.b64decode(message.get("data", ""), validate=True)
@@ -109,10 +113,12 @@ def push_message(body: bytes) -> tuple[Mapping[str, str], bytes, str | None] | N
     return attributes, data, message.get("publishTime") or message.get("publish_time")
 
 
-def from_push(body: bytes, app: App, buckets: Mapping[str, str]) -> Event | None:
+def from_push(body: bytes, app: App, buckets: Mapping[str, str],
+              parsed: jsontext.Once | None = None) -> Event | None:
     """A pushed GCS notification or Cloud Scheduler message as a catalog event; None for
-    anything else (ordinary bus messages, decoded by `pubsub_binding`)."""
-    found = push_message(body)
+    anything else (ordinary bus messages, decoded by `pubsub_binding`). `parsed`: the
+    body's parse, shared with the caller's other readers of it."""
+    found = push_message(body, parsed)
     if found is None:
         return None
     attributes, data, publish_time = found

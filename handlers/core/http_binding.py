@@ -129,19 +129,25 @@ def content_mode(headers: Mapping[str, str]) -> Mode | None:
     return mode
 
 
-def from_http(headers: Mapping[str, str], body: bytes) -> list[Event]:
-    """Decode any content mode; raises `ValidationError` naming every problem."""
-    events, problems = read_http(headers, body)
+def from_http(headers: Mapping[str, str], body: bytes,
+              parsed: jsontext.Once | None = None) -> list[Event]:
+    """Decode any content mode; raises `ValidationError` naming every problem.
+
+    `parsed`, when given, holds `body` itself: a caller that already parsed the body (or
+    will) shares that one parse, whatever the mode reads as JSON.
+    """
+    events, problems = read_http(headers, body, parsed)
     if problems:
         raise ValidationError("invalid CloudEvents HTTP message", problems)
     return [event for _, event in events]
 
 
-def read_http(headers: Mapping[str, str], body: bytes) -> tuple[list[Positioned], list[str]]:
+def read_http(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once | None = None
+              ) -> tuple[list[Positioned], list[str]]:
     """The events that decoded (with their position) and every problem with the rest.
 
     For receivers that want to check more (catalog, schemas) before reporting, so the
-    sender learns about every problem in one round trip.
+    sender learns about every problem in one round trip. `parsed`: as for `from_http`.
     """
     lowered, problems = _lower(headers)
     content_type = lowered.get(_CONTENT_TYPE)
@@ -152,23 +158,23 @@ def read_http(headers: Mapping[str, str], body: bytes) -> tuple[list[Positioned]
             return [], [*problems, f"not a CloudEvent: no 'ce-specversion' header and the "
                         f"content type ({shown}) is neither {_STRUCTURED_MEDIA_TYPE} nor "
                         f"{_BATCH_MEDIA_TYPE}"]
-        event, more = _read_binary(lowered, body)
+        event, more = _read_binary(lowered, body, parsed)
         return ([("event", event)] if event else []), problems + more
     media_type = parse_media_type(content_type or "")[0]
     expected = _STRUCTURED_MEDIA_TYPE if mode == "structured" else _BATCH_MEDIA_TYPE
     if media_type != expected:
         return [], [*problems, f"unsupported event format '{media_type}' (only {expected} "
                     f"is understood)"]
-    parsed, problem = jsontext.parse(body)
+    value, problem = parsed.parse() if parsed is not None else jsontext.parse(body)
     if problem:
         return [], [*problems, problem]
     if mode == "structured":
-        return _read_items([("event", parsed)], problems)
-    if not isinstance(parsed, list):
-        return [], [*problems, f"a batch must be a JSON array, got {jsontext.json_type(parsed)}"]
-    if not parsed:
+        return _read_items([("event", value)], problems)
+    if not isinstance(value, list):
+        return [], [*problems, f"a batch must be a JSON array, got {jsontext.json_type(value)}"]
+    if not value:
         return [], [*problems, "batch is empty (send at least one event)"]
-    return _read_items([(f"event[{i}]", item) for i, item in enumerate(parsed)], problems)
+    return _read_items([(f"event[{i}]", item) for i, item in enumerate(value)], problems)
 
 
 def _read_items(
@@ -183,7 +189,8 @@ def _read_items(
     return events, problems
 
 
-def _read_binary(lowered: Mapping[str, str], body: bytes) -> tuple[Event | None, list[str]]:
+def _read_binary(lowered: Mapping[str, str], body: bytes,
+                 parsed: jsontext.Once | None) -> tuple[Event | None, list[str]]:
     """Undo the header value encoding, then read binary mode like every transport does."""
     problems: list[str] = []
     fields: dict[str, str] = {}
@@ -196,7 +203,7 @@ def _read_binary(lowered: Mapping[str, str], body: bytes) -> tuple[Event | None,
                 problems.append(f"header '{header}': {problem}")
             else:
                 fields[header] = value
-    event, more = binary.read(fields, body, "header")
+    event, more = binary.read(fields, body, "header", parsed)
     problems.extend(more)
     return (None if problems else event), problems
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from adapters.gcp import pubsub_binding as pb
 from adapters.gcp import redrive as gcp_redrive
+from adapters.gcp.redrive import REASON_ATTRIBUTE
 from adapters.gcp.replay import replay_subscription_request
 from adapters.gcp.topology import subscription_path, topic_path
 from adapters.stack_outputs import OUTPUT_NAME, OUTPUT_VERSION
@@ -245,15 +247,53 @@ def test_discard_acks_the_dead_letter_after_recording_it(
     assert code == EXIT_FAILED and "nothing was discarded" in err
     assert poison.id in {d["event_id"] for d in letters(capsys, outputs)}
 
-    code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
-                       str(audit))
+    leased: list[tuple[str, list[str]]] = []
+    pull_all = gcp_ops.GcpOps._pull_all
+
+    def recording(self: gcp_ops.GcpOps, subscription: str) -> list[Any]:
+        received = pull_all(self, subscription)
+        leased.append((subscription, [m.ack_id for m in received]))
+        return received
+
+    with pytest.MonkeyPatch.context() as spy:
+        spy.setattr(gcp_ops.GcpOps, "_pull_all", recording)
+        code, out, _ = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
+                           str(audit))
     assert code == 0 and f"discarded 1 dead letter: ['inventory/{poison.id}']" in out
     [line] = [json.loads(x) for x in audit.read_text().splitlines()]
     assert (line["event_id"], line["outcome"], line["discarded_by"]) == (
         poison.id, "discarded", "ops-oncall")
     assert "only 0 available" in line["reason"] and line["stack"] == STACK
-    time.sleep(1)  # an ack that did not stick would show the letter again
-    assert poison.id not in {d["event_id"] for d in letters(capsys, outputs)}
+    # Barrier for "the ack removed it": every lease the discard took is released now (a
+    # no-op for an acked message; a letter it failed to ack, or acked under the wrong
+    # id, becomes deliverable at once instead of at the end of its 60 s deadline), then
+    # a sentinel goes on the same dead-letter topic. A listing that holds the sentinel
+    # pulled everything deliverable before it, so the letter would be in it too.
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    for subscription, ack_ids in leased:
+        if ack_ids:
+            subscriber.modify_ack_deadline(request={
+                "subscription": subscription, "ack_ids": ack_ids, "ack_deadline_seconds": 0})
+    subscriber.close()
+    sentinel = Event.new("ops-barrier", INVENTORY_UPDATED,
+                         {"item_id": item, "quantity": 1, "action": "remove"})
+    message = pb.to_message(sentinel)
+    dead_letter_topic = next(r.dead_letter_topic for r in gcp.topology.routes
+                             if r.consumer == "inventory")
+    pubsub_v1.PublisherClient().publish(
+        topic_path(PROJECT, dead_letter_topic), message.data,
+        **{**message.attributes, REASON_ATTRIBUTE: "barrier"}).result(timeout=30)
+
+    def with_sentinel() -> set[str] | None:
+        listed = {d["event_id"] for d in letters(capsys, outputs)}
+        return listed if sentinel.id in listed else None
+
+    assert poison.id not in eventually(with_sentinel, "the sentinel dead letter", 30)
+    code, out, _ = ops(capsys, outputs, "dlq", "discard", sentinel.id, "--audit-log",
+                       str(audit))
+    assert code == 0 and f"discarded 1 dead letter: ['inventory/{sentinel.id}']" in out
     code, _, err = ops(capsys, outputs, "dlq", "discard", poison.id, "--audit-log",
                        str(audit))
     assert code == EXIT_FAILED and f"no dead letter with event id '{poison.id}'" in err

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from handlers.core.events import Event, attribute_problems
 from handlers.core.wire import data as codec
+from handlers.core.wire import jsontext
 
 PREFIX: Final = "ce-"
 CONTENT_TYPE: Final = "content-type"
@@ -38,10 +39,12 @@ def write(event: Event) -> tuple[dict[str, str], bytes, list[str]]:
     return fields, body, problems
 
 
-def read(fields: Mapping[str, str], body: bytes, noun: str) -> tuple[Event | None, list[str]]:
+def read(fields: Mapping[str, str], body: bytes, noun: str,
+         parsed: jsontext.Once | None = None) -> tuple[Event | None, list[str]]:
     """The event in lower-cased, already-decoded `fields` and `body`, or every problem.
 
     Fields that are neither `ce-*` nor `content-type` are not the event's and are ignored.
+    `parsed` (holding `body`) lets a caller that has parsed the body share that parse.
     """
     problems: list[str] = []
     attributes: dict[str, Any] = {}
@@ -56,7 +59,7 @@ def read(fields: Mapping[str, str], body: bytes, noun: str) -> tuple[Event | Non
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     problems.extend(attribute_problems(attributes))
-    data, more = codec.decode(body, content_type)
+    data, more = codec.decode(body, content_type, parsed)
     problems.extend(more)
     if problems:
         return None, problems

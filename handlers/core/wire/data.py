@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -140,14 +141,16 @@ def encode(data: Any, datacontenttype: str | None) -> tuple[bytes, list[str]]:
         return b"", [*problems, f"data cannot be encoded in {encoding}: {exc.reason}"]
 
 
-def decode(body: bytes, datacontenttype: str | None) -> tuple[Any, list[str]]:
+def decode(body: bytes, datacontenttype: str | None,
+           parsed: jsontext.Once | None = None) -> tuple[Any, list[str]]:
     """The inverse of `encode`: (data, []) or (None, every problem). No bytes is no data,
-    whatever the content type."""
+    whatever the content type. `parsed`, when given, holds `body` itself: a JSON read
+    of it (no content type, or JSON in UTF-8) reuses its parse instead of parsing again."""
     if not body:
         return None, []
     kind = data_kind(datacontenttype)
     if kind is None:
-        value = _sniff_json(body)
+        value = _sniff_json(body, parsed)
         return (body if value is _NOT_JSON else value), []
     if kind == "bytes":
         return body, []
@@ -160,7 +163,9 @@ def decode(body: bytes, datacontenttype: str | None) -> tuple[Any, list[str]]:
         return None, [f"data is not valid {encoding}: {exc.reason} at byte {exc.start}"]
     if kind == "text":
         return text, []
-    value, problem = jsontext.parse(text, "data")
+    # `text` decoded as UTF-8, which is what a parse of the bytes does first.
+    value, problem = parsed.parse("data") if parsed is not None and _is_utf8(encoding) \
+        else jsontext.parse(text, "data")
     return value, [problem] if problem else []
 
 
@@ -179,9 +184,16 @@ def decode_base64(raw: Any, what: str) -> tuple[bytes | None, str | None]:
         return None, f"{what} is not valid base64"
 
 
-def _sniff_json(body: bytes) -> Any:
-    value, problem = jsontext.parse(body)
+def _sniff_json(body: bytes, parsed: jsontext.Once | None = None) -> Any:
+    value, problem = parsed.parse() if parsed is not None else jsontext.parse(body)
     return _NOT_JSON if problem else value
+
+
+def _is_utf8(encoding: str) -> bool:
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 __all__ = ["DEFAULT_CHARSET", "DataKind", "charset", "data_kind", "decode",

@@ -149,6 +149,35 @@ def parse(text: str | bytes | bytearray, what: str = "body") -> tuple[Any, str |
         return None, f"{what} {exc}"
 
 
+class Once:
+    """One text and its strict parse, done at most once, on first use.
+
+    For an edge where several readers look at the same bytes (a push body is sniffed for
+    what it carries, decoded, and taken apart again for a dead letter when it fails):
+    each asks `parse` with its own subject for the problem, and the text is parsed once.
+    """
+
+    __slots__ = ("_error", "_parsed", "_value", "text")
+
+    def __init__(self, text: str | bytes | bytearray) -> None:
+        self.text = text
+        self._parsed = False
+        self._value: Any = None
+        self._error: JsonError | None = None
+
+    def parse(self, what: str = "body") -> tuple[Any, str | None]:
+        """What `parse(self.text, what)` answers, without parsing the text again."""
+        if not self._parsed:
+            try:
+                self._value = loads(self.text)
+            except JsonError as exc:
+                self._error = exc
+            self._parsed = True
+        if self._error is not None:
+            return None, f"{what} {self._error}"
+        return self._value, None
+
+
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON text, non-ASCII kept as is; raises `TypeError`/`ValueError` for what
     JSON cannot carry (including NaN/Infinity)."""
@@ -174,4 +203,5 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-__all__ = ["MAX_JSON_DEPTH", "JsonError", "Positioned", "dumps", "json_type", "loads", "parse"]
+__all__ = ["MAX_JSON_DEPTH", "JsonError", "Once", "Positioned", "dumps", "json_type", "loads",
+           "parse"]
