@@ -87,7 +87,8 @@ def test_tests_first_then_each_stack(path: Path, event: str, job: str, command: 
     workflow = load(path)
     assert triggers(workflow)[event]["branches"] == ["main"]
     jobs = workflow["jobs"]
-    assert runs(jobs["test"]) == ["make test"]
+    # The repository's own checks first: lint (with the event-contract gate) and the tests.
+    assert runs(jobs["test"]) == ["make lint", "make test"]
     stack_job = jobs[job]
     assert stack_job["needs"] == "test"
     matrix = stack_job["strategy"]["matrix"]["include"]

@@ -87,10 +87,12 @@ def test_aws_production_stack_keeps_tables_and_buckets() -> None:
 
 def test_gcp_dev_stack_lets_destroy_delete_data() -> None:
     rec = stack("gcp", None)
-    [database] = rec.of_type(T_FIRESTORE)
-    assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_DISABLED"
-    # The provider's default (ABANDON) would only forget the database: DELETE deletes it.
-    assert database.inputs["deletionPolicy"] == "DELETE"
+    databases = rec.of_type(T_FIRESTORE)
+    assert len(databases) > 1  # one per data set
+    for database in databases:
+        assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_DISABLED"
+        # The provider's default (ABANDON) would only forget a database: DELETE deletes it.
+        assert database.inputs["deletionPolicy"] == "DELETE"
     buckets = rec.of_type(T_GCS)
     assert len(buckets) >= 2  # the app's buckets and the functions' source bucket
     assert all(b.inputs["forceDestroy"] is True for b in buckets)
@@ -98,12 +100,14 @@ def test_gcp_dev_stack_lets_destroy_delete_data() -> None:
 
 def test_gcp_production_stack_keeps_the_database_and_the_data_buckets() -> None:
     rec = stack("gcp", True)
-    [database] = rec.of_type(T_FIRESTORE)
-    assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
-    assert database.inputs["deletionPolicy"] == "ABANDON"
-    assert database.protect and database.retain_on_delete
-    [ttl] = rec.of_type(T_FIELD)
-    assert ttl.protect and ttl.retain_on_delete
+    databases = rec.of_type(T_FIRESTORE)
+    assert len(databases) > 1  # one per data set
+    for database in databases:
+        assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
+        assert database.inputs["deletionPolicy"] == "ABANDON"
+        assert database.protect and database.retain_on_delete
+    ttls = rec.of_type(T_FIELD)
+    assert ttls and all(ttl.protect and ttl.retain_on_delete for ttl in ttls)
     data_buckets = [b for b in rec.of_type(T_GCS) if not b.name.endswith("-source-bucket")]
     [source] = [b for b in rec.of_type(T_GCS) if b.name.endswith("-source-bucket")]
     assert data_buckets
@@ -112,7 +116,7 @@ def test_gcp_production_stack_keeps_the_database_and_the_data_buckets() -> None:
         assert bucket.protect and bucket.retain_on_delete, bucket.name
     # The functions' zip is not data: it goes with the stack in every setting.
     assert source.inputs["forceDestroy"] is True and not source.protect
-    assert {r.urn for r in kept(rec)} == {r.urn for r in [database, ttl, *data_buckets]}
+    assert {r.urn for r in kept(rec)} == {r.urn for r in [*databases, *ttls, *data_buckets]}
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])
