@@ -165,6 +165,9 @@ def test_ops_on_a_deployed_stack_without_its_sdk_say_what_to_install(
 
 
 def test_local_ops_and_demo_need_no_cloud_sdk(tmp_path: Path) -> None:
+    from adapters.local.runtime import Runtime
+
+    Runtime(tmp_path / "local.db").close()  # read-only commands create no database
     done = run_without([*PULUMI, *AWS_SDK, *GCP_SDK], "dlq", "list", "--db",
                        str(tmp_path / "local.db"))
     assert done.returncode == 0, done.stderr
