@@ -24,8 +24,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from cli.missing_sdk import guarded
 from cli import args as cli_args
+from cli.missing_sdk import guarded
 from cli.ops.model import (
     Backend,
     DeadLetter,

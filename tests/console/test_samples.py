@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.main import main
 from adapters.contracts import samples
 from adapters.local.http_server import decode_events, make_server
 from adapters.local.runtime import Runtime, RuntimeSettings
+from cli.main import main
 from handlers.app import APP
 
 TYPES = [spec.type for spec in APP.catalog]
