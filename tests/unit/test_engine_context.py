@@ -12,9 +12,9 @@ import dataclasses
 
 import pytest
 
-from adapters.memory import MemoryStore, memory_ports
+from adapters.memory import memory_ports
 from handlers.app import APP
-from handlers.core.engine import Context, StepContext
+from handlers.core.engine import HandlerContext, StepHandlerContext
 from handlers.core.errors import PermanentError
 from handlers.core.events import Event
 from handlers.core.ports import Ports
@@ -31,31 +31,15 @@ class _Blobs:
         self.objects[(bucket, key)] = data
 
 
-class _NoScanStore:
-    """A store without `scan` (a backend that cannot list a table)."""
-
-    def __init__(self) -> None:
-        self._inner = MemoryStore()
-
-    def get(self, table: str, key: str) -> dict | None:
-        return self._inner.get(table, key)
-
-    def transact(self, ops) -> bool:  # type: ignore[no-untyped-def]
-        return self._inner.transact(ops)
-
-    def put_if_absent(self, table: str, key: str, item) -> bool:  # type: ignore[no-untyped-def]
-        return self._inner.put_if_absent(table, key, item)
-
-
-def _ctx(scope: str, ports: Ports | None = None) -> Context:
+def _ctx(scope: str, ports: Ports | None = None) -> HandlerContext:
     event = Event.new("tests", "com.example.test", {})
-    return Context(APP, ports or memory_ports(), event, scope, "record-key")
+    return HandlerContext(APP, ports or memory_ports(), event, scope, "record-key")
 
 
-def _step_ctx(ports: Ports | None = None) -> StepContext:
+def _step_ctx(ports: Ports | None = None) -> StepHandlerContext:
     event = Event.new("tests", "com.example.test", {})
-    return StepContext(APP, ports or memory_ports(), event, "order-o1", "payment", "action",
-                       {"input": {"order_id": "o1"}}, "record-key")
+    return StepHandlerContext(APP, ports or memory_ports(), event, "order-o1", "payment",
+                              "action", {"input": {"order_id": "o1"}}, "record-key")
 
 
 def test_a_consumer_that_declares_a_scan_reads_the_whole_table() -> None:
@@ -78,13 +62,6 @@ def test_a_scan_that_is_not_declared_is_refused(scope: str, table: str) -> None:
 def test_a_saga_step_may_not_scan() -> None:
     with pytest.raises(PermanentError, match="'saga:order' does not declare that it scans"):
         _step_ctx().scan("inventory")
-
-
-def test_a_store_that_cannot_scan_is_refused_with_the_table() -> None:
-    ports = dataclasses.replace(memory_ports(), store=_NoScanStore())
-    with pytest.raises(PermanentError) as refused:
-        _ctx("inventory-audit", ports).scan("inventory")
-    assert str(refused.value) == "this backend's store cannot scan table 'inventory'"
 
 
 def test_a_consumer_reads_a_declared_bucket() -> None:

@@ -26,7 +26,8 @@ from handlers.catalog import (
     PAYMENT_REFUNDED,
 )
 from handlers.core.app import App, Retry
-from handlers.core.engine import StepContext, handle, run_step
+from handlers.core.context import StepContext
+from handlers.core.engine import StepHandlerContext, handle, run_step
 from handlers.core.errors import StepFailed, TransientError
 from handlers.core.events import Event
 from handlers.core.ports import Ports, Update
@@ -327,6 +328,6 @@ def test_the_first_step_waits_for_its_order_and_refuses_one_no_longer_pending() 
 
 
 def test_a_step_reading_a_result_before_any_is_recorded_gets_nothing() -> None:
-    ctx = StepContext(APP, memory_ports(), Event.new("t", "t.t", {}), "s", "ship", "action",
-                      {"input": {"order_id": "o1"}}, "k")
+    ctx = StepHandlerContext(APP, memory_ports(), Event.new("t", "t.t", {}), "s", "ship",
+                             "action", {"input": {"order_id": "o1"}}, "k")
     assert ctx.result_of("create_order") == {}

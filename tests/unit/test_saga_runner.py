@@ -15,7 +15,8 @@ from collections.abc import Callable
 from adapters.memory import memory_ports
 from handlers.app import APP
 from handlers.core.app import App, Retry
-from handlers.core.engine import StepContext, handle
+from handlers.core.context import StepContext
+from handlers.core.engine import handle
 from handlers.core.errors import PermanentError, StepFailed, TransientError
 from handlers.core.ports import Ports
 from handlers.core.saga_runner import new_state, run_to_end, tick
