@@ -40,7 +40,8 @@ MUTANTS: Final = ROOT / "mutants"
 
 #: What is mutated: module path -> the functions (mutmut's mangled names, globs). The
 #: local runtime is targeted by function: only its broker's claim/ack path (claim a
-#: message, ack it with the handler's commit, retry or dead-letter it; claim a saga).
+#: message, ack it with the handler's commit, retry or dead-letter it: `Broker`) and the
+#: saga executor's claim and run of a saga (`SagaExecutor.advance_one`).
 TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/payments.py": ("*",),
     "handlers/inventory.py": ("*",),
@@ -52,11 +53,11 @@ TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/core/ports.py": ("*",),
     "adapters/local/sqlite_store.py": ("*",),
     "adapters/memory/__init__.py": ("*",),
-    "adapters/local/runtime.py": (
-        "xǁRuntimeǁ_deliver_one__mutmut_*", "xǁRuntimeǁ_ack__mutmut_*",
-        "xǁRuntimeǁ_retry_or_dead_letter__mutmut_*", "xǁRuntimeǁ_dead_letter__mutmut_*",
-        "xǁRuntimeǁ_advance_one_saga__mutmut_*",
+    "adapters/local/broker.py": (
+        "xǁBrokerǁdeliver_one__mutmut_*", "xǁBrokerǁ_ack__mutmut_*",
+        "xǁBrokerǁ_retry_or_dead_letter__mutmut_*", "xǁBrokerǁ_dead_letter__mutmut_*",
     ),
+    "adapters/local/sagas.py": ("xǁSagaExecutorǁadvance_one__mutmut_*",),
 }
 
 #: mutmut's exit codes -> the report's columns (anything else: "other").

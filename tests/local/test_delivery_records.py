@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-import adapters.local.runtime as runtime_module
+import adapters.local.bootstrap as bootstrap_module
 from adapters.local.runtime import Runtime, RuntimeSettings
-from adapters.local.runtime import log as runtime_log
+from adapters.local.timeline import log as delivery_log
 from tests.factories import order_created, restock, workflow_triggered
 
 
@@ -122,9 +122,11 @@ def test_a_dead_letter_is_logged_as_an_error_with_what_was_lost_and_why(
     bad = order_created("o1", [("A", 1, 1.0)])
     bad = type(bad)(id=bad.id, source=bad.source, type=bad.type, data={"order_id": "o1"})
     runtime.ingest([bad])
-    with caplog.at_level(logging.ERROR, logger=runtime_log.name):
+    with caplog.at_level(logging.ERROR, logger=delivery_log.name):
         _deliver_now(runtime)
-    (record,) = [r for r in caplog.records if r.getMessage() == "dead-lettered"]
+    # One line per delivery outcome (timeline.log_delivery), the outcome as a field too.
+    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "dead-lettered"]
+    assert record.getMessage() == "delivery dead-lettered"
     assert record.levelno == logging.ERROR
     assert (record.consumer, record.event_id, record.event_type) == ("orders", bad.id, bad.type)
     assert "data.customer_id is required" in record.reason
@@ -151,14 +153,18 @@ def test_a_claimed_message_is_invisible_to_other_workers_for_the_visibility_time
     """While a worker runs the handler, the message is hidden for visibility_timeout (3 s
     here), so no second worker takes it; only a worker that dies leaves it to reappear."""
     seen: list[float] = []
-    real_handle = runtime_module.handle
+    real_handle = bootstrap_module.handle  # what the workers' deliveries run
+    broker = runtime._parts.broker
+
+    def never(consumer, event):  # type: ignore[no-untyped-def]
+        pytest.fail(f"{event.id} claimed by a second worker while the first runs it")
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(runtime.db.read("SELECT visible_at FROM queue")[0][0] - time.time())
-        assert runtime._deliver_one() is False  # another worker finds nothing to claim
+        assert broker.deliver_one(never) is False  # another worker finds nothing to claim
         return real_handle(*args, **kwargs)
 
-    monkeypatch.setattr(runtime_module, "handle", spy)
+    monkeypatch.setattr(bootstrap_module, "handle", spy)
     runtime.ingest([restock("A", 1)])
     assert runtime.work_once()
     (hidden,) = seen
