@@ -130,10 +130,13 @@ def test_api_accepts_events_with_202_and_refuses_bad_ones_with_every_problem(
     assert ok["statusCode"] == 202
     assert json.loads(ok["body"])["accepted"] == 1
     bad = lambda_entry.api_handler({"body": json.dumps({"Entries": [{"Source": "orders"}]}),
-                                    "headers": {}})
+                                    "headers": {"Content-Type": "application/json"}})
     assert bad["statusCode"] == 400
     problems = json.loads(bad["body"])["problems"]
     assert any("DetailType" in p for p in problems) and any("Detail" in p for p in problems)
+    # Without a Content-Type the body is not guessed at: the one rule of every front door.
+    bare = lambda_entry.api_handler({"body": json.dumps({"Entries": [entry]}), "headers": {}})
+    assert bare["statusCode"] == 400 and "no Content-Type" in bare["body"], bare
 
 
 def test_api_refuses_an_event_whose_source_is_not_its_catalog_source(
