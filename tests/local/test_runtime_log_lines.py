@@ -11,6 +11,7 @@ to back while the next one is due at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -330,25 +331,31 @@ def test_one_claim_runs_every_step_that_is_due_at_once(runtime: Runtime) -> None
 
 
 def test_a_claimed_saga_is_leased_and_due_at_once_while_its_steps_run(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While one worker runs a saga's steps, the saga is leased to it for saga_lease (5 s
-    here) from the claim and from each step; no other worker can claim it meanwhile."""
-    _start_order(runtime)
-    real_tick, seen = saga_runner.tick, []
+    here) from the claim and from each step; no other worker can claim it meanwhile, and
+    its next step is due at once (no retry delay, whatever retry_scale is)."""
+    runtime = Runtime(tmp_path / "lease.db", settings=RuntimeSettings(
+        retry_scale=1.0, saga_lease=5.0))
+    try:
+        _start_order(runtime)
+        real_tick, seen = saga_runner.tick, []
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            row = _saga_row(runtime)
+            seen.append((row["lease_until"] - time.time(), row["next_run_at"] - time.time()))
+            assert _advance(runtime) is False  # another worker finds nothing to claim
+            return real_tick(*args, **kwargs)
+
+        monkeypatch.setattr(sagas_module.saga_runner, "tick", spy)
+        assert _advance(runtime)
+        assert len(seen) == len(STEPS)
+        assert all(4.5 < lease <= 5.0 for lease, _ in seen), seen
+        assert all(due <= 0.0 for _, due in seen), seen
         row = _saga_row(runtime)
-        seen.append((row["lease_until"] - time.time(), row["next_run_at"] - time.time()))
-        assert _advance(runtime) is False  # another worker finds nothing to claim
-        return real_tick(*args, **kwargs)
-
-    monkeypatch.setattr(sagas_module.saga_runner, "tick", spy)
-    assert _advance(runtime)
-    assert len(seen) == len(STEPS)
-    assert all(4.5 < lease <= 5.0 for lease, _ in seen), seen
-    assert all(due <= 0.0 for _, due in seen), seen
-    row = _saga_row(runtime)
-    assert row["status"] == "completed" and row["lease_until"] <= time.time()
+        assert row["status"] == "completed" and row["lease_until"] <= time.time()
+    finally:
+        runtime.close()
 
 
 def test_a_saga_whose_worker_died_is_claimable_again_only_after_its_lease(
@@ -434,5 +441,4 @@ def test_trace_ids_of_delivery_lines_follow_the_event(
     runtime.run_until_idle()
     (record,) = _deliveries(logs, event.id)
     stored = runtime.db.read("SELECT body FROM events WHERE id = ?", (event.id,))[0][0]
-    import json
     assert record.trace_id == trace_id_of(json.loads(stored)["traceparent"])
