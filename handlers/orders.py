@@ -6,7 +6,7 @@ from typing import Any
 
 from handlers.catalog import ORDER_CREATED
 from handlers.core.context import Context
-from handlers.core.errors import ConflictError, TransientError
+from handlers.core.errors import ConflictError, NotYetKnown
 from handlers.money import to_cents
 
 ORDERS = "orders"
@@ -60,5 +60,5 @@ def _trigger(ctx: Context) -> None:
     order_id = ctx.event.data["order_id"]
     if ctx.get(ORDERS, order_id) is None:
         # Order is never assumed: the trigger may overtake the Order Created event.
-        raise TransientError(f"order '{order_id}' is not known yet; retrying")
+        raise NotYetKnown(f"order '{order_id}' is not known yet; retrying")
     ctx.start_saga(saga_id_for(order_id), {"order_id": order_id})

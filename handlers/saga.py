@@ -31,7 +31,7 @@ from handlers.catalog import (
 )
 from handlers.core.app import Retry, Saga, Step
 from handlers.core.context import StepContext
-from handlers.core.errors import StepFailed, TransientError
+from handlers.core.errors import NotYetKnown, StepFailed
 from handlers.inventory import INVENTORY, available
 from handlers.money import format_cents
 from handlers.orders import ORDERS
@@ -48,7 +48,7 @@ def _order_id(ctx: StepContext) -> str:
 def create_order(ctx: StepContext) -> Mapping[str, Any]:
     order = ctx.get(ORDERS, _order_id(ctx))
     if order is None:
-        raise TransientError(f"order '{_order_id(ctx)}' not found")
+        raise NotYetKnown(f"order '{_order_id(ctx)}' not found")
     if order["status"] != "pending":
         raise StepFailed("order_not_pending", f"order is already {order['status']}")
     return {k: order[k] for k in ("order_id", "customer_id", "items", "total_cents")}

@@ -48,6 +48,15 @@ class TransientError(SwitchyardError):
     """Worth retrying with backoff (throttling, timeouts, contention, not-yet-visible data)."""
 
 
+class NotYetKnown(TransientError):
+    """Data this event depends on has not arrived yet (a trigger that overtook its order).
+
+    Usually settled within milliseconds, so backends retry it first after a short delay
+    (tens of milliseconds) and then back off like any other transient error, where the
+    platform lets them choose the delay.
+    """
+
+
 class StepFailed(SwitchyardError):
     """A saga step failed for a business reason: no retry, run the compensations."""
 
