@@ -5,8 +5,10 @@
 Starts `switchyard serve` on 127.0.0.1 (free port, temporary database), and a few client
 threads post CloudEvents batches: restocks, orders (some above the 1000.00 decline limit,
 some for items that run short), workflow triggers (a few overtaking their order),
-notifications; 5% of events are posted again with the same id and 1% are poison (data
-that breaks its schema, or a trigger for an order that never exists). Twice in the middle
+notifications; 5% of events are posted again with the same id and 1% are poison: half
+are triggers for an order that never exists (accepted, then dead-lettered after
+maxDeliveries), half break their schema (the front door refuses those with 400, each
+posted on its own after the traffic, and nothing of them may reach the log). Twice in the middle
 the server is killed with SIGKILL and restarted on the same database; clients retry every
 batch until it is answered 202, so a batch committed just before a kill lands twice,
 which is at-least-once and must be absorbed. Once the server is quiet, the invariants of
@@ -60,6 +62,8 @@ class Workload:
     distinct: dict[tuple[str, str], Event]
     poison: set[str]  # ids of the events that must end in the DLQ, and nothing else may
     sent_by_kind: Counter[str] = field(default_factory=Counter)
+    #: Events the front door must refuse (400): posted one per request, never accepted.
+    refused: list[Event] = field(default_factory=list)
 
 
 def build_workload(total: int, batch_size: int, rng: random.Random) -> Workload:
@@ -75,6 +79,7 @@ def build_workload(total: int, batch_size: int, rng: random.Random) -> Workload:
 
     stream: list[Event] = []
     poison: set[str] = set()
+    refused: list[Event] = []
     kinds: Counter[str] = Counter()
     order_ids: list[str] = []
     pending_triggers = counts["trigger"]
@@ -116,13 +121,14 @@ def build_workload(total: int, batch_size: int, rng: random.Random) -> Workload:
                                      "message": f"soak notice {n}"}))
         else:
             if rng.random() < 0.5:
-                stream.append(Event.new("orders", ORDER_CREATED,
-                                        {"order_id": f"poison-{n}"}))  # breaks its schema
+                # Breaks its schema: the front door refuses it (400), so it is posted
+                # on its own and never reaches the log.
+                refused.append(Event.new("orders", ORDER_CREATED, {"order_id": f"poison-{n}"}))
             else:
                 stream.append(Event.new("workflow", WORKFLOW_TRIGGERED,
                                         {"workflow_id": f"wf-ghost-{n}",
                                          "order_id": f"ghost-{n}"}))
-            poison.add(stream[-1].id)
+                poison.add(stream[-1].id)
         kinds[kind] += 1
     # Orders without their share of triggers: make up the count with late triggers.
     for order_id in rng.sample(order_ids, min(pending_triggers, len(order_ids))):
@@ -137,7 +143,7 @@ def build_workload(total: int, batch_size: int, rng: random.Random) -> Workload:
         kinds["duplicate"] += 1
     distinct = {(e.source, e.id): e for e in stream}
     batches = [stream[i:i + batch_size] for i in range(0, len(stream), batch_size)]
-    return Workload(batches, distinct, poison, kinds)
+    return Workload(batches, distinct, poison, kinds, refused)
 
 
 class Client(threading.Thread):
@@ -185,6 +191,22 @@ class Client(threading.Thread):
                     raise
                 time.sleep(0.1)
                 conn = self.server.connection()
+
+
+def _post_refused(server: ServeProcess, events: list[Event]) -> int:
+    """Post each event alone; how many the server refused with 400 (as it must)."""
+    refused = 0
+    conn = server.connection()
+    try:
+        for event in events:
+            headers, body = to_batch([event])
+            conn.request("POST", "/events", body, headers)
+            response = conn.getresponse()
+            response.read()
+            refused += response.status == 400
+    finally:
+        conn.close()
+    return refused
 
 
 def _reason_group(reason: str) -> str:
@@ -252,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             if errors:
                 raise SystemExit(f"soak: a client failed: {errors[0]!r}")
             ingest_done = time.monotonic() - started
+            refused = _post_refused(server, workload.refused)
             print(f"  all {sent} events accepted in {ingest_done:.1f}s; waiting for quiet",
                   flush=True)
             last = [0.0]
@@ -306,7 +329,12 @@ def run(args: argparse.Namespace) -> int:
     missing = workload.poison - {d.event_id for d in dead_letters}
     print(f"  poison dead-lettered   {len(workload.poison) - len(missing)} of "
           f"{len(workload.poison)}; unexpected dead letters {len(unexpected)}")
+    print(f"  refused at the door    {refused} of {len(workload.refused)} schema-breaking "
+          f"events (400)")
     problems = list(result.violations)
+    if refused != len(workload.refused):
+        problems.append(f"only {refused} of {len(workload.refused)} schema-breaking events "
+                        "were refused with 400")
     if unexpected:
         problems.append(f"{len(unexpected)} dead letters that are not poison, e.g. "
                         f"{unexpected[0].consumer}/{unexpected[0].event_id}: "

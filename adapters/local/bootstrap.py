@@ -71,11 +71,11 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
         blobs=blobs, atomic=db.write)
     sagas = SagaExecutor(db, app, ports, settings, timeline, stopping)
     workers = Workers(signal, stopping,
-                      deliver=lambda: broker.deliver_one(
+                      deliver=lambda: broker.deliver_batch(
                           lambda consumer, event: handle(app, consumer, event, ports)),
-                      advance_saga=sagas.advance_one,
+                      advance_saga=sagas.advance_batch,
                       dues=(broker.next_visible, sagas.next_due),
-                      poll_interval=settings.poll_interval)
+                      poll_interval=settings.poll_interval, checkpoints=db)
     return System(app, settings, db, store, blobs, timeline, broker, ports, sagas, starter,
                   Queries(db, store), workers, signal)
 

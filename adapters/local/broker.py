@@ -2,12 +2,13 @@
 
 What SQS/EventBridge and Pub/Sub do on the clouds, over the runtime's SQLite database:
 `ingest` appends events to the log and enqueues them for every consumer the catalog
-routes their type to (durably, before the caller answers 202); `deliver_one` claims the
-next visible message (a visibility timeout and an attempt counter per message), runs it
+routes their type to (durably, before the caller answers 202); `deliver_batch` claims the
+next visible messages (a visibility timeout and an attempt counter per message), runs each
 through the `Process` it is given and acks it in the same transaction as the handler's
-writes and effects; failures are retried with backoff up to `maxDeliveries`, then
-dead-lettered. Dead letters can be listed (`adapters.local.queries`), redriven (each at
-most once) and discarded (kept on record).
+writes and effects (one transaction per batch, a savepoint per message); failures are
+retried with backoff up to `maxDeliveries`, then dead-lettered. Dead letters can be
+listed (`adapters.local.queries`), redriven (each at most once) and discarded (kept on
+record).
 
 A delivery that fails for good with exactly the reason of a dead letter still open for
 the same consumer and event (a replay, or a resend, of a known poison event) does not add
@@ -20,6 +21,7 @@ ports can publish through the broker without the broker holding them.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sqlite3
@@ -31,8 +33,8 @@ from adapters.local.database import Database
 from adapters.local.timeline import Timeline, log_delivery, subject_of
 from handlers.core import jsonformat
 from handlers.core.engine import Outcome
-from handlers.core.errors import PermanentError
-from handlers.core.events import Event, ensure_traceparent
+from handlers.core.errors import NotYetKnown, PermanentError
+from handlers.core.events import CORE_ATTRIBUTES, Event, ensure_traceparent
 
 log = logging.getLogger("switchyard.local")
 
@@ -42,6 +44,15 @@ MAX_EVENT_BYTES: Final = 1024 * 1024
 ALREADY_DEAD_LETTERED: Final = "already-dead-lettered"
 #: Engine statuses as the delivery log names them.
 _LOGGED_OUTCOME: Final = {"processed": "ok"}
+#: Messages one claim takes: delivered in one transaction (a savepoint each), one commit.
+CLAIM_BATCH: Final = 32
+#: Seconds before the first retry of `NotYetKnown` (then the usual backoff), unscaled.
+NOT_YET_KNOWN_FIRST_RETRY: Final = 0.03
+_ANY_VISIBLE: Final = "SELECT 1 FROM queue WHERE visible_at <= ? LIMIT 1"
+_CLAIM: Final = (
+    "UPDATE queue SET attempts = attempts + 1, visible_at = ? WHERE mid IN ("
+    " SELECT mid FROM queue WHERE visible_at <= ? ORDER BY visible_at, mid LIMIT ?)"
+    " RETURNING mid, consumer, body, attempts, last_error")
 
 #: What one delivery does: run `event` through `consumer` (inside the broker's transaction).
 Process = Callable[[str, Event], Outcome]
@@ -111,44 +122,77 @@ class Broker:
         return float(due) if due is not None else None
 
     # deliveries -------------------------------------------------------------
-    def deliver_one(self, process: Process) -> bool:
-        """Claim the next visible message and deliver it; False when none was visible."""
+    def deliver_batch(self, process: Process, limit: int = CLAIM_BATCH) -> bool:
+        """Claim up to `limit` visible messages and deliver them; False when none was
+        visible (found by a read: an empty claim writes nothing).
+
+        The claim commits first, on its own (each message's attempt counted and hidden for
+        the visibility timeout), so a worker that dies mid-batch leaves the messages to
+        reappear after it and to count that attempt, as on SQS. Then the batch runs in one
+        transaction, a savepoint per delivery: a delivery that fails rolls back only its
+        own writes and records its retry or dead letter in the same transaction; one
+        commit for the batch. The log lines follow that commit."""
         settings = self._settings
         now = time.time()
-        with self.db.write() as conn:
-            row = conn.execute(
-                "UPDATE queue SET attempts = attempts + 1, visible_at = ? WHERE mid = ("
-                " SELECT mid FROM queue WHERE visible_at <= ? ORDER BY visible_at, mid LIMIT 1)"
-                " RETURNING mid, consumer, body, attempts, last_error",
-                (now + settings.visibility_timeout, now)).fetchone()
-        if row is None:
+        if not self.db.read(_ANY_VISIBLE, (now,)):
             return False
-        mid, consumer, body, attempts, last_error = row
-        event = jsonformat.loads(body)
+        with self.db.write() as conn:
+            claimed = conn.execute(_CLAIM, (now + settings.visibility_timeout, now, limit)
+                                   ).fetchall()
+        if not claimed:
+            return False
+        claimed.sort()  # RETURNING follows no order: deliver in the order they were queued
+        lines: list[Callable[[], None]] = []
+        with self.db.write():
+            for mid, consumer, body, attempts, last_error in claimed:
+                try:
+                    self._deliver(process, mid, consumer, body, attempts, last_error, lines)
+                except Exception:  # noqa: BLE001 - its bookkeeping failed (rolled back):
+                    # it stays claimed and reappears after the visibility timeout; the
+                    # rest of the batch goes on.
+                    log.exception("delivery bookkeeping failed", extra={
+                        "consumer": consumer, "attempt": attempts})
+        for line in lines:
+            line()
+        return True
+
+    def deliver_one(self, process: Process) -> bool:
+        """Claim the next visible message and deliver it; False when none was visible."""
+        return self.deliver_batch(process, limit=1)
+
+    def _deliver(self, process: Process, mid: int, consumer: str, body: str, attempts: int,
+                 last_error: str | None, lines: list[Callable[[], None]]) -> None:
+        """One claimed message, inside the batch's transaction; `lines` gets its log line."""
+        settings = self._settings
+        # The body was checked when it was enqueued (at ingest, or emitted by a handler
+        # that checked it): read it back without checking it again.
+        event = _stored_event(body)
         if attempts > settings.max_deliveries:
             # Earlier receives never finished (the worker died): the platform's count wins.
             self._dead_letter(mid, consumer, event, body, attempts - 1,
                               f"exceeded maxDeliveries={settings.max_deliveries} "
-                              f"(last error: {last_error or 'worker stopped mid-delivery'})")
-            return True
+                              f"(last error: {last_error or 'worker stopped mid-delivery'})",
+                              lines=lines)
+            return
         started = time.perf_counter()
         try:
             # The handler's writes, its effects (emitted events, notifications, saga
-            # starts: rows in this same database) and the ack commit as one transaction.
+            # starts: rows in this same database) and the ack commit as one unit: a
+            # savepoint of the batch's transaction, rolled back alone if it fails.
             with self.db.write() as conn:
                 outcome = process(consumer, event)
                 self._ack(mid, consumer, event, attempts, outcome, started, conn)
-            log_delivery(consumer, event, attempts,
-                         _LOGGED_OUTCOME.get(outcome.status, outcome.status), started,
-                         detail=outcome.detail)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
-                              f"permanent error: {error}", started)
-            return True
+                              f"permanent error: {error}", started, lines=lines)
+            return
         except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
-            self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started)
-            return True
-        return True
+            self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started,
+                                       lines)
+            return
+        lines.append(lambda: log_delivery(
+            consumer, event, attempts, _LOGGED_OUTCOME.get(outcome.status, outcome.status),
+            started, detail=outcome.detail))
 
     def _ack(self, mid: int, consumer: str, event: Event, attempts: int, outcome: Outcome,
              started: float, conn: sqlite3.Connection) -> None:
@@ -159,26 +203,45 @@ class Broker:
                               (time.perf_counter() - started) * 1000, subject_of(event),
                               conn=conn)
 
+    def retry_delay(self, error: Exception, attempts: int) -> float:
+        """Seconds before the next delivery after failed attempt number `attempts`.
+
+        Backoff 1, 2, 4... s (capped at the visibility timeout). Data that has not arrived
+        yet (`NotYetKnown`: a trigger that overtook its order) usually arrives within
+        milliseconds, so its first retry comes after `NOT_YET_KNOWN_FIRST_RETRY`, and the
+        usual backoff follows from its first step. Scaled by `retry_scale`."""
+        settings = self._settings
+        if isinstance(error, NotYetKnown):
+            if attempts == 1:
+                return NOT_YET_KNOWN_FIRST_RETRY * settings.retry_scale
+            attempts -= 1
+        return min(2 ** (attempts - 1), settings.visibility_timeout) * settings.retry_scale
+
     def _retry_or_dead_letter(self, mid: int, consumer: str, event: Event, body: str,
-                              attempts: int, error: Exception, started: float) -> None:
+                              attempts: int, error: Exception, started: float,
+                              lines: list[Callable[[], None]]) -> None:
         settings = self._settings
         message = f"{type(error).__name__}: {error}"
         duration = (time.perf_counter() - started) * 1000
         if attempts >= settings.max_deliveries:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"failed {attempts} deliveries (maxDeliveries="
-                              f"{settings.max_deliveries}); last error: {message}", started)
+                              f"{settings.max_deliveries}); last error: {message}", started,
+                              lines=lines)
             return
-        delay = min(2 ** (attempts - 1), settings.visibility_timeout)
+        delay = self.retry_delay(error, attempts)
         with self.db.write() as conn:
             conn.execute("UPDATE queue SET visible_at = ?, last_error = ? WHERE mid = ?",
-                         (time.time() + delay * settings.retry_scale, message, mid))
-            self._timeline.record(event, event.type, consumer, attempts, "retry", message,
+                         (time.time() + delay, message, mid))
+            self._timeline.record(event, event.type, consumer, attempts, "retry",
+                                  f"{message} (next attempt in {delay * 1000:.0f} ms)",
                                   duration, subject_of(event), conn=conn)
-        log_delivery(consumer, event, attempts, "retry", started, reason=message)
+        lines.append(lambda: log_delivery(consumer, event, attempts, "retry", started,
+                                          reason=message))
 
     def _dead_letter(self, mid: int, consumer: str, event: Event, body: str, attempts: int,
-                     reason: str, started: float | None = None) -> None:
+                     reason: str, started: float | None = None,
+                     lines: list[Callable[[], None]] | None = None) -> None:
         with self.db.write() as conn:
             conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
             # A dead letter still open for this consumer and event with this very reason
@@ -197,8 +260,14 @@ class Broker:
                 event, event.type, consumer, attempts, outcome,
                 reason if known is None else f"dead letter #{known[0]}: {reason}",
                 duration, subject_of(event), conn=conn)
-        log_delivery(consumer, event, attempts, outcome, started, reason=reason,
-                     level=logging.ERROR if known is None else logging.WARNING)
+
+        def line() -> None:
+            log_delivery(consumer, event, attempts, outcome, started, reason=reason,
+                         level=logging.ERROR if known is None else logging.WARNING)
+        if lines is None:
+            line()
+        else:
+            lines.append(line)
 
     # dead letters -----------------------------------------------------------
     def redrive(self, consumer: str | None = None, ids: Sequence[int] | None = None
@@ -260,3 +329,18 @@ class Broker:
                                       saga_id=event_id, conn=conn)
         log.warning("dead letters discarded", extra={"dlq_ids": done, "discarded_by": by})
         return done
+
+
+def _stored_event(body: str) -> Event:
+    """A queued event read back. `ingest` wrote it with `jsonformat.dumps` from an `Event`
+    that was checked on the way in (or emitted by a handler, checked by the engine), so its
+    attributes are not checked again here."""
+    doc = json.loads(body)
+    data = doc.pop("data", None)
+    if "data_base64" in doc:
+        data = base64.b64decode(doc.pop("data_base64"))
+    return Event(id=doc["id"], source=doc["source"], type=doc["type"], data=data,
+                 specversion=doc["specversion"], time=doc.get("time"),
+                 subject=doc.get("subject"), datacontenttype=doc.get("datacontenttype"),
+                 dataschema=doc.get("dataschema"),
+                 extensions={k: v for k, v in doc.items() if k not in CORE_ATTRIBUTES})

@@ -8,6 +8,14 @@ frame durable, and a power cut can only lose the newest processing steps, in ord
 which the idempotent engine redoes. Each thread gets its own connection; writes use
 `BEGIN IMMEDIATE` so two writers queue on the lock instead of deadlocking.
 
+WAL checkpoints are kept off the commit path: SQLite's automatic checkpoint (run inside
+whichever COMMIT crosses 1,000 pages) is off, and `checkpoint()` copies the WAL back in
+PASSIVE mode (it never waits for, nor blocks, readers or writers). The runtime's
+checkpointer thread calls it while it runs; without one (the demo, the tests driving
+`run_until_idle`), a commit checkpoints after every `_INLINE_CHECKPOINT_COMMITS` commits,
+so the WAL stays bounded either way; `journal_size_limit` truncates it once it has been
+copied back.
+
 Commands that only look (or must not start a database by accident) open an existing file:
 `create=False` refuses a missing one with `DatabaseMissing`, and `read_only=True` opens it
 through SQLite's `mode=ro` URI, so nothing is created or changed, not even the schema
@@ -73,6 +81,10 @@ CREATE TABLE IF NOT EXISTS timeline (
 
 #: Tables every command reads; a file without them is not a switchyard database.
 _REQUIRED: Final = ("events", "queue", "dlq", "timeline", "items", "sagas")
+#: Without a checkpointer thread, a PASSIVE checkpoint after this many commits.
+_INLINE_CHECKPOINT_COMMITS: Final = 500
+#: The WAL file is truncated back to this size once its frames are in the database.
+_WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
 
 class DatabaseMissing(Exception):
@@ -87,6 +99,9 @@ class Database:
         self._local = threading.local()
         self._writer = threading.Lock()
         self._uri: str | None = None
+        #: Commits since the last checkpoint; a checkpointer thread sets `background`.
+        self._commits = 0
+        self.background_checkpoints = False
         if self.path != ":memory:" and (read_only or not create):
             file = Path(self.path)
             if not file.is_file():
@@ -134,6 +149,8 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             self._local.conn = conn
             self._local.durable = False
         return conn
@@ -180,6 +197,22 @@ class Database:
             finally:
                 local.depth = 0
             conn.execute("COMMIT")
+            self._commits += 1
+            if not self.background_checkpoints and \
+                    self._commits >= _INLINE_CHECKPOINT_COMMITS:
+                self._checkpoint(conn)
+
+    def checkpoint(self) -> bool:
+        """Copy committed WAL frames back into the database (PASSIVE: whatever no reader
+        still needs, without waiting). False when there was nothing new to copy."""
+        if self.read_only or self._commits == 0:
+            return False
+        self._checkpoint(self.connection())
+        return True
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        self._commits = 0
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.connection().execute(sql, params).fetchall()

@@ -2,10 +2,11 @@
 
 The app's saga definition runs here with its state persisted in the `sagas` table, so a
 restart resumes sagas mid-way: `SagaStarter` is the handlers' `sagas` port (one row per
-saga id, so a saga starts once), `SagaExecutor.advance_one` leases the next due saga and
-runs its due steps, each step's writes and effects committing with the saga's new state
-and its timeline rows. A saga that ends `failed` (a compensation kept failing) gets a
-dead letter and an ALARM log line; redriving it resumes it (`resume_in`).
+saga id, so a saga starts once), `SagaExecutor.advance_batch` leases the next due sagas
+and runs their due steps, every step's writes and effects committing with the saga's new
+state and its timeline rows (one transaction for the claimed sagas' runs). A saga that
+ends `failed` (a compensation kept failing) gets a dead letter and an ALARM log line;
+redriving it resumes it (`resume_in`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ log = logging.getLogger("switchyard.local")
 
 #: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
 _STEPS_PER_CLAIM: Final = 16
+#: Sagas one claim takes: their runs share one transaction (a savepoint each).
+SAGA_BATCH: Final = 8
+_ANY_DUE: Final = ("SELECT 1 FROM sagas WHERE status IN ('running', 'compensating')"
+                   " AND next_run_at <= ? AND lease_until <= ? LIMIT 1")
+_LEASE: Final = (
+    "UPDATE sagas SET lease_until = ? WHERE saga_id IN ("
+    " SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating')"
+    " AND next_run_at <= ? AND lease_until <= ? ORDER BY next_run_at LIMIT ?)"
+    " RETURNING saga_id, state")
 
 
 class SagaSettings(Protocol):
@@ -86,70 +96,94 @@ class SagaExecutor:
 
     def advance_one(self) -> bool:
         """Run the due steps of one due saga; False when no saga was due."""
+        return self.advance_batch(limit=1)
+
+    def advance_batch(self, limit: int = SAGA_BATCH) -> bool:
+        """Run the due steps of up to `limit` due sagas; False when none was due (found
+        by a read: an empty claim writes nothing).
+
+        The lease commits first, on its own, so a worker that dies mid-run leaves its
+        sagas to another after the lease. Then every claimed saga's run of due steps goes
+        in one transaction, a savepoint per saga; each saga's state is written once, at
+        the end of its run, with its timeline rows. The log lines follow the commit."""
         now = time.time()
-        with self.db.write() as conn:
-            row = conn.execute(
-                "UPDATE sagas SET lease_until = ? WHERE saga_id = ("
-                " SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating')"
-                " AND next_run_at <= ? AND lease_until <= ? ORDER BY next_run_at LIMIT 1)"
-                " RETURNING saga_id, state", (now + self._settings.saga_lease, now, now)
-            ).fetchone()
-        if row is None:
+        if not self.db.read(_ANY_DUE, (now, now)):
             return False
-        saga_id, state_json = row
-        state = json.loads(state_json)
-        # Keep the lease while the next step is due at once: one claim per run of steps,
-        # and an order finishes in one go instead of queueing behind every other saga.
+        with self.db.write() as conn:
+            claimed = conn.execute(
+                _LEASE, (now + self._settings.saga_lease, now, now, limit)).fetchall()
+        if not claimed:
+            return False
+        lines: list[Callable[[], None]] = []
+        with self.db.write():
+            for saga_id, state_json in sorted(claimed):
+                try:
+                    with self.db.write():
+                        self._run(saga_id, json.loads(state_json), lines)
+                except Exception:  # noqa: BLE001 - rolled back: it keeps its lease, and
+                    # runs again once that expires; the other sagas go on.
+                    log.exception("saga run failed", extra={"saga_id": saga_id})
+        for line in lines:
+            line()
+        return True
+
+    def _run(self, saga_id: str, state: dict[str, Any],
+             lines: list[Callable[[], None]]) -> None:
+        """One saga's due steps back to back (inside the caller's transaction), then its
+        new state, once."""
+        seen = len(state["history"])
+        delay: float | None = None
+        durations: list[float] = []
+        # Run on while the next step is due at once: an order finishes in one go instead
+        # of queueing behind every other saga (bounded so one saga cannot hog a worker).
         for _ in range(_STEPS_PER_CLAIM):
-            seen = len(state["history"])
-            started = time.perf_counter()
-            # A step's writes and effects commit with the saga's new state: one commit.
-            with self.db.write():
-                state, delay = saga_runner.tick(self._app, self._ports, state)
-                duration = (time.perf_counter() - started) * 1000
-                keep = (delay == 0.0 and state["status"] in saga_runner.ACTIVE
-                        and not self._stopping.is_set())
-                now = time.time()
-                lease = now + self._settings.saga_lease if keep else 0.0
-                self._save(saga_id, state, seen, duration, now + (delay or 0.0) *
-                           self._settings.retry_scale, lease)
-            for entry in state["history"][seen:]:
+            step_started = time.perf_counter()
+            before = len(state["history"])
+            state, delay = saga_runner.tick(self._app, self._ports, state)
+            step_ms = (time.perf_counter() - step_started) * 1000
+            durations.extend([step_ms] * (len(state["history"]) - before))
+            if not (delay == 0.0 and state["status"] in saga_runner.ACTIVE
+                    and not self._stopping.is_set()):
+                break
+        self._save(saga_id, state, seen, durations,
+                   time.time() + (delay or 0.0) * self._settings.retry_scale)
+        entries = state["history"][seen:]
+        status, reason = state["status"], state.get("reason") or None
+
+        def line() -> None:
+            for entry, step_ms in zip(entries, durations, strict=False):
                 log.info("saga step", extra={
                     "saga_id": saga_id, "step": entry["step"], "phase": entry["phase"],
                     "outcome": entry["outcome"], "attempt": entry["attempt"],
-                    "detail": entry["detail"], "duration_ms": round(duration, 2)})
-            if state["status"] in saga_runner.TERMINAL:
-                log.info("saga finished", extra={"saga_id": saga_id,
-                                                 "outcome": state["status"],
-                                                 "reason": state.get("reason") or None})
-            if not keep:
-                break
-        if state["status"] in saga_runner.TERMINAL:
-            if state["status"] == "failed":
+                    "detail": entry["detail"], "duration_ms": round(step_ms, 2)})
+            if status in saga_runner.TERMINAL:
+                log.info("saga finished", extra={"saga_id": saga_id, "outcome": status,
+                                                 "reason": reason})
+            if status == "failed":
                 log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
-                                                               "reason": state["reason"]})
-        return True
+                                                               "reason": reason})
+        lines.append(line)
 
-    def _save(self, saga_id: str, state: dict[str, Any], seen: int, duration: float,
-              next_run: float, lease_until: float) -> None:
+    def _save(self, saga_id: str, state: dict[str, Any], seen: int, durations: list[float],
+              next_run: float) -> None:
         """Persist a saga's state with its new timeline entries (and its DLQ entry when it
-        needs attention) in one commit."""
+        needs attention), inside the run's transaction; the lease ends with it."""
         with self.db.write() as conn:
+            now = time.time()
             conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
-                         "lease_until = ?, updated_at = ? WHERE saga_id = ?",
-                         (state["status"], json.dumps(state), next_run, lease_until,
-                          time.time(), saga_id))
+                         "lease_until = 0, updated_at = ? WHERE saga_id = ?",
+                         (state["status"], json.dumps(state), next_run, now, saga_id))
             if state["status"] == "failed":
                 conn.execute(
                     "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
                     "failed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (self._scope, saga_id, "saga.needs_attention",
-                     state["reason"], len(state["history"]), json.dumps(state), time.time()))
+                     state["reason"], len(state["history"]), json.dumps(state), now))
             subject, trace = subject_of_saga(state), state.get("traceparent")
-            for entry in state["history"][seen:]:
+            for entry, step_ms in zip(state["history"][seen:], durations, strict=False):
                 self._timeline.record(None, f"saga.{entry['step']}.{entry['phase']}",
                                       self._scope, entry["attempt"], entry["outcome"],
-                                      entry["detail"], duration, subject, saga_id=saga_id,
+                                      entry["detail"], step_ms, subject, saga_id=saga_id,
                                       traceparent=trace, conn=conn)
             if state["status"] in saga_runner.TERMINAL:
                 self._timeline.record(None, "saga.finished", self._scope, 0, state["status"],

@@ -1,4 +1,5 @@
-"""The local runtime's threads: workers that deliver and run sagas, and the sources timer.
+"""The local runtime's threads: workers that deliver and run sagas, the sources timer, and
+the WAL checkpointer (which keeps SQLite's checkpoints out of the workers' commits).
 
 A worker alternates between one delivery and one saga's run of due steps, so a backlog of
 either never starves the other; it sleeps on a condition that `wake` (new events, a saga
@@ -12,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Final, Protocol
 
 log = logging.getLogger("switchyard.local")
 
@@ -19,6 +21,16 @@ log = logging.getLogger("switchyard.local")
 Work = Callable[[], bool]
 #: When the next unit of work falls due (None: nothing pending).
 Due = Callable[[], float | None]
+#: How often the checkpointer copies the WAL back (it skips a round with nothing new).
+CHECKPOINT_INTERVAL: Final = 0.25
+
+
+class Checkpoints(Protocol):
+    """The database's WAL checkpoints (`adapters.local.database.Database`)."""
+
+    background_checkpoints: bool
+
+    def checkpoint(self) -> bool: ...
 
 
 class Signal:
@@ -38,13 +50,15 @@ class Signal:
 
 class Workers:
     def __init__(self, signal: Signal, stopping: threading.Event, deliver: Work,
-                 advance_saga: Work, dues: tuple[Due, ...], poll_interval: float) -> None:
+                 advance_saga: Work, dues: tuple[Due, ...], poll_interval: float,
+                 checkpoints: Checkpoints | None = None) -> None:
         self._signal = signal
         self.stopping = stopping
         self._deliver = deliver
         self._advance_saga = advance_saga
         self._dues = dues
         self._poll_interval = poll_interval
+        self._checkpoints = checkpoints
         self._threads: list[threading.Thread] = []
         self._turn = False
 
@@ -63,6 +77,22 @@ class Workers:
                                       name="switchyard-timer", daemon=True)
             ticker.start()
             self._threads.append(ticker)
+        if self._checkpoints is not None:
+            self._checkpoints.background_checkpoints = True
+            checkpointer = threading.Thread(target=self._checkpointer,
+                                            name="switchyard-checkpointer", daemon=True)
+            checkpointer.start()
+            self._threads.append(checkpointer)
+
+    def _checkpointer(self) -> None:
+        """PASSIVE checkpoints on a connection of its own: SQLite copies the WAL back
+        without the GIL while the workers go on committing."""
+        assert self._checkpoints is not None
+        while not self.stopping.wait(CHECKPOINT_INTERVAL):
+            try:
+                self._checkpoints.checkpoint()
+            except Exception:  # noqa: BLE001 - a missed checkpoint is caught up next round
+                log.exception("checkpoint error")
 
     def _timer(self, poll: Callable[[], object], interval: float) -> None:
         """Uploads, schedules and expiry: the managed event sources of the clouds."""
@@ -79,6 +109,8 @@ class Workers:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self._checkpoints is not None:
+            self._checkpoints.background_checkpoints = False
 
     def _loop(self) -> None:
         while not self.stopping.is_set():

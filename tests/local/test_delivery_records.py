@@ -2,7 +2,8 @@
 leaves in the timeline (the record `switchyard timeline` and `trace` show).
 
 The backoff doubles from 1 s (times `retry_scale`) and is capped at the visibility
-timeout; the last allowed delivery still happens; every attempt is one timeline row with
+timeout, with one short retry (30 ms) before it for data that is not known yet; the last
+allowed delivery still happens; every attempt is one timeline row with
 the event's type, the attempt number, the outcome, the error and how long it took.
 """
 
@@ -17,6 +18,7 @@ import pytest
 import adapters.local.bootstrap as bootstrap_module
 from adapters.local.runtime import Runtime, RuntimeSettings
 from adapters.local.timeline import log as delivery_log
+from handlers.core.errors import TransientError
 from tests.factories import order_created, restock, workflow_triggered
 
 
@@ -43,13 +45,34 @@ def _rows(rt: Runtime, event_id: str) -> list[dict]:
 
 
 def test_retries_back_off_doubling_from_one_second_capped_at_the_visibility_timeout(
-        runtime: Runtime) -> None:
-    poison = workflow_triggered("never-created")  # a TransientError on every delivery
-    runtime.ingest([poison])
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise TransientError("downstream unavailable")
+
+    monkeypatch.setattr(bootstrap_module, "handle", unavailable)  # what deliveries run
+    runtime.ingest([restock("A", 3)])
     delays = [_deliver_now(runtime) for _ in range(4)]
     for got, want in zip(delays, [1.0, 2.0, 3.0, 3.0], strict=True):
         assert want - 0.5 < got <= want, delays
     assert _deliver_now(runtime) == -1.0  # the 5th delivery is the last: dead-lettered
+    (entry,) = runtime.dlq()
+    assert entry["attempts"] == 5
+
+
+def test_not_yet_known_is_retried_first_after_30_ms_then_backs_off_from_one_second(
+        runtime: Runtime) -> None:
+    """A trigger that overtook its order: the order usually lands within milliseconds,
+    so the first retry is short; after that the usual backoff, from its first step."""
+    poison = workflow_triggered("never-created")  # NotYetKnown on every delivery
+    runtime.ingest([poison])
+    delays = [_deliver_now(runtime) for _ in range(4)]
+    for got, want in zip(delays, [0.03, 1.0, 2.0, 3.0], strict=True):
+        assert want - 0.025 < got <= want if want < 1 else want - 0.5 < got <= want, delays
+    details = [r["detail"] for r in _rows(runtime, poison.id)]
+    assert [d.rsplit("(", 1)[1] for d in details] == [
+        "next attempt in 30 ms)", "next attempt in 1000 ms)", "next attempt in 2000 ms)",
+        "next attempt in 3000 ms)"]
+    assert _deliver_now(runtime) == -1.0
     (entry,) = runtime.dlq()
     assert entry["attempts"] == 5
 
@@ -63,10 +86,11 @@ def test_every_attempt_is_one_timeline_row_with_its_outcome_and_error(
     rows = _rows(runtime, poison.id)
     assert [(r["attempt"], r["outcome"]) for r in rows] == [
         (1, "retry"), (2, "retry"), (3, "retry"), (4, "retry"), (5, "dead-lettered")]
-    error = "TransientError: order 'never-created' is not known yet; retrying"
+    error = "NotYetKnown: order 'never-created' is not known yet; retrying"
     assert all(r["type"] == poison.type and r["consumer"] == "orders" for r in rows)
     assert all(r["subject"] == "never-created" for r in rows)
-    assert [r["detail"] for r in rows[:4]] == [error] * 4
+    assert [r["detail"] for r in rows[:4]] == [
+        f"{error} (next attempt in {ms} ms)" for ms in (30, 1000, 2000, 3000)]
     assert rows[4]["detail"] == f"failed 5 deliveries (maxDeliveries=5); last error: {error}"
     # Durations are milliseconds of this delivery: positive, and far below a minute.
     assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
@@ -80,7 +104,7 @@ def test_a_permanent_error_is_one_dead_lettered_row_with_its_reason(runtime: Run
                     data={"order_id": "o1"}, subject="o1")
     runtime.ingest([bad])
     _deliver_now(runtime)
-    (row,) = _rows(runtime, bad.id)
+    (row,) = [r for r in _rows(runtime, bad.id) if r["consumer"] == "orders"]
     assert (row["attempt"], row["outcome"], row["type"], row["subject"]) == (
         1, "dead-lettered", bad.type, "o1")
     assert row["detail"].startswith("permanent error: ")
@@ -125,7 +149,8 @@ def test_a_dead_letter_is_logged_as_an_error_with_what_was_lost_and_why(
     with caplog.at_level(logging.ERROR, logger=delivery_log.name):
         _deliver_now(runtime)
     # One line per delivery outcome (timeline.log_delivery), the outcome as a field too.
-    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "dead-lettered"]
+    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "dead-lettered"
+                 and r.consumer == "orders"]  # Order Created also goes to order-analytics
     assert record.getMessage() == "delivery dead-lettered"
     assert record.levelno == logging.ERROR
     assert (record.consumer, record.event_id, record.event_type) == ("orders", bad.id, bad.type)
