@@ -142,18 +142,24 @@ class Broker:
         if not claimed:
             return False
         claimed.sort()  # RETURNING follows no order: deliver in the order they were queued
-        lines: list[Callable[[], None]] = []
-        with self.db.write():
-            for mid, consumer, body, attempts, last_error in claimed:
-                try:
-                    self._deliver(process, mid, consumer, body, attempts, last_error, lines)
-                except Exception:  # noqa: BLE001 - its bookkeeping failed (rolled back):
-                    # it stays claimed and reappears after the visibility timeout; the
-                    # rest of the batch goes on.
-                    log.exception("delivery bookkeeping failed", extra={
-                        "consumer": consumer, "attempt": attempts})
-        for line in lines:
-            line()
+        pending = list(claimed)
+        while pending:
+            lines: list[Callable[[], None]] = []
+            with self.db.write():
+                while pending:
+                    mid, consumer, body, attempts, last_error = pending.pop(0)
+                    try:
+                        self._deliver(process, mid, consumer, body, attempts, last_error,
+                                      lines)
+                    except Exception:  # noqa: BLE001 - its bookkeeping failed (rolled
+                        # back): it stays claimed and reappears after the visibility
+                        # timeout; the rest of the batch goes on.
+                        log.exception("delivery bookkeeping failed", extra={
+                            "consumer": consumer, "attempt": attempts})
+                    if self.db.ingest_waiting():
+                        break  # commit now: a producer's 202 waits for this lock
+            for line in lines:
+                line()
         return True
 
     def deliver_one(self, process: Process) -> bool:

@@ -98,6 +98,8 @@ class Database:
         self.read_only = read_only
         self._local = threading.local()
         self._writer = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._durable_waiting = 0
         self._uri: str | None = None
         #: Commits since the last checkpoint; a checkpointer thread sets `background`.
         self._commits = 0
@@ -183,7 +185,17 @@ class Database:
                 local.depth = depth
             conn.execute(f"RELEASE {savepoint}")
             return
-        with self._writer:
+        if durable:
+            with self._count_lock:
+                self._durable_waiting += 1
+            try:
+                self._writer.acquire()
+            finally:
+                with self._count_lock:
+                    self._durable_waiting -= 1
+        else:
+            self._writer.acquire()
+        try:
             if local.durable != durable:
                 conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 local.durable = durable
@@ -201,6 +213,13 @@ class Database:
             if not self.background_checkpoints and \
                     self._commits >= _INLINE_CHECKPOINT_COMMITS:
                 self._checkpoint(conn)
+        finally:
+            self._writer.release()
+
+    def ingest_waiting(self) -> bool:
+        """A durable write (events accepted from outside) waits for the write lock: a
+        long batch of processing should commit what it has and let it in."""
+        return self._durable_waiting > 0
 
     def checkpoint(self) -> bool:
         """Copy committed WAL frames back into the database (PASSIVE: whatever no reader

@@ -114,17 +114,22 @@ class SagaExecutor:
                 _LEASE, (now + self._settings.saga_lease, now, now, limit)).fetchall()
         if not claimed:
             return False
-        lines: list[Callable[[], None]] = []
-        with self.db.write():
-            for saga_id, state_json in sorted(claimed):
-                try:
-                    with self.db.write():
-                        self._run(saga_id, json.loads(state_json), lines)
-                except Exception:  # noqa: BLE001 - rolled back: it keeps its lease, and
-                    # runs again once that expires; the other sagas go on.
-                    log.exception("saga run failed", extra={"saga_id": saga_id})
-        for line in lines:
-            line()
+        pending = sorted(claimed)
+        while pending:
+            lines: list[Callable[[], None]] = []
+            with self.db.write():
+                while pending:
+                    saga_id, state_json = pending.pop(0)
+                    try:
+                        with self.db.write():
+                            self._run(saga_id, json.loads(state_json), lines)
+                    except Exception:  # noqa: BLE001 - rolled back: it keeps its lease,
+                        # and runs again once that expires; the other sagas go on.
+                        log.exception("saga run failed", extra={"saga_id": saga_id})
+                    if self.db.ingest_waiting():
+                        break  # commit now: a producer's 202 waits for this lock
+            for line in lines:
+                line()
         return True
 
     def _run(self, saga_id: str, state: dict[str, Any],
