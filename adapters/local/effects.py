@@ -45,7 +45,7 @@ class LocalNotifier:
         self._db = db
 
     def notify(self, notification_id: str, message: Mapping[str, Any]) -> None:
-        with self._db.write() as conn:
+        with self._db.write(savepoint=False) as conn:  # one statement
             conn.execute("INSERT OR IGNORE INTO notifications (id, message, sent_at) "
                          "VALUES (?, ?, ?)", (notification_id, json.dumps(message), time.time()))
         log.info("notification", extra={"notification_id": notification_id,

@@ -20,7 +20,9 @@ class SQLiteStore:
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
-        with self._db.write() as conn:
+        # Every condition is checked before the one write at the end: inside a delivery's
+        # transaction this needs no savepoint of its own.
+        with self._db.write(savepoint=False) as conn:
             for op in ops:
                 where = (op.table, op.key)
                 if where in staged:
