@@ -46,8 +46,11 @@ ALREADY_DEAD_LETTERED: Final = "already-dead-lettered"
 _LOGGED_OUTCOME: Final = {"processed": "ok"}
 #: Messages one claim takes: delivered in one transaction (a savepoint each), one commit.
 CLAIM_BATCH: Final = 32
+#: Seconds a batch holds the write lock before it commits what it has done and goes on
+#: in a new transaction: new events and other workers wait for at most about this long.
+MAX_HOLD: Final = 0.025
 #: Seconds before the first retry of `NotYetKnown` (then the usual backoff), unscaled.
-NOT_YET_KNOWN_FIRST_RETRY: Final = 0.03
+NOT_YET_KNOWN_FIRST_RETRY: Final = 0.02
 _ANY_VISIBLE: Final = "SELECT 1 FROM queue WHERE visible_at <= ? LIMIT 1"
 _CLAIM: Final = (
     "UPDATE queue SET attempts = attempts + 1, visible_at = ? WHERE mid IN ("
@@ -145,6 +148,7 @@ class Broker:
         pending = list(claimed)
         while pending:
             lines: list[Callable[[], None]] = []
+            until = time.perf_counter() + MAX_HOLD
             with self.db.write():
                 while pending:
                     mid, consumer, body, attempts, last_error = pending.pop(0)
@@ -156,8 +160,8 @@ class Broker:
                         # timeout; the rest of the batch goes on.
                         log.exception("delivery bookkeeping failed", extra={
                             "consumer": consumer, "attempt": attempts})
-                    if self.db.ingest_waiting():
-                        break  # commit now: a producer's 202 waits for this lock
+                    if self.db.ingest_waiting() or time.perf_counter() > until:
+                        break  # commit now: a producer's 202 or another worker waits
             for line in lines:
                 line()
         return True

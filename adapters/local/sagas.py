@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
+from adapters.local.broker import MAX_HOLD
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, subject_of_saga
 from handlers.core import saga_runner
@@ -30,7 +31,7 @@ log = logging.getLogger("switchyard.local")
 #: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
 _STEPS_PER_CLAIM: Final = 16
 #: Sagas one claim takes: their runs share one transaction (a savepoint each).
-SAGA_BATCH: Final = 8
+SAGA_BATCH: Final = 4
 _ANY_DUE: Final = ("SELECT 1 FROM sagas WHERE status IN ('running', 'compensating')"
                    " AND next_run_at <= ? AND lease_until <= ? LIMIT 1")
 _LEASE: Final = (
@@ -117,6 +118,7 @@ class SagaExecutor:
         pending = sorted(claimed)
         while pending:
             lines: list[Callable[[], None]] = []
+            until = time.perf_counter() + MAX_HOLD
             with self.db.write():
                 while pending:
                     saga_id, state_json = pending.pop(0)
@@ -126,8 +128,8 @@ class SagaExecutor:
                     except Exception:  # noqa: BLE001 - rolled back: it keeps its lease,
                         # and runs again once that expires; the other sagas go on.
                         log.exception("saga run failed", extra={"saga_id": saga_id})
-                    if self.db.ingest_waiting():
-                        break  # commit now: a producer's 202 waits for this lock
+                    if self.db.ingest_waiting() or time.perf_counter() > until:
+                        break  # commit now: a producer's 202 or another worker waits
             for line in lines:
                 line()
         return True

@@ -2,7 +2,7 @@
 leaves in the timeline (the record `switchyard timeline` and `trace` show).
 
 The backoff doubles from 1 s (times `retry_scale`) and is capped at the visibility
-timeout, with one short retry (30 ms) before it for data that is not known yet; the last
+timeout, with one short retry (20 ms) before it for data that is not known yet; the last
 allowed delivery still happens; every attempt is one timeline row with
 the event's type, the attempt number, the outcome, the error and how long it took.
 """
@@ -59,18 +59,18 @@ def test_retries_back_off_doubling_from_one_second_capped_at_the_visibility_time
     assert entry["attempts"] == 5
 
 
-def test_not_yet_known_is_retried_first_after_30_ms_then_backs_off_from_one_second(
+def test_not_yet_known_is_retried_first_after_20_ms_then_backs_off_from_one_second(
         runtime: Runtime) -> None:
     """A trigger that overtook its order: the order usually lands within milliseconds,
     so the first retry is short; after that the usual backoff, from its first step."""
     poison = workflow_triggered("never-created")  # NotYetKnown on every delivery
     runtime.ingest([poison])
     delays = [_deliver_now(runtime) for _ in range(4)]
-    for got, want in zip(delays, [0.03, 1.0, 2.0, 3.0], strict=True):
-        assert want - 0.025 < got <= want if want < 1 else want - 0.5 < got <= want, delays
+    for got, want in zip(delays, [0.02, 1.0, 2.0, 3.0], strict=True):
+        assert want - 0.015 < got <= want if want < 1 else want - 0.5 < got <= want, delays
     details = [r["detail"] for r in _rows(runtime, poison.id)]
     assert [d.rsplit("(", 1)[1] for d in details] == [
-        "next attempt in 30 ms)", "next attempt in 1000 ms)", "next attempt in 2000 ms)",
+        "next attempt in 20 ms)", "next attempt in 1000 ms)", "next attempt in 2000 ms)",
         "next attempt in 3000 ms)"]
     assert _deliver_now(runtime) == -1.0
     (entry,) = runtime.dlq()
@@ -90,7 +90,7 @@ def test_every_attempt_is_one_timeline_row_with_its_outcome_and_error(
     assert all(r["type"] == poison.type and r["consumer"] == "orders" for r in rows)
     assert all(r["subject"] == "never-created" for r in rows)
     assert [r["detail"] for r in rows[:4]] == [
-        f"{error} (next attempt in {ms} ms)" for ms in (30, 1000, 2000, 3000)]
+        f"{error} (next attempt in {ms} ms)" for ms in (20, 1000, 2000, 3000)]
     assert rows[4]["detail"] == f"failed 5 deliveries (maxDeliveries=5); last error: {error}"
     # Durations are milliseconds of this delivery: positive, and far below a minute.
     assert all(isinstance(r["duration_ms"], float) and 0.01 < r["duration_ms"] < 60_000
