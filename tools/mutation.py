@@ -40,8 +40,9 @@ MUTANTS: Final = ROOT / "mutants"
 
 #: What is mutated: module path -> the functions (mutmut's mangled names, globs). The
 #: local runtime is targeted by function: only its broker's claim/ack path (claim a
-#: message, ack it with the handler's commit, retry or dead-letter it: `Broker`) and the
-#: saga executor's claim and run of a saga (`SagaExecutor.advance_one`).
+#: batch, deliver and ack each with the handler's commit, retry or dead-letter it:
+#: `Broker`) and the saga executor's claim and run of sagas (`SagaExecutor.advance_batch`,
+#: `_run`).
 TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/payments.py": ("*",),
     "handlers/inventory.py": ("*",),
@@ -54,10 +55,12 @@ TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "adapters/local/sqlite_store.py": ("*",),
     "adapters/memory/__init__.py": ("*",),
     "adapters/local/broker.py": (
-        "xǁBrokerǁdeliver_one__mutmut_*", "xǁBrokerǁ_ack__mutmut_*",
+        "xǁBrokerǁdeliver_batch__mutmut_*", "xǁBrokerǁ_deliver__mutmut_*",
+        "xǁBrokerǁ_ack__mutmut_*", "xǁBrokerǁretry_delay__mutmut_*",
         "xǁBrokerǁ_retry_or_dead_letter__mutmut_*", "xǁBrokerǁ_dead_letter__mutmut_*",
     ),
-    "adapters/local/sagas.py": ("xǁSagaExecutorǁadvance_one__mutmut_*",),
+    "adapters/local/sagas.py": ("xǁSagaExecutorǁadvance_batch__mutmut_*",
+                                "xǁSagaExecutorǁ_run__mutmut_*"),
 }
 
 #: mutmut's exit codes -> the report's columns (anything else: "other").
