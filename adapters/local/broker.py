@@ -134,7 +134,8 @@ class Broker:
         reappear after it and to count that attempt, as on SQS. Then the batch runs in one
         transaction, a savepoint per delivery: a delivery that fails rolls back only its
         own writes and records its retry or dead letter in the same transaction; one
-        commit for the batch. The log lines follow that commit."""
+        commit for the batch, or one per `MAX_HOLD` of work (sooner when an ingest waits),
+        so no one waits long for the write lock. The log lines follow each commit."""
         settings = self._settings
         now = time.time()
         if not self.db.read(_ANY_VISIBLE, (now,)):
@@ -144,8 +145,7 @@ class Broker:
                                    ).fetchall()
         if not claimed:
             return False
-        claimed.sort()  # RETURNING follows no order: deliver in the order they were queued
-        pending = list(claimed)
+        pending = sorted(claimed)  # RETURNING has no order: deliver as they were queued
         while pending:
             lines: list[Callable[[], None]] = []
             until = time.perf_counter() + MAX_HOLD

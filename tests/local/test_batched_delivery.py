@@ -167,3 +167,20 @@ def test_a_worker_dying_between_claim_and_commit_loses_nothing_and_applies_each_
     for event in events:
         assert _outcomes(runtime, event.id) == [(2, "processed")]
     assert runtime.db.read("SELECT COUNT(*) FROM queue") == [(0,)]
+
+
+def test_a_saga_runs_its_steps_in_one_transaction_and_writes_its_state_once(
+        runtime: Runtime) -> None:
+    runtime.ingest([restock("A", 5), order_created("o1", [("A", 1, 1.0)])])
+    while runtime._parts.workers._deliver():
+        pass  # the order is taken and its saga started; the saga has not run
+    statements: list[str] = []
+    conn = runtime.db.connection()  # this thread's: the one the executor writes on
+    conn.set_trace_callback(statements.append)
+    try:
+        assert runtime._parts.sagas.advance_batch()
+    finally:
+        conn.set_trace_callback(None)
+    assert runtime.order("o1")["status"] == "completed"  # every step ran in that call
+    assert [s for s in statements if s == "COMMIT"] == ["COMMIT", "COMMIT"]  # lease, run
+    assert len([s for s in statements if s.startswith("UPDATE sagas SET status")]) == 1
