@@ -43,8 +43,9 @@ ALREADY_DEAD_LETTERED: Final = "already-dead-lettered"
 #: Engine statuses as the delivery log names them.
 _LOGGED_OUTCOME: Final = {"processed": "ok"}
 
-#: What one delivery does: run `event` through `consumer` (inside the broker's transaction).
-Process = Callable[[str, Event], Outcome]
+#: What one delivery does: run `event` through `consumer` (inside the broker's transaction);
+#: the third argument is the delivery's attempt number (1 for the first).
+Process = Callable[[str, Event, int], Outcome]
 #: Puts a dead-lettered saga back to work, inside the redrive's transaction.
 ResumeSaga = Callable[[sqlite3.Connection, str, float], None]
 
@@ -136,7 +137,7 @@ class Broker:
             # The handler's writes, its effects (emitted events, notifications, saga
             # starts: rows in this same database) and the ack commit as one transaction.
             with self.db.write() as conn:
-                outcome = process(consumer, event)
+                outcome = process(consumer, event, attempts)
                 self._ack(mid, consumer, event, attempts, outcome, started, conn)
             log_delivery(consumer, event, attempts,
                          _LOGGED_OUTCOME.get(outcome.status, outcome.status), started,
