@@ -20,7 +20,6 @@ from adapters.aws.s3_blob_store import S3BlobStore
 from adapters.aws.settings import Settings
 from adapters.aws.sns_notifier import SnsNotifier
 from adapters.aws.stepfunctions_starter import StepFunctionsStarter
-from adapters.telemetry import install_or_warn
 from handlers.core.app import App, load_app
 from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.eventbridge_binding import to_put_events_entry
@@ -133,6 +132,8 @@ def runtime() -> AwsRuntime:
     with _lock:
         if _runtime is None:
             # Spans only when OTEL_* asks (README "Tracing"); otherwise nothing is imported.
+            from adapters.telemetry import install_or_warn
+
             install_or_warn("aws_sqs", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "switchyard"))
             _runtime = AwsRuntime(Settings.from_env())
         return _runtime

@@ -37,7 +37,6 @@ from adapters.gcp import pubsub_binding, storage_events
 from adapters.gcp.pubsub_binding import PubSubMessage
 from adapters.gcp.redrive import CONSUMER_ATTRIBUTE, FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE
 from adapters.gcp.settings import Settings
-from adapters.telemetry import install_or_warn
 from handlers.core import http_binding, ingress_binding, tracing
 from handlers.core.app import App
 from handlers.core.engine import handle, run_step
@@ -93,6 +92,7 @@ def runtime() -> Runtime:
         WorkflowsSagaStarter,
         anonymous_session,
     )
+    from adapters.telemetry import install_or_warn
     from handlers.core.app import load_app
     from handlers.payments import SimulatedPaymentGateway
 

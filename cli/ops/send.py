@@ -33,8 +33,8 @@ from typing import Any, Final, Protocol
 
 from adapters.stack_outputs import AwsOutputs, OutputsError, StackOutputs
 from cli.ops.outputs import load
-from handlers.core.app import Catalog
 from handlers.core import tracing
+from handlers.core.app import Catalog
 from handlers.core.events import Event, attribute_problems
 
 EXIT_NOT_SENT: Final = 1
