@@ -188,6 +188,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     else:
         if not args.type:
             raise CliError("give --file, or --type with --data", EXIT_USAGE)
+        from handlers.core import tracing
         from handlers.core.errors import PermanentError
         from handlers.core.events import Event
         from handlers.core.http_binding import to_structured
@@ -199,9 +200,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         source = args.source or _source_for(args.type)
         try:
             event = Event.new(source, args.type, data, id=args.id, subject=args.subject)
-            headers, body = to_structured(event)
         except (PermanentError, ValueError) as error:
             raise CliError(f"cannot build the event: {error}", EXIT_USAGE) from None
+        if tracing.enabled():  # the server's spans continue the trace this span starts
+            with tracing.ingress([event], "send") as (traced,):
+                return _post(args, *to_structured(traced))
+        headers, body = to_structured(event)
+    return _post(args, headers, body)
+
+
+def _post(args: argparse.Namespace, headers: dict[str, str], body: bytes) -> int:
+    """POST one request to `serve`'s /events; print its answer."""
     if args.token:
         headers = {**headers, "Authorization": f"Bearer {args.token}"}
     request = urllib.request.Request(args.url.rstrip("/") + "/events", data=body,
@@ -405,6 +414,17 @@ def _configure_logging() -> int:
     return level
 
 
+def _configure_tracing() -> None:
+    """OpenTelemetry spans when the OTEL_* variables ask for them (README "Tracing")."""
+    from adapters.telemetry import SettingsError, install_from_env
+
+    try:
+        install_from_env(messaging_system="switchyard",
+                         service_name=os.environ.get("OTEL_SERVICE_NAME") or "switchyard")
+    except SettingsError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure ends as one line on stderr and an exit code."""
     command = "switchyard"
@@ -413,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = f"switchyard {args.command}"
         level = _configure_logging()
+        _configure_tracing()
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code

@@ -141,6 +141,9 @@ _KEYS: Final[tuple[_Key, ...]] = (
     _Key("api", "api", _parse_bool),
     _Key("paymentDeclineAbove", "payment_decline_above", _parse_decimal),
     _Key("protectData", "protect_data", _parse_bool),
+    _Key("tracesExporter", "traces_exporter", _parse_str),
+    _Key("otlpEndpoint", "otlp_endpoint", _parse_str),
+    _Key("otelLayer", "otel_layer", _parse_str),
 )
 KEYS: Final[tuple[str, ...]] = tuple(k.key for k in _KEYS)
 _KEY_OF: Final[dict[str, str]] = {k.attr: k.key for k in _KEYS}
@@ -176,6 +179,11 @@ class StackConfig:
     # Production stacks: tables, databases and buckets survive `pulumi destroy` (see
     # infra/protection.py); off, a destroy removes everything the stack created.
     protect_data: bool = False
+    # OpenTelemetry spans from every function (README "Tracing"): the exporter and OTLP
+    # endpoint become OTEL_* variables; on AWS the layer that brings the packages.
+    traces_exporter: str | None = None
+    otlp_endpoint: str | None = None
+    otel_layer: str | None = None
     # Keys set with `pulumi config set --secret`: components must wrap those values in
     # `pulumi.Output.secret` so they stay encrypted in the state.
     secret_keys: frozenset[str] = field(default_factory=frozenset)
@@ -185,6 +193,19 @@ class StackConfig:
         problems = _value_problems(self, prefix_from_stack=False)
         if problems:
             raise ConfigError(self.stack, problems)
+
+    def tracing_environment(self) -> dict[str, str]:
+        """The OTEL_* variables every function gets (none while tracing is off)."""
+        if self.traces_exporter in (None, "none"):
+            return {}
+        found = {"OTEL_TRACES_EXPORTER": str(self.traces_exporter)}
+        if self.otlp_endpoint:
+            found["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
+        return found
+
+    def tracing_layers(self) -> list[str]:
+        """Lambda layers for tracing (the packages are not in the default zip)."""
+        return [self.otel_layer] if self.otel_layer and self.tracing_environment() else []
 
     def is_secret(self, key: str) -> bool:
         """Whether `key` (config spelling, e.g. 'alarmEmail') was set as a secret."""
@@ -339,12 +360,40 @@ def _value_problems(config: StackConfig | _Candidate, *, prefix_from_stack: bool
             f"{_full('payment_decline_above')} must be a non-negative decimal, got {amount!r}"
         )
 
+    problems.extend(_tracing_problems(config))
+
     for flag in ("api", "protect_data"):
         if not isinstance(getattr(config, flag), bool):
             problems.append(f"{_full(flag)} must be true or false, got {getattr(config, flag)!r}")
 
     if isinstance(config, StackConfig) and config.cloud not in CLOUDS:
         problems.insert(0, f"{_full('cloud')} must be 'aws' or 'gcp', got '{config.cloud}'")
+    return problems
+
+
+_TRACES_EXPORTERS: Final = ("otlp", "console", "none")
+_LAYER_ARN: Final = re.compile(
+    r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+$")
+
+
+def _tracing_problems(config: StackConfig | _Candidate) -> list[str]:
+    problems: list[str] = []
+    exporter, endpoint, layer = config.traces_exporter, config.otlp_endpoint, config.otel_layer
+    if exporter is not None and exporter not in _TRACES_EXPORTERS:
+        problems.append(f"{_full('traces_exporter')} must be one of "
+                        f"{', '.join(_TRACES_EXPORTERS)}, got '{exporter}'")
+    if endpoint and not re.match(r"^https?://[^\s/]+", endpoint):
+        problems.append(f"{_full('otlp_endpoint')} must be an http(s) URL, got '{endpoint}'")
+    if layer and config.cloud == "gcp":
+        problems.append(f"{_full('otel_layer')} is for aws (Lambda layers); on gcp the "
+                        "functions install OpenTelemetry from their requirements.txt")
+    elif layer and not _LAYER_ARN.match(layer):
+        problems.append(f"{_full('otel_layer')} must be a Lambda layer version ARN "
+                        f"(arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), got '{layer}'")
+    if config.cloud == "aws" and exporter in ("otlp", "console") and not layer:
+        problems.append(f"{_full('traces_exporter')} {exporter} on aws needs "
+                        f"{_full('otel_layer')}: the Lambda zip carries no OpenTelemetry, "
+                        "attach the AWS Distro for OpenTelemetry Python layer of your region")
     return problems
 
 

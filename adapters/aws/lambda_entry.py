@@ -19,21 +19,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from adapters.aws import buckets
 from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
-from handlers.core import ingress_binding
+from handlers.core import ingress_binding, tracing
 from handlers.core.engine import StepOutcome, handle, run_step
 from handlers.core.errors import PermanentError, TransientError
 from handlers.core.eventbridge_binding import from_eventbridge_event
-from handlers.core.events import Event, ensure_traceparent
+from handlers.core.events import Event
 from handlers.core.wire import jsontext
 
 log = logging.getLogger("switchyard.aws")
@@ -42,6 +43,23 @@ log.setLevel(logging.INFO)
 #: SQS message attribute values share the 256 KiB message limit with the body.
 _MAX_REASON: Final = 4096
 METRICS_NAMESPACE: Final = "Switchyard"
+
+
+_Result = TypeVar("_Result")
+
+
+def _flushed(entry: Callable[..., _Result]) -> Callable[..., _Result]:
+    """Export the invocation's spans before it returns: Lambda freezes the container
+    between invocations, and a span buffered then may never leave it."""
+
+    @functools.wraps(entry)
+    def run(event: Any, context: Any = None) -> _Result:
+        try:
+            return entry(event, context)
+        finally:
+            tracing.flush()
+
+    return run
 
 
 class PermanentStepError(Exception):
@@ -67,6 +85,7 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     return from_eventbridge_event(body, rt.app.catalog)
 
 
+@_flushed
 def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     consumer = rt.settings.require("consumer")
@@ -74,7 +93,9 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
     for record in event.get("Records", []):
         message_id = record["messageId"]
         try:
-            outcome = handle(rt.app, consumer, decode_sqs_record(record, rt), rt.ports)
+            outcome = handle(rt.app, consumer, decode_sqs_record(record, rt), rt.ports,
+                             attempt=_receive_count(record),
+                             max_attempts=rt.settings.max_deliveries)
         except PermanentError as error:
             if not _dead_letter(rt, consumer, record, error):
                 failures.append(message_id)
@@ -145,6 +166,7 @@ def _count(metric: str, consumer: str) -> None:
 # --- EventBridge, directly ----------------------------------------------------------------
 
 
+@_flushed
 def eventbridge_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """A rule targeting the function: raise to have Lambda retry (transient); a permanent
     error goes to the DLQ like an SQS delivery's would."""
@@ -223,6 +245,7 @@ def _step_input_problems(event: Any) -> list[str]:
     return problems
 
 
+@_flushed
 def step_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     problems = _step_input_problems(event)
     if problems:
@@ -252,6 +275,7 @@ def _response(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
             "body": json.dumps(body)}
 
 
+@_flushed
 def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     raw = event.get("body") or ""
@@ -263,8 +287,8 @@ def api_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     try:
         events = ingress_binding.decode_request(headers, body, rt.app.catalog)
-        events = [ensure_traceparent(e) for e in events]
-        rt.ports.publisher.publish(events)
+        with tracing.ingress(events, "api") as events:
+            rt.ports.publisher.publish(events)
     except EntryTooLarge as error:
         return _response(413, {"error": str(error), "problems": list(error.problems)})
     except PermanentError as error:

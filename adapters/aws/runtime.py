@@ -7,6 +7,7 @@ cold start pays for them once. Tests build an `AwsRuntime` with their own sessio
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime
 from functools import cached_property
@@ -130,6 +131,10 @@ def runtime() -> AwsRuntime:
     global _runtime
     with _lock:
         if _runtime is None:
+            # Spans only when OTEL_* asks (README "Tracing"); otherwise nothing is imported.
+            from adapters.telemetry import install_or_warn
+
+            install_or_warn("aws_sqs", os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "switchyard"))
             _runtime = AwsRuntime(Settings.from_env())
         return _runtime
 

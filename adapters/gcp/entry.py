@@ -25,6 +25,7 @@ import base64
 import functools
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,11 +37,10 @@ from adapters.gcp import pubsub_binding, storage_events
 from adapters.gcp.pubsub_binding import PubSubMessage
 from adapters.gcp.redrive import CONSUMER_ATTRIBUTE, FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE
 from adapters.gcp.settings import Settings
-from handlers.core import http_binding, ingress_binding
+from handlers.core import http_binding, ingress_binding, tracing
 from handlers.core.app import App
 from handlers.core.engine import handle, run_step
 from handlers.core.errors import PermanentError, ValidationError
-from handlers.core.events import ensure_traceparent
 from handlers.core.ports import Ports
 from handlers.core.wire import jsontext
 
@@ -92,9 +92,12 @@ def runtime() -> Runtime:
         WorkflowsSagaStarter,
         anonymous_session,
     )
+    from adapters.telemetry import install_or_warn
     from handlers.core.app import load_app
     from handlers.payments import SimulatedPaymentGateway
 
+    # Spans only when OTEL_* asks (README "Tracing").
+    install_or_warn("gcp_pubsub", os.environ.get("K_SERVICE", "switchyard"))
     settings = Settings.from_env()
     publisher_client = pubsub_v1.PublisherClient()
     # One client per database this function's data lives in (see FirestoreDatabases).
@@ -180,7 +183,8 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     except ValidationError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     try:
-        outcome = handle(rt.app, consumer, event, rt.ports)
+        outcome = handle(rt.app, consumer, event, rt.ports, attempt=delivery.attempt,
+                         max_attempts=rt.settings.max_deliveries)
     except PermanentError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries
@@ -253,9 +257,16 @@ def _dead_letter(rt: Runtime, consumer: str, original: PubSubMessage,
     return _ACK
 
 
+def _flushed(answer: Any) -> Any:
+    """The answer, once the request's spans are exported: the instance may get no CPU
+    after it answers."""
+    tracing.flush()
+    return answer
+
+
 @functions_framework.http
 def consume(request: Any) -> tuple[str, int]:
-    return process_push(runtime(), dict(request.headers), request.get_data())
+    return _flushed(process_push(runtime(), dict(request.headers), request.get_data()))
 
 
 # --- saga steps -----------------------------------------------------------------------
@@ -289,7 +300,7 @@ def process_step(rt: Runtime, body: bytes) -> tuple[str, int, dict[str, str]]:
 
 @functions_framework.http
 def saga_step(request: Any) -> tuple[str, int, dict[str, str]]:
-    return process_step(runtime(), request.get_data())
+    return _flushed(process_step(runtime(), request.get_data()))
 
 
 # --- ingress --------------------------------------------------------------------------
@@ -302,9 +313,9 @@ def process_ingest(rt: Runtime, method: str, path: str, headers: Mapping[str, st
     if method != "POST":
         return json.dumps({"error": "use POST /events"}), 405, _JSON
     try:
-        events = [ensure_traceparent(e)
-                  for e in ingress_binding.decode_request(headers, body, rt.app.catalog)]
-        rt.bus.publish(events)
+        events = ingress_binding.decode_request(headers, body, rt.app.catalog)
+        with tracing.ingress(events, "http") as events:
+            rt.bus.publish(events)
     except PermanentError as error:
         problems = list(getattr(error, "problems", ())) or [str(error)]
         return json.dumps(ingress_binding.refused(problems)), 400, _JSON
@@ -315,5 +326,5 @@ def process_ingest(rt: Runtime, method: str, path: str, headers: Mapping[str, st
 
 @functions_framework.http
 def ingest(request: Any) -> tuple[str, int, dict[str, str]]:
-    return process_ingest(runtime(), request.method, request.path, dict(request.headers),
-                          request.get_data())
+    return _flushed(process_ingest(runtime(), request.method, request.path,
+                                   dict(request.headers), request.get_data()))

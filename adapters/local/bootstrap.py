@@ -72,7 +72,9 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
     sagas = SagaExecutor(db, app, ports, settings, timeline, stopping)
     workers = Workers(signal, stopping,
                       deliver=lambda: broker.deliver_batch(
-                          lambda consumer, event: handle(app, consumer, event, ports)),
+                          lambda consumer, event, attempt: handle(
+                              app, consumer, event, ports, attempt=attempt,
+                              max_attempts=settings.max_deliveries)),
                       advance_saga=sagas.advance_batch,
                       dues=(broker.next_visible, sagas.next_due),
                       poll_interval=settings.poll_interval, checkpoints=db)

@@ -57,8 +57,9 @@ _CLAIM: Final = (
     " SELECT mid FROM queue WHERE visible_at <= ? ORDER BY visible_at, mid LIMIT ?)"
     " RETURNING mid, consumer, body, attempts, last_error")
 
-#: What one delivery does: run `event` through `consumer` (inside the broker's transaction).
-Process = Callable[[str, Event], Outcome]
+#: What one delivery does: run `event` through `consumer` (inside the broker's transaction);
+#: the third argument is the delivery's attempt number (1 for the first).
+Process = Callable[[str, Event, int], Outcome]
 #: Puts a dead-lettered saga back to work, inside the redrive's transaction.
 ResumeSaga = Callable[[sqlite3.Connection, str, float], None]
 
@@ -190,7 +191,7 @@ class Broker:
             # starts: rows in this same database) and the ack commit as one unit: a
             # savepoint of the batch's transaction, rolled back alone if it fails.
             with self.db.write() as conn:
-                outcome = process(consumer, event)
+                outcome = process(consumer, event, attempts)
                 self._ack(mid, consumer, event, attempts, outcome, started, conn)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,

@@ -27,6 +27,7 @@ from adapters.local.broker import ALREADY_DEAD_LETTERED, MAX_EVENT_BYTES
 from adapters.local.database import Database, DatabaseMissing
 from adapters.local.settings import DEFAULT_DB, RuntimeSettings
 from adapters.local.sources import LocalSources
+from handlers.core import tracing
 from handlers.core.app import App, load_app
 from handlers.core.events import Event
 from handlers.core.ports import Publisher
@@ -71,9 +72,8 @@ class Runtime:
         if self._sources is None:
             if self.db.read_only:
                 raise DatabaseMissing(f"{self.db.path} is open read-only: no event sources")
-            broker = self._parts.broker
             self._sources = LocalSources(self.app, self.db, self.blobs,
-                                         lambda events: broker.ingest(events, origin="source"),
+                                         lambda events: self.ingest(events, origin="source"),
                                          self.settings.schedule_every)
         return self._sources
 
@@ -83,8 +83,12 @@ class Runtime:
 
     # ingress and workers ----------------------------------------------------
     def ingest(self, events: Iterable[Event], origin: str = "http") -> list[str]:
-        """Append events to the log and enqueue them for every consumer, durably, at once."""
-        return self._parts.broker.ingest(events, origin)
+        """Append events to the log and enqueue them for every consumer, durably, at once
+        (each in an ingress span when tracing is on)."""
+        if origin == "emit":
+            return self._parts.broker.ingest(events, origin)
+        with tracing.ingress(events, origin) as traced:
+            return self._parts.broker.ingest(traced, origin)
 
     def wake(self) -> None:
         self._parts.signal.wake()

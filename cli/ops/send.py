@@ -33,8 +33,9 @@ from typing import Any, Final, Protocol
 
 from adapters.stack_outputs import AwsOutputs, OutputsError, StackOutputs
 from cli.ops.outputs import load
+from handlers.core import tracing
 from handlers.core.app import Catalog
-from handlers.core.events import Event, attribute_problems, ensure_traceparent
+from handlers.core.events import Event, attribute_problems
 
 EXIT_NOT_SENT: Final = 1
 EXIT_USAGE: Final = 2
@@ -208,9 +209,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Input first: a mistake in it is reported without asking Pulumi or the cloud.
         catalog = load_app().catalog
-        events = [ensure_traceparent(e) for e in read_events(args, catalog)]
+        read = read_events(args, catalog)
         sender = connect(load(args.stack, args.outputs), catalog)
-        not_sent = sender.send(events)
+        with tracing.ingress(read, "send") as events:  # a span each when tracing is on
+            not_sent = sender.send(events)
     except SendError as error:
         return fail(EXIT_USAGE, error.line())
     except OutputsError as error:

@@ -24,11 +24,12 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from handlers.core import claim_check, jsonformat
+from handlers.core import claim_check, jsonformat, tracing
 from handlers.core.app import App, Saga
 from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
 from handlers.core.events import Event
@@ -129,7 +130,8 @@ class HandlerContext:
         spec = self.app.catalog[type_]
         self.app.catalog.check_data(type_, data)
         n = len(self.emits)
-        extensions = {"traceparent": self.event.traceparent} if self.event.traceparent else {}
+        traceparent = self.traceparent
+        extensions = {"traceparent": traceparent} if traceparent else {}
         event = Event(
             id=id or str(uuid.uuid5(_ID_NAMESPACE, f"{self._record_key}#{n}")),
             source=spec.source,
@@ -142,6 +144,12 @@ class HandlerContext:
         )
         self.emits.append(event)
         return event
+
+    @property
+    def traceparent(self) -> str | None:
+        """What emitted events and started sagas carry: the context of the delivery's or
+        step's span when tracing is on, else the event's own."""
+        return tracing.current_traceparent() or self.event.traceparent
 
     def notify(self, message: Mapping[str, Any]) -> None:
         n = len(self.notifications)
@@ -156,7 +164,7 @@ class HandlerContext:
             "emits": [jsonformat.to_dict(e) for e in self.emits],
             "notifications": self.notifications,
             "saga_starts": self.saga_starts,
-            "traceparent": self.event.traceparent,
+            "traceparent": self.traceparent,
         }
 
 
@@ -197,14 +205,39 @@ def step_of_key(key: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] != "step" else None
 
 
-def handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
+def handle(app: App, consumer_name: str, event: Event, ports: Ports, *,
+           attempt: int | None = None, max_attempts: int | None = None) -> Outcome:
     """Process one delivery of `event` for one consumer, exactly once in effect.
 
-    Raises PermanentError (dead-letter now) or TransientError (retry later).
+    Raises PermanentError (dead-letter now) or TransientError (retry later). `attempt`
+    (1 for the first delivery) and the backend's `max_attempts`, when it knows them, only
+    label the delivery's span: a failure on the last attempt is dead-lettered, not retried.
     """
     with log_context(trace_id=trace_id_of(event.traceparent), event_id=event.id,
                      event_type=event.type, consumer=consumer_name):
-        return _handle(app, consumer_name, event, ports)
+        if not tracing.enabled():
+            return _handle(app, consumer_name, event, ports)
+        attributes = {tracing.SYSTEM: tracing.messaging_system(),
+                      tracing.OPERATION_TYPE: "process", tracing.OPERATION_NAME: "process",
+                      tracing.DESTINATION: consumer_name, tracing.CONSUMER_GROUP: consumer_name,
+                      **tracing.event_attributes(event)}
+        if attempt is not None:
+            attributes[tracing.ATTEMPT] = attempt
+        with tracing.span(f"process {consumer_name}", "consumer", event.traceparent,
+                          attributes) as span:
+            try:
+                outcome = _handle(app, consumer_name, event, ports)
+            except PermanentError:
+                span.set(tracing.OUTCOME, "dead-letter")
+                raise
+            except Exception:
+                last = attempt is not None and max_attempts is not None \
+                    and attempt >= max_attempts
+                span.set(tracing.OUTCOME, "dead-letter" if last else "retry")
+                raise
+            span.set(tracing.OUTCOME, "ok")
+            span.set(tracing.STATUS, outcome.status)
+            return outcome
 
 
 def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome:
@@ -246,7 +279,23 @@ def run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
     """
     with log_context(trace_id=trace_id_of(state.get("traceparent")), saga_id=saga_id,
                      step=step_name, phase=phase):
-        return _run_step(app, ports, saga_id, step_name, phase, state)
+        if not tracing.enabled():
+            return _run_step(app, ports, saga_id, step_name, phase, state)
+        attributes: dict[str, tracing.Value] = {
+            tracing.SAGA: app.saga.name, tracing.SAGA_ID: saga_id, tracing.STEP: step_name,
+            tracing.PHASE: phase}
+        if isinstance(state.get("attempt"), int):
+            attributes[tracing.STEP_ATTEMPT] = state["attempt"] + 1
+        name = f"saga {step_name}" if phase == "action" else f"compensate {step_name}"
+        with tracing.span(name, "internal", state.get("traceparent"), attributes) as span:
+            try:
+                outcome = _run_step(app, ports, saga_id, step_name, phase, state)
+            except Exception:
+                span.set(tracing.STEP_OUTCOME, "error")
+                raise
+            span.set(tracing.STEP_OUTCOME, "ok" if outcome.ok else "failed")
+            span.set(tracing.REPLAYED, outcome.replayed)
+            return outcome
 
 
 def _run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
@@ -326,13 +375,29 @@ def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any],
                      mark_done: bool = True) -> None:
     effects = record["effects"]
     if effects["emits"]:
-        ports.publisher.publish([jsonformat.from_dict(e) for e in effects["emits"]])
+        _publish(ports, [jsonformat.from_dict(e) for e in effects["emits"]])
     for note in effects["notifications"]:
         ports.notifier.notify(note["id"], note["message"])
     for start in effects["saga_starts"]:
         ports.sagas.start(start["saga_id"], start["input"], effects.get("traceparent"))
     if mark_done:
         ports.store.transact([Update(PROCESSED, key, set={"status": "done"})])
+
+
+def _publish(ports: Ports, events: list[Event]) -> None:
+    """Publish emitted events, with one producer span each (children of the span that
+    emitted them, as their traceparent says) around the batch."""
+    if not tracing.enabled():
+        ports.publisher.publish(events)
+        return
+    with ExitStack() as spans:
+        for event in events:
+            spans.enter_context(tracing.span(
+                f"send {event.type}", "producer", event.traceparent,
+                {tracing.SYSTEM: tracing.messaging_system(), tracing.OPERATION_TYPE: "send",
+                 tracing.OPERATION_NAME: "publish", tracing.DESTINATION: "bus",
+                 **tracing.event_attributes(event)}))
+        ports.publisher.publish(events)
 
 
 __all__ = [

@@ -46,6 +46,7 @@ class IngestApi(pulumi.ComponentResource):
             description="POST /events -> PutEvents (202 once the bus accepted them)",
             code=args.code, code_sha256=args.code_sha256, memory_mb=config.memory_mb,
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
+            tracing=config.tracing_environment(), layers=config.tracing_layers(),
             environment=pulumi.Output.from_input(args.bus_name).apply(
                 lambda bus: Settings(bus_name=bus).environment()),
             grant_inputs={"bus_arn": args.bus_arn},

@@ -101,6 +101,7 @@ class ConsumerRoute(pulumi.ComponentResource):
             description=consumer.description or f"Consumer '{consumer.name}'",
             code=args.stack.code, code_sha256=args.stack.code_sha256, memory_mb=config.memory_mb,
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
+            tracing=config.tracing_environment(), layers=config.tracing_layers(),
             environment=settings,
             grant_inputs={
                 "queue_arn": self.queue.arn, "dlq_arn": self.dlq.arn,

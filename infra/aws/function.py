@@ -7,7 +7,7 @@ exact ARNs only, its own log group with retention, X-Ray active" holds by constr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,17 @@ class FunctionArgs:
     grant_inputs: Mapping[str, Any]
     #: Resolved `grant_inputs` + `log_group_arn` -> the role's grants (a `topology` rule).
     grants: Callable[..., Grants]
+    #: OTEL_* variables added to `environment`, and the layers that bring OpenTelemetry
+    #: (both empty while tracing is off: README "Tracing").
+    tracing: Mapping[str, str] = field(default_factory=dict)
+    layers: Sequence[str] = ()
+
+
+def _with(environment: pulumi.Input[Mapping[str, str]], extra: Mapping[str, str]
+          ) -> pulumi.Input[Mapping[str, str]]:
+    if not extra:
+        return environment
+    return pulumi.Output.from_input(environment).apply(lambda found: {**found, **extra})
 
 
 class LambdaFunction(pulumi.ComponentResource):
@@ -89,7 +100,9 @@ class LambdaFunction(pulumi.ComponentResource):
             runtime=topology.LAMBDA_RUNTIME, architectures=[topology.LAMBDA_ARCHITECTURE],
             handler=args.handler, code=args.code, source_code_hash=args.code_sha256,
             memory_size=args.memory_mb, timeout=args.timeout_s, role=self.role.arn,
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=args.environment),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=_with(args.environment,
+                                                                            args.tracing)),
+            layers=list(args.layers) or None,
             tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
                 log_format="JSON", log_group=self.log_group.name),

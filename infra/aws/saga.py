@@ -41,6 +41,7 @@ class SagaStateMachine(pulumi.ComponentResource):
             description=f"Steps and compensations of the '{saga.name}' saga",
             code=args.code, code_sha256=args.code_sha256, memory_mb=config.memory_mb,
             timeout_s=config.timeout_s, log_retention_days=config.log_retention_days,
+            tracing=config.tracing_environment(), layers=config.tracing_layers(),
             environment=environment,
             grant_inputs={"table_arns": args.table_arns, "bus_arn": args.bus_arn,
                           "bucket_arns": dict(args.bucket_arns)},

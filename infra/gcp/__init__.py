@@ -106,6 +106,8 @@ class GcpStack(pulumi.ComponentResource):
             env.PROJECT: args.project, env.REGION: args.region,
             env.BUS_TOPIC: top.bus_topic, env.NOTIFICATIONS_TOPIC: top.notifications_topic,
             env.DECLINE_ABOVE_CENTS: str(int(config.payment_decline_above * 100)),
+            # OTEL_* when the stack turns tracing on (README "Tracing").
+            **config.tracing_environment(),
         }
         max_instances = config.max_concurrency
 

@@ -654,3 +654,39 @@ def test_saga_start_registry_is_a_table_only_saga_starters_may_use(rec: Recorded
         resources = {r for _, (_, rs) in statements(role_policy(
             rec, NAMES.function(consumer.name))).items() for r in rs}
         assert (out(registry) in resources) == consumer.starts_saga, consumer.name
+
+
+ADOT = "arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-python-amd64-ver-1-32-0:1"
+
+
+def test_tracing_gives_every_function_the_otel_variables_and_the_layer(rec: Recorded) -> None:
+    """Off by default: no OTEL_* variable, no layer. On: every function (consumers, saga
+    steps, ingest API) exports to the endpoint with the layer that brings OpenTelemetry."""
+    for fn in rec.of_type("aws:lambda/function:Function"):
+        assert not [k for k in fn.inputs["environment"]["variables"] if k.startswith("OTEL_")]
+        assert not fn.inputs.get("layers")
+    traced = deploy(tracesExporter="otlp", otlpEndpoint="http://collector:4318",
+                    otelLayer=ADOT, api="true")
+    functions = traced.of_type("aws:lambda/function:Function")
+    assert len(functions) == len(CONSUMERS) + 2
+    for fn in functions:
+        variables = fn.inputs["environment"]["variables"]
+        assert (variables["OTEL_TRACES_EXPORTER"], variables["OTEL_EXPORTER_OTLP_ENDPOINT"]) \
+            == ("otlp", "http://collector:4318")
+        assert fn.inputs["layers"] == [ADOT]
+        assert Settings.from_env(variables).decline_above_cents  # its own settings kept
+    assert traced.none_leaks() == []
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"tracesExporter": "otlp"}, "tracesExporter otlp on aws needs switchyard:otelLayer"),
+    ({"tracesExporter": "jaeger"}, "tracesExporter must be one of otlp, console, none"),
+    ({"otlpEndpoint": "collector:4318"}, "otlpEndpoint must be an http(s) URL"),
+    ({"tracesExporter": "console", "otelLayer": "aws-otel"},
+     "otelLayer must be a Lambda layer version ARN"),
+])
+def test_tracing_config_mistakes_are_config_errors(extra: dict[str, str], fragment: str
+                                                   ) -> None:
+    with pytest.raises(ConfigError) as caught:
+        deploy(**extra)
+    assert fragment in str(caught.value)

@@ -73,7 +73,8 @@ def test_keys_without_a_default_are_the_required_and_the_computed_ones() -> None
     without = sorted(k for k, e in declared().items() if "default" not in e)
     # cloud is required; prefix is computed from the stack name; the rest are optional.
     assert without == sorted(f"{NAMESPACE}:{k}" for k in
-                             ("cloud", "prefix", "maxConcurrency", "alarmEmail"))
+                             ("cloud", "prefix", "maxConcurrency", "alarmEmail",
+                              "tracesExporter", "otlpEndpoint", "otelLayer"))
     with pytest.raises(ConfigError, match="switchyard:cloud is required"):
         StackConfig.from_mapping(applied({}), "dev")
 

@@ -540,3 +540,22 @@ def test_readme_database_table_matches_the_layout() -> None:
             continue
         assert readme[short] == (set(tables), users[db]), short
     assert readme["<consumer>-records"][1] == {"that consumer only"}
+
+
+def test_tracing_gives_every_function_the_otel_variables() -> None:
+    assert not [k for f in dev().of_type(T_FUNCTION)
+                for k in f.inputs["serviceConfig"]["environmentVariables"]
+                if k.startswith("OTEL_")]
+    functions = dev(tracesExporter="otlp", otlpEndpoint="https://collector.example:4318",
+                    api="true").of_type(T_FUNCTION)
+    assert len(functions) == len(CONSUMERS) + 2
+    for fn in functions:
+        variables = fn.inputs["serviceConfig"]["environmentVariables"]
+        assert (variables["OTEL_TRACES_EXPORTER"], variables["OTEL_EXPORTER_OTLP_ENDPOINT"]) \
+            == ("otlp", "https://collector.example:4318")
+
+
+def test_a_lambda_layer_on_gcp_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="otelLayer is for aws"):
+        dev(tracesExporter="otlp",
+            otelLayer="arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-python:1")
