@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -70,6 +71,7 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     return media_type.strip().lower(), params
 
 
+@functools.lru_cache(maxsize=256)
 def charset(content_type: str | None) -> str:
     """The declared charset, UTF-8 when none is declared."""
     if content_type is None:
@@ -77,6 +79,7 @@ def charset(content_type: str | None) -> str:
     return parse_media_type(content_type)[1].get("charset", DEFAULT_CHARSET)
 
 
+@functools.lru_cache(maxsize=256)
 def data_kind(datacontenttype: str | None) -> DataKind | None:
     """What bytes of this content type are read back as (None: no content type)."""
     if datacontenttype is None:
@@ -189,6 +192,7 @@ def _sniff_json(body: bytes, parsed: jsontext.Once | None = None) -> Any:
     return _NOT_JSON if problem else value
 
 
+@functools.lru_cache(maxsize=64)
 def _is_utf8(encoding: str) -> bool:
     try:
         return codecs.lookup(encoding).name == "utf-8"

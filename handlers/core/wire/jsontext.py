@@ -97,6 +97,8 @@ def _check_tree(value: Any, text: str) -> None:
     # A surrogate can only come from a str input or a \\uD800-\\uDFFF escape; most
     # bodies have neither, and then no string needs looking at.
     strings = _MAYBE_SURROGATE.search(text) is not None
+    if not strings and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return  # each level opens a bracket: this text cannot nest deeper than the limit
     if isinstance(value, str):
         if strings:
             _check_string(value, None)
