@@ -10,7 +10,10 @@ Three targets, all HTTP (the zip's `main.py` re-exports them):
   and, when `SWITCHYARD_MAX_DELIVERIES` is set, a transient error on the last delivery
   attempt, dead-lettered with that error rather than left to the dead_letter_policy,
   which would carry only the count); 503 nacks (transient errors, and a dead-letter
-  publish that failed: nothing is lost).
+  publish that failed: nothing is lost). Data not known yet (`NotYetKnown`) is retried
+  once in the same request after `SOON_S`; a nack after that waits for the
+  subscription's retry policy (Pub/Sub chooses redelivery delays per subscription, not
+  per message or error).
 - `saga_step`: what the compiled workflow calls for each step; 200 with the step outcome
   (a business failure is `ok: false`, not an HTTP error), 422 for a permanent error (the
   workflow does not retry it), 503 for a transient one (the workflow retries it).
@@ -25,6 +28,7 @@ import base64
 import functools
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +43,7 @@ from adapters.gcp.settings import Settings
 from handlers.core import http_binding, ingress_binding
 from handlers.core.app import App
 from handlers.core.engine import handle, run_step
-from handlers.core.errors import PermanentError, ValidationError
+from handlers.core.errors import NotYetKnown, PermanentError, ValidationError
 from handlers.core.events import ensure_traceparent
 from handlers.core.ports import Ports
 from handlers.core.wire import jsontext
@@ -50,6 +54,8 @@ log = logging.getLogger("switchyard.gcp")
 WRAPPED_CONTENT_TYPE: Final = "application/vnd.switchyard.dead-letter+json"
 _ACK: Final = ("", 204)
 _JSON: Final = {"content-type": "application/json"}
+#: The in-request pause before the one immediate retry of data not known yet.
+SOON_S: Final = 0.05
 
 
 class _Missing:
@@ -180,7 +186,7 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     except ValidationError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     try:
-        outcome = handle(rt.app, consumer, event, rt.ports)
+        outcome = _handle_soon(rt, consumer, event)
     except PermanentError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries
@@ -197,6 +203,15 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     log.info("delivered", extra={"consumer": consumer, "event_id": event.id,
                                  "status": outcome.status, "detail": outcome.detail})
     return _ACK
+
+
+def _handle_soon(rt: Runtime, consumer: str, event: Any) -> Any:
+    """`handle`, with one retry after `SOON_S` for data that is not known yet."""
+    try:
+        return handle(rt.app, consumer, event, rt.ports)
+    except NotYetKnown:
+        time.sleep(SOON_S)
+        return handle(rt.app, consumer, event, rt.ports)
 
 
 def _delivery_of(parsed: jsontext.Once) -> pubsub_binding.Delivery:
