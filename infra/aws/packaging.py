@@ -82,7 +82,10 @@ class CodeArchive:
     bytecode: str  # what the archive carries besides sources, in words
 
 
+@functools.cache
 def _version_of(interpreter: str) -> tuple[int, int] | None:
+    if os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+        return sys.version_info[0], sys.version_info[1]
     try:
         done = subprocess.run([interpreter, "-c", "import sys; print(*sys.version_info[:2])"],
                               capture_output=True, text=True, timeout=60, check=False)
@@ -100,19 +103,45 @@ def bytecode_interpreter(version: tuple[int, ...] = RUNTIME_VERSION) -> str | No
     this interpreter, `python3.X` on PATH, pyenv's installs (each asked its version)."""
     name = "python{}.{}".format(*version)
     pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    candidates = [os.environ.get(ENV_INTERPRETER), sys.executable, shutil.which(name),
+    on_path = shutil.which(name)
+    # pyenv's own installs before PATH: its shims answer slowly, and only for them.
+    candidates = [os.environ.get(ENV_INTERPRETER), sys.executable,
                   *sorted(glob.glob(os.path.join(pyenv, "versions", "{}.{}.*".format(*version),
-                                                 "bin", name)), reverse=True)]
+                                                 "bin", name)), reverse=True),
+                  None if on_path and "/shims/" in on_path else on_path]
     for candidate in candidates:
         if candidate and _version_of(candidate) == tuple(version):
             return candidate
     return None
 
 
-def compile_bytecode(interpreter: str, root: Path, files: Iterable[str]) -> dict[str, bytes]:
+def compile_bytecode(interpreter: str, root: Path, files: Iterable[str],
+                     cache_dir: Path | None = BUILD_DIR) -> dict[str, bytes]:
     """{archive path of the pyc: its bytes} for each source, compiled by `interpreter` as
-    unchecked hash-based pycs (deterministic: no timestamps, no paths of this machine)."""
+    unchecked hash-based pycs (deterministic: no timestamps, no paths of this machine).
+    Kept in `cache_dir` under a hash of the interpreter and every source, so a program
+    run on unchanged sources starts no compiler."""
     request = {relative: str(root / relative) for relative in files}
+    key = hashlib.sha256(os.path.realpath(interpreter).encode())
+    for relative in sorted(request):
+        key.update(relative.encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    cached = cache_dir / f"bytecode-{key.hexdigest()[:24]}.json" if cache_dir else None
+    if cached is not None and cached.exists():
+        try:
+            return {k: bytes.fromhex(v) for k, v in json.loads(cached.read_text()).items()}
+        except (ValueError, OSError):
+            pass  # unreadable: compile again
+    pycs = _compile(interpreter, request)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cached.parent, delete=False,
+                                         suffix=".tmp") as tmp:
+            json.dump({k: v.hex() for k, v in pycs.items()}, tmp)
+        os.replace(tmp.name, cached)
+    return pycs
+
+
+def _compile(interpreter: str, request: Mapping[str, str]) -> dict[str, bytes]:
     done = subprocess.run([interpreter, "-I", "-c", _COMPILE], input=json.dumps(request),
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
