@@ -5,11 +5,14 @@
 Figures (medians of repeated runs; ratio = figure / baseline, or figure / target where
 the target is absolute):
 
-1. Program evaluation under Pulumi mocks per cloud (wall, peak RSS) vs bare
-   `import pulumi`, each in a fresh interpreter; and which other-cloud SDK got imported.
-2. Cold import of the Lambda entry (+ boto3, which its first invocation imports) vs bare
-   `import boto3`; of the GCP entry (+ the SDKs it runs on) vs bare `functions_framework`,
-   `google.cloud.pubsub_v1`, `google.cloud.firestore`.
+1. Program evaluation under Pulumi mocks per cloud, each in a fresh interpreter: the
+   total, the floor (a child importing only the Pulumi and provider modules the program's
+   run loaded) and the project's own share (total - floor) vs bare `import pulumi`; peak
+   RSS; and which other-cloud SDK got imported.
+2. Cold import of the Lambda entry (+ boto3, which its first invocation imports) from the
+   extracted zip with the Lambda runtime's Python when it is here (`make .venv-lambda`)
+   vs bare `import boto3`; of the GCP entry (+ the SDKs it runs on) vs bare
+   `functions_framework`, `google.cloud.pubsub_v1`, `google.cloud.firestore`.
 3. Size of the Lambda zip and of the Cloud Functions source zip.
 4. Local runtime through a real `switchyard serve` over HTTP: events/s accepted and fully
    processed, vs raw SQLite inserts of the same rows with the same durability
@@ -238,7 +241,8 @@ def figure_sizes() -> list[Figure]:
     lambda_kb = len(build_zip()) / 1024
     gcp_kb = len(source_archive.build()) / 1024
     return [
-        Figure(3, "Lambda zip", lambda_kb, "KB", None, "", "< 200 KB", lambda_kb < 200),
+        Figure(3, "Lambda zip", lambda_kb, "KB", None, "", "< 512 KB", lambda_kb < 512,
+               "sources plus their bytecode when the runtime's Python is here"),
         Figure(3, "Cloud Functions source zip", gcp_kb, "KB", None, "", "(reported)", None,
                "dependencies install from its requirements.txt"),
     ]
@@ -450,9 +454,11 @@ def figure_cpu(repeats: int) -> tuple[list[Figure], dict[str, dict[str, float]]]
 
     results = measure(events_per_run=600, repeats=repeats)
     base = results["engine only"]["cpu_us"]
+    limits = {"aws": 1.25, "gcp": 1.5}
     figures = [
         Figure(5, f"per-event CPU, {cloud} adapter", results[cloud]["cpu_us"], "us", base,
-               "engine + handler alone", "< 200 us", results[cloud]["cpu_us"] < 200,
+               "engine + handler alone", f"<= {limits[cloud]:.2f}x",
+               results[cloud]["cpu_us"] <= limits[cloud] * base,
                f"store ops/event: {results[cloud]['reads']:.2f} reads, "
                f"{results[cloud]['writes']:.2f} writes")
         for cloud in ("aws", "gcp")
