@@ -71,6 +71,17 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     return media_type.strip().lower(), params
 
 
+def media_type(value: str) -> str:
+    """The "type/subtype" of a Content-Type value, lower-cased (`parse_media_type`'s first
+    part, remembered per distinct value)."""
+    return _media_type(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type(value: str) -> str:
+    return parse_media_type(value)[0]
+
+
 @functools.lru_cache(maxsize=256)
 def charset(content_type: str | None) -> str:
     """The declared charset, UTF-8 when none is declared."""
@@ -200,5 +211,5 @@ def _is_utf8(encoding: str) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_CHARSET", "DataKind", "charset", "data_kind", "decode",
+__all__ = ["DEFAULT_CHARSET", "DataKind", "charset", "data_kind", "decode", "media_type",
            "decode_base64", "encode", "encode_base64", "parse_media_type"]
