@@ -455,11 +455,14 @@ def figure_cpu(repeats: int) -> tuple[list[Figure], dict[str, dict[str, float]]]
     results = measure(events_per_run=600, repeats=repeats)
     base = results["engine only"]["cpu_us"]
     limits = {"aws": 1.25, "gcp": 1.5}
+    # The result is read on the median of each round's own ratio (adapter and engine
+    # measured back to back), which load drift moves less than the ratio of the medians.
     figures = [
         Figure(5, f"per-event CPU, {cloud} adapter", results[cloud]["cpu_us"], "us", base,
-               "engine + handler alone", f"<= {limits[cloud]:.2f}x",
-               results[cloud]["cpu_us"] <= limits[cloud] * base,
-               f"store ops/event: {results[cloud]['reads']:.2f} reads, "
+               "engine + handler alone", f"<= {limits[cloud]:.2f}x (paired)",
+               results[cloud]["ratio"] <= limits[cloud],
+               f"paired ratio {results[cloud]['ratio']:.2f}x (median of the rounds' "
+               f"ratios); store ops/event: {results[cloud]['reads']:.2f} reads, "
                f"{results[cloud]['writes']:.2f} writes")
         for cloud in ("aws", "gcp")
     ]
