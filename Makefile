@@ -93,8 +93,18 @@ soak: $(VENV)/.dev
 # Every figure against its baseline measured in the same run, as one table (a few
 # minutes); also writes bench/results/latest.json, which `switchyard cost` reads.
 # bench/ is a folder, so the target is phony (declared above).
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(LAMBDA_VENV)/.boto3
 	$(BIN)/python -m bench.run
+
+# The Lambda runtime's Python (infra.aws.packaging.bytecode_interpreter finds it: on PATH,
+# $$SWITCHYARD_LAMBDA_PYTHON or pyenv) with boto3, for figure 2's cold import as Lambda
+# runs it. Without that Python the bench says so and measures with this one.
+LAMBDA_VENV ?= .venv-lambda
+$(LAMBDA_VENV)/.boto3: | $(VENV)/.dev
+	@py=$$($(BIN)/python -c 'from infra.aws.packaging import bytecode_interpreter as b; print(b() or "")'); \
+	if [ -n "$$py" ]; then \
+		$$py -m venv $(LAMBDA_VENV) && $(LAMBDA_VENV)/bin/pip install -q boto3 && touch $@; \
+	else echo "no Python of the Lambda runtime's version here: figure 2 uses $(BIN)/python"; fi
 
 # Mutation testing of the core with mutmut (tools/mutation.py): a fresh run of every
 # target, then the kill rate per module and the survivors, also written to
@@ -104,4 +114,4 @@ mutation: $(VENV)/.dev
 	nice -n 15 $(BIN)/python -m tools.mutation run
 
 clean:
-	rm -rf $(VENV) $(WF_VENV) .pytest_cache .hypothesis .mypy_cache tests/asyncapi/node_modules mutants
+	rm -rf $(VENV) $(WF_VENV) $(LAMBDA_VENV) .pytest_cache .hypothesis .mypy_cache tests/asyncapi/node_modules mutants

@@ -172,11 +172,12 @@ def measure(events_per_run: int = 600, repeats: int = 5) -> dict[str, dict[str, 
     """Median CPU microseconds per event, and store ops per event, for each runner."""
     logging.disable(logging.CRITICAL)  # the entries log every delivery; not what is timed
     try:
-        results: dict[str, dict[str, float]] = {}
-        for name, build in RUNNERS.items():
-            samples: list[float] = []
-            counts: dict[str, float] = {}
-            for r in range(repeats + 1):
+        samples: dict[str, list[float]] = {name: [] for name in RUNNERS}
+        counts: dict[str, dict[str, float]] = {}
+        # Round-robin: each repeat runs every runner once, so drift in the machine's load
+        # (other processes, frequency changes) hits all of them alike.
+        for r in range(repeats + 1):
+            for name, build in RUNNERS.items():
                 events = workload(events_per_run, f"{name}-{r}")
                 run, store = build(events)
                 started = time.process_time()
@@ -184,12 +185,19 @@ def measure(events_per_run: int = 600, repeats: int = 5) -> dict[str, dict[str, 
                 elapsed = time.process_time() - started
                 if r == 0:
                     continue  # warm-up: first-use imports and caches
-                samples.append(elapsed / events_per_run * 1e6)
-                counts = {"reads": store.reads / events_per_run,
-                          "writes": store.writes / events_per_run,
-                          "transactions": store.transactions / events_per_run,
-                          "transactional_writes": store.transactional_writes / events_per_run}
-            results[name] = {"cpu_us": statistics.median(samples), **counts}
-        return results
+                samples[name].append(elapsed / events_per_run * 1e6)
+                counts[name] = {
+                    "reads": store.reads / events_per_run,
+                    "writes": store.writes / events_per_run,
+                    "transactions": store.transactions / events_per_run,
+                    "transactional_writes": store.transactional_writes / events_per_run}
+        base = samples["engine only"]
+        # Each round's ratio to the engine alone in that same round, then their median:
+        # steadier under a loaded machine than a ratio of two medians.
+        return {name: {"cpu_us": statistics.median(samples[name]),
+                       "ratio": statistics.median(a / b for a, b in
+                                                  zip(samples[name], base, strict=True)),
+                       **counts[name]}
+                for name in RUNNERS}
     finally:
         logging.disable(logging.NOTSET)

@@ -17,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
-from adapters.aws.topology import KEY_ATTRIBUTE
 from handlers.core.errors import TransientError
 from handlers.core.ports import Item, Op, Put, Update
 
+#: Every table's partition key attribute (the store's item key). Defined here rather than
+#: in `topology`, which the Lambda entry need not import (its dataclasses cost a cold start).
+KEY_ATTRIBUTE: Final = "pk"
 _FLOAT: Final = "__float__"
 #: DynamoDB's TransactWriteItems limit.
 MAX_TRANSACT_ITEMS: Final = 100

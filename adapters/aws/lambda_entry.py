@@ -6,7 +6,12 @@
   reason as message attributes and reported done. On the last allowed delivery
   (`ApproximateReceiveCount` = maxDeliveries) a failure is dead-lettered the same way, so
   the DLQ says why; the queue's own redrive (maxReceiveCount) is the backstop for a
-  function that crashed or timed out on that delivery.
+  function that crashed or timed out on that delivery. Data not known yet (`NotYetKnown`,
+  a trigger that overtook its order) is retried once in the same invocation after
+  `adapters.soon.SOON_S`, then made visible again after
+  `SOON_VISIBILITY_S[receive count - 1]` seconds
+  (ChangeMessageVisibility on the consumer's own queue) instead of the queue's whole
+  visibility timeout; later receives back off like any transient failure.
 - `eventbridge_handler`: an EventBridge event delivered to the function directly.
 - `step_handler`: a Step Functions task of the compiled saga (see `asl`).
 - `api_handler`: API Gateway HTTP API `POST /events` -> PutEvents, answering 202; what it
@@ -30,9 +35,10 @@ from adapters.aws import buckets
 from adapters.aws.asl import FAILED, OUTCOME_FIELD
 from adapters.aws.eventbridge_publisher import EntryTooLarge
 from adapters.aws.runtime import AwsRuntime, runtime
+from adapters.soon import handle_soon
 from handlers.core import ingress_binding, tracing
 from handlers.core.engine import StepOutcome, handle, run_step
-from handlers.core.errors import PermanentError, TransientError
+from handlers.core.errors import NotYetKnown, PermanentError, TransientError
 from handlers.core.eventbridge_binding import from_eventbridge_event
 from handlers.core.events import Event
 from handlers.core.wire import jsontext
@@ -43,6 +49,9 @@ log.setLevel(logging.INFO)
 #: SQS message attribute values share the 256 KiB message limit with the body.
 _MAX_REASON: Final = 4096
 METRICS_NAMESPACE: Final = "Switchyard"
+#: Visibility of a message whose data is still not known, by receive count (1-based);
+#: past the last one the queue's visibility timeout applies.
+SOON_VISIBILITY_S: Final = (1, 2, 5)
 
 
 _Result = TypeVar("_Result")
@@ -93,9 +102,9 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
     for record in event.get("Records", []):
         message_id = record["messageId"]
         try:
-            outcome = handle(rt.app, consumer, decode_sqs_record(record, rt), rt.ports,
-                             attempt=_receive_count(record),
-                             max_attempts=rt.settings.max_deliveries)
+            outcome = handle_soon(rt.app, consumer, decode_sqs_record(record, rt), rt.ports,
+                                  attempt=_receive_count(record),
+                                  max_attempts=rt.settings.max_deliveries)
         except PermanentError as error:
             if not _dead_letter(rt, consumer, record, error):
                 failures.append(message_id)
@@ -112,6 +121,8 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
             log.warning("delivery failed, will be retried", extra={
                 "consumer": consumer, "message_id": message_id, "receive_count": receives,
                 "error": reason})
+            if isinstance(error, NotYetKnown):
+                _retry_soon(rt, record, receives)
             failures.append(message_id)
             continue
         if outcome.status == "ignored":
@@ -119,6 +130,21 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
         log.info("delivered", extra={"consumer": consumer, "event_id": outcome.event_id,
                                      "status": outcome.status})
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def _retry_soon(rt: AwsRuntime, record: Mapping[str, Any], receives: int) -> None:
+    """Make a not-yet-known message visible again after a short delay; if that fails the
+    queue's visibility timeout applies (later, never lost)."""
+    if receives > len(SOON_VISIBILITY_S) or not record.get("receiptHandle") \
+            or not rt.settings.queue_url:
+        return
+    try:
+        rt.client("sqs").change_message_visibility(
+            QueueUrl=rt.settings.queue_url, ReceiptHandle=record["receiptHandle"],
+            VisibilityTimeout=SOON_VISIBILITY_S[receives - 1])
+    except Exception:  # noqa: BLE001 - only the delay is lost, not the message
+        log.warning("could not shorten the retry delay", extra={
+            "message_id": record.get("messageId")}, exc_info=True)
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:

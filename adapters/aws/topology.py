@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from adapters.aws.buckets import upload_pattern
+from adapters.aws.dynamodb_store import KEY_ATTRIBUTE  # every table's one string key
 from adapters.aws.settings import Settings
 from handlers.core.app import App, Catalog, Consumer
 from handlers.core.engine import PROCESSED
@@ -30,8 +31,6 @@ DLQ_RETENTION_S: Final = 14 * 24 * 60 * 60
 #: target for a day; this gives up after 4 hours and parks the event in the target DLQ.
 TARGET_MAX_RETRY_ATTEMPTS: Final = 24
 TARGET_MAX_EVENT_AGE_S: Final = 4 * 60 * 60
-#: Every table is keyed by one string attribute; items are the handlers' dicts.
-KEY_ATTRIBUTE: Final = "pk"
 #: The engine stamps idempotency records with this epoch-seconds attribute.
 TTL_ATTRIBUTE: Final = "expires_at"
 XRAY_ACTIONS: Final = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")

@@ -10,7 +10,10 @@ Three targets, all HTTP (the zip's `main.py` re-exports them):
   and, when `SWITCHYARD_MAX_DELIVERIES` is set, a transient error on the last delivery
   attempt, dead-lettered with that error rather than left to the dead_letter_policy,
   which would carry only the count); 503 nacks (transient errors, and a dead-letter
-  publish that failed: nothing is lost).
+  publish that failed: nothing is lost). Data not known yet (`NotYetKnown`) is retried
+  once in the same request after `adapters.soon.SOON_S`; a nack after that waits for the
+  subscription's retry policy (Pub/Sub chooses redelivery delays per subscription, not
+  per message or error).
 - `saga_step`: what the compiled workflow calls for each step; 200 with the step outcome
   (a business failure is `ok: false`, not an HTTP error), 422 for a permanent error (the
   workflow does not retry it), 503 for a transient one (the workflow retries it).
@@ -37,9 +40,10 @@ from adapters.gcp import pubsub_binding, storage_events
 from adapters.gcp.pubsub_binding import PubSubMessage
 from adapters.gcp.redrive import CONSUMER_ATTRIBUTE, FAILED_AT_ATTRIBUTE, REASON_ATTRIBUTE
 from adapters.gcp.settings import Settings
+from adapters.soon import handle_soon
 from handlers.core import http_binding, ingress_binding, tracing
 from handlers.core.app import App
-from handlers.core.engine import handle, run_step
+from handlers.core.engine import run_step
 from handlers.core.errors import PermanentError, ValidationError
 from handlers.core.ports import Ports
 from handlers.core.wire import jsontext
@@ -183,8 +187,8 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     except ValidationError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     try:
-        outcome = handle(rt.app, consumer, event, rt.ports, attempt=delivery.attempt,
-                         max_attempts=rt.settings.max_deliveries)
+        outcome = handle_soon(rt.app, consumer, event, rt.ports, attempt=delivery.attempt,
+                              max_attempts=rt.settings.max_deliveries)
     except PermanentError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     except Exception as error:  # noqa: BLE001 - transient or unexpected: Pub/Sub retries

@@ -133,7 +133,7 @@ def _read_message(data: bytes, attributes: Mapping[str, Any]) -> tuple[Event | N
             problems.append(f"attribute '{lowered}' is given twice with different values")
         else:
             fields[lowered] = value
-    media_type = codec.parse_media_type(fields.get(CONTENT_TYPE, ""))[0]
+    media_type = codec.media_type(fields.get(CONTENT_TYPE, ""))
     if media_type.startswith(_STRUCTURED_PREFIX):
         return _read_structured(media_type, data, problems)
     event, more = binary.read(fields, data, "attribute")

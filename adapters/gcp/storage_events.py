@@ -113,11 +113,30 @@ def push_message(body: bytes, parsed: jsontext.Once | None = None
     return attributes, data, message.get("publishTime") or message.get("publish_time")
 
 
+def _is_native(parsed: jsontext.Once) -> bool:
+    """Whether a push carries one of the attributes `from_push` acts on (looked at before
+    anything of the message is decoded: most pushes are ordinary bus messages)."""
+    envelope, problem = parsed.parse()
+    if problem or not isinstance(envelope, dict):
+        return False
+    message = envelope.get("message")
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    if not isinstance(attributes, dict):
+        return False
+    def given(name: str) -> bool:  # as push_message reads it: str() of what was sent
+        return attributes.get(name) is not None and str(attributes[name]) != ""
+
+    return given(SCHEDULE_ATTRIBUTE) or (given("eventType") and given("bucketId"))
+
+
 def from_push(body: bytes, app: App, buckets: Mapping[str, str],
               parsed: jsontext.Once | None = None) -> Event | None:
     """A pushed GCS notification or Cloud Scheduler message as a catalog event; None for
     anything else (ordinary bus messages, decoded by `pubsub_binding`). `parsed`: the
     body's parse, shared with the caller's other readers of it."""
+    parsed = parsed if parsed is not None else jsontext.Once(body)
+    if not _is_native(parsed):
+        return None  # an ordinary bus message: nothing here to decode it twice
     found = push_message(body, parsed)
     if found is None:
         return None

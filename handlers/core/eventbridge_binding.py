@@ -299,7 +299,7 @@ def _read_detail(
     problems.extend(f"{where}: {p}" for p in attribute_problems(attributes))
     if problems:
         return None, problems
-    return Event.from_attributes(attributes, data), []
+    return Event.from_checked_attributes(attributes, data), []
 
 
 def _envelope_data(detail: Mapping[str, Any], where: str, problems: list[str]) -> Any:

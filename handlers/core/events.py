@@ -87,6 +87,13 @@ class Event:
         problems = attribute_problems(attributes)
         if problems:
             raise ValidationError("invalid CloudEvent", problems)
+        return cls.from_checked_attributes(attributes, data)
+
+    @classmethod
+    def from_checked_attributes(cls, attributes: Mapping[str, Any], data: Any = None) -> Event:
+        """`from_attributes` for attributes the caller has just found free of problems
+        with `attribute_problems` (a decoder that reports them with its own wording):
+        the same Event, without checking them a second time."""
         extensions = {k: _ext_str(v) for k, v in attributes.items() if k not in CORE_ATTRIBUTES}
         return cls(
             id=str(attributes["id"]),

@@ -22,7 +22,7 @@ from handlers.core import jsonformat
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
 from handlers.core.wire import binary, jsontext
-from handlers.core.wire.data import data_kind, parse_media_type
+from handlers.core.wire.data import data_kind, media_type
 from handlers.core.wire.jsontext import Positioned
 
 Mode = Literal["binary", "structured", "batch"]
@@ -160,10 +160,10 @@ def read_http(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once | N
                         f"{_BATCH_MEDIA_TYPE}"]
         event, more = _read_binary(lowered, body, parsed)
         return ([("event", event)] if event else []), problems + more
-    media_type = parse_media_type(content_type or "")[0]
+    format_ = media_type(content_type or "")
     expected = _STRUCTURED_MEDIA_TYPE if mode == "structured" else _BATCH_MEDIA_TYPE
-    if media_type != expected:
-        return [], [*problems, f"unsupported event format '{media_type}' (only {expected} "
+    if format_ != expected:
+        return [], [*problems, f"unsupported event format '{format_}' (only {expected} "
                     f"is understood)"]
     value, problem = parsed.parse() if parsed is not None else jsontext.parse(body)
     if problem:
@@ -269,9 +269,9 @@ def _lower(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 def _mode_of(content_type: str | None) -> Mode | None:
     if content_type is None:
         return None
-    media_type = parse_media_type(content_type)[0]
+    kind = media_type(content_type)
     for prefix, mode in _MODE_PREFIXES:
-        if media_type.startswith(prefix):
+        if kind.startswith(prefix):
             return mode
     return None
 

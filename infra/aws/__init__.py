@@ -49,6 +49,8 @@ class AwsStack(pulumi.ComponentResource):
         names.check(app, config.api)
         child = pulumi.ResourceOptions(parent=self)
         archive = write_zip()
+        if archive.bytecode.startswith("none"):
+            pulumi.log.warn(f"Lambda archive without bytecode ({archive.bytecode})")
         code = pulumi.FileArchive(str(archive.path))
 
         self.bus = EventBus(f"{name}-events", names, config.archive_days, opts=child)
@@ -87,6 +89,7 @@ class AwsStack(pulumi.ComponentResource):
             "stateMachineArn": self.saga.state_machine.arn,
             "notificationTopicArn": self.topics.notifications.arn,
             "alarmTopicArn": self.topics.alarms.arn,
+            "lambdaBytecode": archive.bytecode,
         }
         if self.sources.bucket_names:
             self.outputs["bucketNames"] = self.sources.bucket_names

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from adapters import soon
 from adapters.aws import lambda_entry
 from adapters.aws.lambda_entry import PermanentStepError, saga_state
 from adapters.aws.runtime import AwsRuntime, reset_runtime, runtime
@@ -242,3 +243,78 @@ def test_sns_notifier_sends_the_id_as_an_attribute(aws: None) -> None:
     assert envelope["Subject"] == "Order 1 done"
     assert envelope["MessageAttributes"]["notification_id"]["Value"] == "n-1"
     assert json.loads(envelope["Message"])["notification_id"] == "n-1"
+
+
+def _not_yet_known_until(monkeypatch: pytest.MonkeyPatch, succeed_on: int | None) -> list[str]:
+    """`handle` raising NotYetKnown (until call `succeed_on`, 1-based); the calls made."""
+    from handlers.core.engine import Outcome
+    from handlers.core.errors import NotYetKnown
+
+    calls: list[str] = []
+
+    def handle(app: Any, consumer: str, event: Any, ports: Any) -> Outcome:
+        calls.append(event.id)
+        if succeed_on is None or len(calls) < succeed_on:
+            raise NotYetKnown(f"order of {event.id} not known yet")
+        return Outcome("processed", consumer, event.id)
+
+    monkeypatch.setattr(lambda_entry, "handle", handle)
+    monkeypatch.setattr(soon, "SOON_S", 0.0)
+    return calls
+
+
+def test_data_not_known_yet_is_retried_at_once_in_the_invocation(
+        wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _not_yet_known_until(monkeypatch, succeed_on=2)
+    record = sqs_record(0, delivered({"item_id": "A", "quantity": 1, "action": "restock"},
+                                     "e-0"))
+    assert lambda_entry.sqs_handler({"Records": [record]}) == {"batchItemFailures": []}
+    assert calls == ["e-0", "e-0"]
+
+
+def test_data_still_not_known_comes_back_after_a_short_visibility_not_the_queues(
+        wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message is made visible again by ChangeMessageVisibility (0 s here, so no clock
+    is involved): without it the queue's 60 s visibility timeout would hide it."""
+    sqs = wired["sqs"]
+    queue = sqs.create_queue(QueueName="inventory",
+                             Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    reset_runtime(AwsRuntime(Settings(consumer="inventory", tables=TABLES, dlq_url=wired["dlq"],
+                                      bus_name="bus", queue_url=queue, max_deliveries=5), APP))
+    calls = _not_yet_known_until(monkeypatch, succeed_on=None)
+    monkeypatch.setattr(lambda_entry, "SOON_VISIBILITY_S", (0, 0, 0))
+    body = delivered({"item_id": "A", "quantity": 1, "action": "restock"}, "e-0")
+    sqs.send_message(QueueUrl=queue, MessageBody=body)
+    [message] = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
+    record = {**sqs_record(0, body), "messageId": message["MessageId"],
+              "receiptHandle": message["ReceiptHandle"],
+              "attributes": {"ApproximateReceiveCount": "1"}}
+    answer = lambda_entry.sqs_handler({"Records": [record]})
+    assert answer == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert calls == ["e-0", "e-0"]
+    again = sqs.receive_message(QueueUrl=queue).get("Messages", [])
+    assert [m["MessageId"] for m in again] == [message["MessageId"]]
+
+
+def test_other_transient_errors_keep_the_queues_visibility(
+        wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = wired["sqs"]
+    queue = sqs.create_queue(QueueName="inventory",
+                             Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    reset_runtime(AwsRuntime(Settings(consumer="inventory", tables=TABLES, dlq_url=wired["dlq"],
+                                      bus_name="bus", queue_url=queue, max_deliveries=5), APP))
+    monkeypatch.setattr(lambda_entry, "SOON_VISIBILITY_S", (0, 0, 0))
+
+    def throttled(*args: Any) -> Any:
+        from handlers.core.errors import TransientError
+        raise TransientError("throttled")
+
+    monkeypatch.setattr(lambda_entry, "handle", throttled)
+    body = delivered({"item_id": "A", "quantity": 1, "action": "restock"}, "e-0")
+    sqs.send_message(QueueUrl=queue, MessageBody=body)
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    record = {**sqs_record(0, body), "messageId": message["MessageId"],
+              "receiptHandle": message["ReceiptHandle"],
+              "attributes": {"ApproximateReceiveCount": "1"}}
+    assert lambda_entry.sqs_handler({"Records": [record]})["batchItemFailures"]
+    assert sqs.receive_message(QueueUrl=queue).get("Messages", []) == []

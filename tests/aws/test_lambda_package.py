@@ -1,8 +1,10 @@
-"""The Lambda archive: deterministic, small, only handlers/ + adapters/ sources, and its
-entry points import from an extracted copy with nothing of the checkout on the path."""
+"""The Lambda archive: deterministic, small, only handlers/ + adapters/ sources (and their
+bytecode for the runtime's Python when one is here), and its entry points import from an
+extracted copy with nothing of the checkout on the path."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import subprocess
@@ -12,9 +14,17 @@ import zipfile
 from pathlib import Path
 
 from adapters.aws import topology
-from infra.aws.packaging import ROOT, build_zip, source_files, write_zip
+from infra.aws.packaging import (
+    ROOT,
+    RUNTIME_VERSION,
+    build_zip,
+    bytecode_interpreter,
+    source_files,
+    write_zip,
+)
 
-MAX_BYTES = 300 * 1024
+#: Sources and, when compiled, their bytecode (about three times the sources' zipped size).
+MAX_BYTES = 512 * 1024
 ENTRIES = [topology.SQS_HANDLER, topology.STEP_HANDLER, topology.API_HANDLER,
            topology.EVENTBRIDGE_HANDLER]
 
@@ -33,13 +43,14 @@ def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
 
 
 def test_archive_holds_only_sources_in_order_with_fixed_metadata() -> None:
-    archive = zipfile.ZipFile(io.BytesIO(build_zip()))
+    archive = zipfile.ZipFile(io.BytesIO(build_zip(bytecode=False)))
     names = archive.namelist()
     assert names == sorted(names)
     assert all(n.endswith(".py") for n in names)
     assert all(n.startswith(("handlers/", "adapters/")) for n in names)
     assert not [n for n in names if n.startswith(("adapters/gcp", "adapters/local", "tests"))
                 or "__pycache__" in n]
+    assert names == source_files()
     assert "adapters/aws/lambda_entry.py" in names and "handlers/app.py" in names
     for info in archive.infolist():
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -100,3 +111,69 @@ def test_lambda_code_imports_only_the_standard_library_and_boto3() -> None:
                 assert top in stdlib or top in allowed_third_party or top in (
                     "handlers", "adapters") or top in tracing_only.get(relative, ()), \
                     f"{relative} imports {name}"
+
+def test_bytecode_is_one_unchecked_hash_pyc_per_source_for_the_compiler() -> None:
+    """This interpreter stands in for the runtime's: one pyc per source, in __pycache__,
+    tagged with the compiler's version, flagged unchecked-hash (PEP 552: bit 0 set, bit 1
+    clear), so its loader uses it without the source mtimes an extraction leaves."""
+    archive = zipfile.ZipFile(io.BytesIO(build_zip(bytecode=sys.executable)))
+    names = set(archive.namelist())
+    tag = sys.implementation.cache_tag
+    for source in source_files():
+        head, _, name = source.rpartition("/")
+        pyc = f"{head}/__pycache__/{name[:-3]}.{tag}.pyc"
+        assert pyc in names, pyc
+        header = archive.read(pyc)[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(header[4:8], "little") == 0b01, pyc
+    assert len(names) == 2 * len(source_files())
+
+
+def test_the_compiler_bytecode_is_what_imports_load(tmp_path: Path) -> None:
+    """Extracted, the entries import with no source compiled at all: every module of the
+    archive comes from its pyc."""
+    zipfile.ZipFile(io.BytesIO(build_zip(bytecode=sys.executable))).extractall(tmp_path / "c")
+    code = str(tmp_path / "c")
+    script = f"""
+import sys
+sys.dont_write_bytecode = True
+sys.path[:0] = [{code!r}, {_purelib()!r}]
+from importlib import _bootstrap_external as ext
+compiled = []
+original = ext.SourceLoader.source_to_code
+def spy(self, data, path, *args, **kwargs):
+    if str(path).startswith({code!r}):
+        compiled.append(path)
+    return original(self, data, path, *args, **kwargs)
+ext.SourceLoader.source_to_code = spy
+import importlib
+for dotted in {ENTRIES!r}:
+    importlib.import_module(dotted.rpartition(".")[0])
+ours = [m for m in sys.modules.values()
+        if str(getattr(m, "__file__", "")).startswith({code!r})]
+assert ours and not compiled, compiled
+print(len(ours))
+"""
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", script], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 10
+
+
+def test_no_bytecode_of_another_version_is_shipped() -> None:
+    """Without an interpreter of the runtime's version the archive holds sources only;
+    with one, its pycs carry that version's tag and nothing else."""
+    names = zipfile.ZipFile(io.BytesIO(build_zip())).namelist()
+    tags = {n.rsplit(".", 2)[-2] for n in names if n.endswith(".pyc")}
+    if bytecode_interpreter() is None:
+        assert not tags
+    else:
+        assert tags == {"cpython-{}{}".format(*RUNTIME_VERSION)}
+
+
+def test_a_missing_compiler_is_said_not_guessed(tmp_path: Path) -> None:
+    written = write_zip(out_dir=tmp_path, bytecode=False)
+    assert written.bytecode.startswith("none:") and "SWITCHYARD_LAMBDA_PYTHON" in \
+        written.bytecode
+    names = zipfile.ZipFile(written.path).namelist()
+    assert not [n for n in names if n.endswith(".pyc")]

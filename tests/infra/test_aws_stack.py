@@ -27,7 +27,7 @@ from adapters.stack_outputs import parse as parse_outputs
 from handlers.app import APP
 from handlers.catalog import CATALOG, ORDER_COMPLETED, ORDER_CREATED
 from handlers.core.app import App, Consumer
-from infra.aws.packaging import build_zip
+from infra.aws.packaging import build_zip, write_zip
 from infra.config import ConfigError
 from tests.infra.aws_fakes import aws_fake
 from tests.infra.aws_sources import with_sources
@@ -142,6 +142,7 @@ def test_stack_outputs(rec: Recorded) -> None:
                            f"{NAMES.state_machine('order')}",
         "notificationTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.notifications_topic()}",
         "alarmTopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{NAMES.alarms_topic()}",
+        "lambdaBytecode": write_zip().bytecode,
         "switchyard": rec.outputs["switchyard"],  # checked below
         "bucketNames": {b.name: buckets.bucket_name(PREFIX, b.name, ACCOUNT)
                         for b in APP.buckets},

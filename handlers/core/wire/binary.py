@@ -63,7 +63,7 @@ def read(fields: Mapping[str, str], body: bytes, noun: str,
     problems.extend(more)
     if problems:
         return None, problems
-    return Event.from_attributes(attributes, data), []
+    return Event.from_checked_attributes(attributes, data), []
 
 
 __all__ = ["CONTENT_TYPE", "PREFIX", "read", "write"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -70,6 +71,18 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
     return media_type.strip().lower(), params
 
 
+def media_type(value: str) -> str:
+    """The "type/subtype" of a Content-Type value, lower-cased (`parse_media_type`'s first
+    part, remembered per distinct value)."""
+    return _media_type(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _media_type(value: str) -> str:
+    return parse_media_type(value)[0]
+
+
+@functools.lru_cache(maxsize=256)
 def charset(content_type: str | None) -> str:
     """The declared charset, UTF-8 when none is declared."""
     if content_type is None:
@@ -77,6 +90,7 @@ def charset(content_type: str | None) -> str:
     return parse_media_type(content_type)[1].get("charset", DEFAULT_CHARSET)
 
 
+@functools.lru_cache(maxsize=256)
 def data_kind(datacontenttype: str | None) -> DataKind | None:
     """What bytes of this content type are read back as (None: no content type)."""
     if datacontenttype is None:
@@ -189,6 +203,7 @@ def _sniff_json(body: bytes, parsed: jsontext.Once | None = None) -> Any:
     return _NOT_JSON if problem else value
 
 
+@functools.lru_cache(maxsize=64)
 def _is_utf8(encoding: str) -> bool:
     try:
         return codecs.lookup(encoding).name == "utf-8"
@@ -196,5 +211,5 @@ def _is_utf8(encoding: str) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_CHARSET", "DataKind", "charset", "data_kind", "decode",
+__all__ = ["DEFAULT_CHARSET", "DataKind", "charset", "data_kind", "decode", "media_type",
            "decode_base64", "encode", "encode_base64", "parse_media_type"]

@@ -59,8 +59,9 @@ def loads(text: str | bytes | bytearray) -> Any:
             raise JsonError(f"is not valid UTF-8: {exc.reason} at byte {exc.start}, so not "
                             "valid JSON") from None
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
-                           parse_int=_int)
+        if text.startswith("\ufeff"):  # what json.loads says of a str with a BOM
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except JsonError:
         raise
     except RecursionError:
@@ -92,11 +93,19 @@ def _int(literal: str) -> int:
                         f"{sys.get_int_max_str_digits()} are read)") from None
 
 
+#: json.loads with these hooks would build a decoder per call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
+                                   parse_int=_int)
+
+
 def _check_tree(value: Any, text: str) -> None:
     """Depth and lone surrogates, without recursion (the value may be deep)."""
-    # A surrogate can only come from a str input or a \\uD800-\\uDFFF escape; most
-    # bodies have neither, and then no string needs looking at.
-    strings = _MAYBE_SURROGATE.search(text) is not None
+    # A surrogate can only come from a str input (a raw one is not ASCII) or a
+    # \\uD800-\\uDFFF escape; most bodies have neither, and then no string needs looking at.
+    strings = ("\\u" in text or not text.isascii()) and \
+        _MAYBE_SURROGATE.search(text) is not None
+    if not strings and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return  # each level opens a bracket: this text cannot nest deeper than the limit
     if isinstance(value, str):
         if strings:
             _check_string(value, None)
