@@ -252,13 +252,13 @@ def _not_yet_known_until(monkeypatch: pytest.MonkeyPatch, succeed_on: int | None
 
     calls: list[str] = []
 
-    def handle(app: Any, consumer: str, event: Any, ports: Any) -> Outcome:
+    def handle(app: Any, consumer: str, event: Any, ports: Any, **labels: Any) -> Outcome:
         calls.append(event.id)
         if succeed_on is None or len(calls) < succeed_on:
             raise NotYetKnown(f"order of {event.id} not known yet")
         return Outcome("processed", consumer, event.id)
 
-    monkeypatch.setattr(lambda_entry, "handle", handle)
+    monkeypatch.setattr(soon, "handle", handle)
     monkeypatch.setattr(soon, "SOON_S", 0.0)
     return calls
 
@@ -305,11 +305,11 @@ def test_other_transient_errors_keep_the_queues_visibility(
                                       bus_name="bus", queue_url=queue, max_deliveries=5), APP))
     monkeypatch.setattr(lambda_entry, "SOON_VISIBILITY_S", (0, 0, 0))
 
-    def throttled(*args: Any) -> Any:
+    def throttled(*args: Any, **labels: Any) -> Any:
         from handlers.core.errors import TransientError
         raise TransientError("throttled")
 
-    monkeypatch.setattr(lambda_entry, "handle", throttled)
+    monkeypatch.setattr(soon, "handle", throttled)
     body = delivered({"item_id": "A", "quantity": 1, "action": "restock"}, "e-0")
     sqs.send_message(QueueUrl=queue, MessageBody=body)
     [message] = sqs.receive_message(QueueUrl=queue)["Messages"]

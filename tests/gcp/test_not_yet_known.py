@@ -22,13 +22,13 @@ from tests.factories import restock
 def _push(monkeypatch: pytest.MonkeyPatch, succeed_on: int | None) -> tuple[int, list[str]]:
     calls: list[str] = []
 
-    def handle(app: Any, consumer: str, event: Any, ports: Any) -> Outcome:
+    def handle(app: Any, consumer: str, event: Any, ports: Any, **labels: Any) -> Outcome:
         calls.append(event.id)
         if succeed_on is None or len(calls) < succeed_on:
             raise NotYetKnown(f"order of {event.id} not known yet")
         return Outcome("processed", consumer, event.id)
 
-    monkeypatch.setattr(entry, "handle", handle)
+    monkeypatch.setattr(soon, "handle", handle)
     monkeypatch.setattr(soon, "SOON_S", 0.0)
     ports = memory_ports()
     rt = entry.Runtime(APP, Settings(project="p", consumer="inventory"), ports, None,
