@@ -63,7 +63,7 @@ def test_every_attempt_is_one_timeline_row_with_its_outcome_and_error(
     rows = _rows(runtime, poison.id)
     assert [(r["attempt"], r["outcome"]) for r in rows] == [
         (1, "retry"), (2, "retry"), (3, "retry"), (4, "retry"), (5, "dead-lettered")]
-    error = "TransientError: order 'never-created' is not known yet; retrying"
+    error = "NotYetKnown: order 'never-created' is not known yet; retrying"
     assert all(r["type"] == poison.type and r["consumer"] == "orders" for r in rows)
     assert all(r["subject"] == "never-created" for r in rows)
     assert [r["detail"] for r in rows[:4]] == [error] * 4

@@ -127,7 +127,7 @@ def test_each_retry_is_one_line_with_its_attempt_and_reason(
     for _ in range(3):
         _deliver_now(runtime)
     records = _deliveries(logs, poison.id)
-    error = "TransientError: order 'never-created' is not known yet; retrying"
+    error = "NotYetKnown: order 'never-created' is not known yet; retrying"
     assert [(r.getMessage(), r.levelno, r.attempt, r.outcome) for r in records] == [
         ("delivery retry", logging.INFO, 1, "retry"),
         ("delivery retry", logging.INFO, 2, "retry"),
