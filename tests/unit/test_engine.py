@@ -220,3 +220,79 @@ def test_a_replayed_step_answers_what_it_answered_the_first_time() -> None:
     assert (first.ok, first.reason, first.replayed) == (False, "payment_declined", False)
     assert (again.ok, again.reason, again.detail, again.result, again.replayed) == (
         False, "payment_declined", first.detail, {}, True)
+
+
+def _with_step(name: str, **fields: Any) -> Any:
+    from handlers.saga import ORDER_SAGA
+
+    steps = tuple(dataclasses.replace(s, **fields) if s.name == name else s
+                  for s in ORDER_SAGA.steps)
+    return dataclasses.replace(APP, saga=dataclasses.replace(ORDER_SAGA, steps=steps))
+
+
+def test_a_step_runs_on_an_event_naming_the_step_with_the_saga_trace() -> None:
+    """A saga step's `ctx.event`: its id is the step's record key (the same on every
+    retry), its source the saga, its type the step and phase; it carries the saga's
+    trace, which every event the step emits inherits."""
+    seen: list[Event] = []
+
+    def compensate(ctx: Any) -> dict[str, Any]:
+        seen.append(ctx.event)
+        return {}
+
+    app = _with_step("payment", compensate=compensate)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    run_step(app, memory_ports(), "order-o1", "payment", "compensate",
+             new_state("order-o1", {"order_id": "o1"}, traceparent))
+    run_step(app, memory_ports(), "order-o2", "payment", "compensate",
+             new_state("order-o2", {"order_id": "o2"}, None))
+    traced, untraced = seen
+    assert (traced.id, traced.source, traced.type) == (
+        "step|order-o1|payment|compensate", "saga/order", "saga.payment.compensate")
+    assert traced.traceparent == traceparent
+    assert untraced.id == "step|order-o2|payment|compensate"
+    assert untraced.traceparent is None and dict(untraced.extensions) == {}
+
+
+def test_what_a_step_logs_carries_the_saga_step_phase_and_trace() -> None:
+    import io
+    import json
+    import logging
+
+    from handlers.core.observability import ContextFilter, JsonFormatter, trace_id_of
+
+    def action(ctx: Any) -> dict[str, Any]:
+        logging.getLogger("switchyard.test").warning("inside the step")
+        return {}
+
+    buffer = io.StringIO()
+    capture = logging.StreamHandler(buffer)
+    capture.addFilter(ContextFilter())
+    capture.setFormatter(JsonFormatter())
+    logger = logging.getLogger("switchyard")
+    logger.addHandler(capture)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        run_step(_with_step("ship", action=action), memory_ports(), "order-o1", "ship",
+                 "action", new_state("order-o1", {"order_id": "o1"}, traceparent))
+    finally:
+        logger.removeHandler(capture)
+    (line,) = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    assert line["message"] == "inside the step"
+    assert (line["trace_id"], line["saga_id"], line["step"], line["phase"]) == (
+        trace_id_of(traceparent), "order-o1", "ship", "action")
+
+
+def test_the_step_of_a_record_key_is_read_back_even_from_a_saga_id_with_bars() -> None:
+    """A store that places a step's records by step (Firestore's databases) reads the
+    step back from the key; saga ids may contain '|', other keys name no step."""
+    from handlers.core.engine import step_key, step_of_key
+
+    assert step_of_key(step_key("o-1", "ship", "action")) == "ship"
+    assert step_of_key(step_key("a|b", "reserve_inventory", "compensate")) == \
+        "reserve_inventory"
+    assert step_of_key(dedupe_key("orders", restock("A", 1))) is None
+    assert step_of_key("step|") is None
+    assert step_of_key("step|ship") is None
+    assert step_of_key("step|ship|action") is None  # no saga id: not a step's key
+    assert step_of_key("xstep|s|ship|action") is None
