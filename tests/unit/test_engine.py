@@ -372,8 +372,24 @@ def test_a_claim_checked_event_processed_before_is_a_duplicate_after_its_payload
     reference = claim_check.check_in(restock("A", 2), blobs, CLAIMS)
     assert handle(APP, "inventory", reference, ports).status == "processed"
     blobs.objects.clear()  # the bucket's lifecycle rule expired the payload
-    assert handle(APP, "inventory", reference, ports).status == "duplicate"
+    again = handle(APP, "inventory", reference, ports)
+    assert (again.status, again.consumer, again.event_id) == (
+        "duplicate", "inventory", reference.id)
     assert ports.store.get("inventory", "A")["available"] == 2
+
+
+def test_a_claim_checked_payload_gone_before_processing_is_refused_naming_its_expiry() -> None:
+    from handlers.app import CLAIM_EXPIRE_DAYS, CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    reference = claim_check.check_in(restock("A", 2), blobs, CLAIMS)
+    blobs.objects.clear()
+    with pytest.raises(BlobMissing) as gone:
+        handle(APP, "inventory", reference, ports)
+    assert f"(objects there expire after {CLAIM_EXPIRE_DAYS} days)" in str(gone.value)
+    assert ports.store.get("inventory", "A") is None
 
 
 def test_another_claim_checked_event_under_a_used_id_is_refused_not_taken_for_a_duplicate(
