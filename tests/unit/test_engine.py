@@ -424,3 +424,32 @@ def test_a_claim_checked_event_not_yet_done_is_run_again_from_its_payload() -> N
     assert handle(APP, "order-analytics", reference, ports).status == "duplicate"
     assert [e.type for e in ports.publisher.published] == [  # type: ignore[attr-defined]
         "com.switchyard.analytics.order.recorded"]
+
+
+def test_an_app_without_a_claim_check_bucket_handles_plain_events() -> None:
+    """Claim checks are optional: an app that declares no claim-check bucket still
+    handles every event that carries its data."""
+    app = dataclasses.replace(APP, buckets=tuple(b for b in APP.buckets if not b.claim_check))
+    assert app.claim_check_bucket() is None
+    ports = memory_ports()
+    assert handle(app, "inventory", restock("A", 2), ports).status == "processed"
+    assert ports.store.get("inventory", "A")["available"] == 2
+
+
+def test_each_delivery_emits_under_ids_of_its_own_and_a_rerun_under_the_same() -> None:
+    """Emitted ids derive from the delivery's record key: two orders' analytics records
+    are two events downstream (not one and a duplicate); a delivery run again after a
+    failed publish re-publishes the same ids."""
+    ports = memory_ports()
+    first, second = order_created("o1", [("A", 1, 1.0)]), order_created("o2", [("A", 1, 1.0)])
+    one = handle(APP, "order-analytics", first, ports).emitted
+    two = handle(APP, "order-analytics", second, ports).emitted
+    assert len(one) == len(two) == 1 and one[0].id != two[0].id
+
+    failing = memory_ports()
+    failing.publisher = _FailingPublisher()
+    with pytest.raises(TransientError):
+        handle(APP, "order-analytics", first, failing)
+    failing.publisher = MemoryPublisher()
+    handle(APP, "order-analytics", first, failing)
+    assert [e.id for e in failing.publisher.published] == [one[0].id]  # type: ignore[attr-defined]
