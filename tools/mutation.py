@@ -2,6 +2,7 @@
 
     python -m tools.mutation run      # fresh run of every target, then the report
     python -m tools.mutation report   # the report of the last run (mutants/ kept)
+    python -m tools.mutation run --only handlers/core/engine.py   # some modules only
 
 mutmut copies the code into `mutants/`, rewrites each function of a target module into a
 trampoline over its mutated variants, maps every test to the functions it reaches (its
@@ -74,9 +75,9 @@ def module_name(path: str) -> str:
     return dotted.removesuffix(".__init__")
 
 
-def mutant_globs() -> list[str]:
+def mutant_globs(only: Sequence[str] = ()) -> list[str]:
     return [f"{module_name(path)}.{pattern}" for path, patterns in TARGETS.items()
-            for pattern in patterns]
+            if not only or path in only for pattern in patterns]
 
 
 @dataclass(frozen=True)
@@ -170,16 +171,17 @@ def _def_line(lines: dict[str, int], function: str) -> int:
     return lines.get(function, 0)
 
 
-def collect(results: Path = MUTANTS) -> list[Mutant]:
-    """Every target mutant with its status; `results` holds mutmut's verdicts (`*.meta`),
-    `mutants/` the mutated code the diffs are read from."""
+def collect(results: Path = MUTANTS, only: Sequence[str] = ()) -> list[Mutant]:
+    """Every target mutant (of the `only` modules, if given) with its status; `results`
+    holds mutmut's verdicts (`*.meta`), `mutants/` the mutated code the diffs are read
+    from."""
     from mutmut.mutation.diff_apply import get_diff_for_mutant  # the tool's own reader
 
     equivalents = _load_equivalents()
     mutants: list[Mutant] = []
     for path, patterns in TARGETS.items():
         meta = results / f"{path}.meta"
-        if not meta.exists():
+        if only and path not in only or not meta.exists():
             continue
         exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         lines = _function_lines(ROOT / path)
@@ -264,12 +266,12 @@ def _mutmut() -> Path:
     return Path(found)
 
 
-def run(jobs: int) -> float:
-    """A fresh run of every target (mutmut skips files already in mutants/, so a stale
-    copy would test old code); returns the wall time in seconds."""
+def run(jobs: int, only: Sequence[str] = ()) -> float:
+    """A fresh run of every target, or of the `only` modules (mutmut skips files already
+    in mutants/, so a stale copy would test old code); returns the wall time in seconds."""
     shutil.rmtree(MUTANTS, ignore_errors=True)
     started = time.monotonic()
-    command = [str(_mutmut()), "run", "--max-children", str(jobs), *mutant_globs()]
+    command = [str(_mutmut()), "run", "--max-children", str(jobs), *mutant_globs(only)]
     result = subprocess.run(command, cwd=ROOT)
     wall = time.monotonic() - started
     if result.returncode != 0:
@@ -278,19 +280,31 @@ def run(jobs: int) -> float:
     return wall
 
 
-def report(results: Path | None = None) -> str:
+def report(results: Path | None = None, only: Sequence[str] = ()) -> str:
     """The report of the last run (written to tests/mutation/report.md), or of the
-    verdicts kept in `results` (a copy of an earlier run's `*.meta` files; printed only)."""
+    verdicts kept in `results` (a copy of an earlier run's `*.meta` files; printed only).
+    With `only`, of those modules alone, and the report says so."""
     if not MUTANTS.exists():
         sys.exit("error: no mutants/ folder: run `python -m tools.mutation run` first")
     os.chdir(ROOT)  # mutmut's readers resolve mutants/ and the sources from here
     where = results or MUTANTS
     wall_file = where / "wall-seconds"
     wall = float(wall_file.read_text()) if wall_file.exists() else None
-    text = "# Mutation testing: the last run\n\n" + render(collect(where), wall)
+    text = "# Mutation testing: the last run\n\n" + scope_line(where, only) \
+        + render(collect(where, only), wall)
     if results is None:
         REPORT.write_text(text)
     return text
+
+
+def scope_line(where: Path, only: Sequence[str]) -> str:
+    """What the run measured and when its last verdict was written (UTC)."""
+    metas = [where / f"{path}.meta" for path in (only or TARGETS)]
+    stamps = [m.stat().st_mtime for m in metas if m.exists()]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(max(stamps))) if stamps else "-"
+    what = ("these modules alone: " + ", ".join(f"`{p}`" for p in only)) if only \
+        else "every target module"
+    return f"Measured: {what}; last verdict {when}.\n\n"
 
 
 def main(argv: Iterable[str] | None = None) -> None:
@@ -301,10 +315,13 @@ def main(argv: Iterable[str] | None = None) -> None:
                         help="mutants tested at once (default: one per core)")
     parser.add_argument("--results", type=Path, default=None,
                         help="report: the verdicts (*.meta) of an earlier run kept elsewhere")
+    parser.add_argument("--only", nargs="+", default=[], choices=list(TARGETS),
+                        metavar="MODULE", help="these target modules alone (paths as in "
+                        "TARGETS, e.g. handlers/core/engine.py)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.command == "run":
-        run(args.jobs)
-    print(report(args.results))
+        run(args.jobs, args.only)
+    print(report(args.results, args.only))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from handlers.core.events import Event
 from handlers.core.ports import Op, Ports, Store
 from handlers.core.saga_runner import new_state, run_to_end
 from handlers.inventory import INVENTORY, LEDGER
-from handlers.orders import saga_id_for
+from handlers.orders import ORDERS, saga_id_for
 from handlers.payments import PAYMENTS, SimulatedPaymentGateway
 from tests.factories import order_created, restock
 
@@ -246,6 +246,25 @@ def reservation_commits_before_a_removal_of_the_same_units(
     _reservation_and_removal(store, atomic, removal_first=False)
 
 
+def one_order_id_created_twice_at_once(store: Store, atomic: Atomic = None) -> None:
+    """Two Order Created events (two event ids) for one order id with other content,
+    both having read "no such order": the order's if-absent put lets one commit; the
+    other re-runs on fresh state and is refused as a reused id. One order, the
+    winner's, and one saga."""
+    order = _unique("twice")
+    events = (order_created(order, [("A", 1, 5.0)]), order_created(order, [("B", 2, 7.0)]))
+    ports = ports_on(RendezvousStore(store, ORDERS, 2), atomic)
+    results = race(*(lambda e=e: handle(APP, "orders", e, ports) for e in events))
+    assert _statuses(results) == ["ConflictError", "processed"], results
+    winner = events[0] if isinstance(results[0], Outcome) else events[1]
+    refused = next(r for r in results if isinstance(r, PermanentError))
+    assert str(refused) == f"order '{order}' already exists with different content"
+    stored = store.get(ORDERS, order) or {}
+    assert stored["created_by"] == winner.id, stored
+    assert [i["item_id"] for i in stored["items"]] == [winner.data["items"][0]["item_id"]]
+    assert list(ports.sagas.started) == [saga_id_for(order)]  # type: ignore[attr-defined]
+
+
 SCENARIOS: dict[str, Callable[..., None]] = {
     "one_event_delivered_twice_at_once": one_event_delivered_twice_at_once,
     "last_unit_removed_twice_at_once": last_unit_removed_twice_at_once,
@@ -253,4 +272,5 @@ SCENARIOS: dict[str, Callable[..., None]] = {
         removal_commits_before_a_reservation_of_the_same_units,
     "reservation_commits_before_a_removal_of_the_same_units":
         reservation_commits_before_a_removal_of_the_same_units,
+    "one_order_id_created_twice_at_once": one_order_id_created_twice_at_once,
 }

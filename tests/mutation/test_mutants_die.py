@@ -83,6 +83,14 @@ MUTANTS: tuple[Mutant, ...] = (
          "test_business_failure_at_step_k_compensates_k_minus_1_to_1_in_reverse"),
     ),
     Mutant(
+        "a handler's put-if-absent buffered unconditionally",
+        "handlers/core/engine.py",
+        "self.ops.append(Put(table, key, dict(item), if_absent=True))",
+        "self.ops.append(Put(table, key, dict(item), if_absent=False))",
+        ("tests/contract/test_handler_races.py::"
+         "test_race_on_memory[one_order_id_created_twice_at_once]",),
+    ),
+    Mutant(
         "an order id reused with other content is accepted",
         "handlers/orders.py",
         "if not same:",

@@ -3,12 +3,23 @@ reader finds the changed line, the kill rate leaves out what no test could judge
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tools.mutation import EQUIVALENT, ROOT, TARGETS, Mutant, _diff_lines, _function_lines, table
+from tools.mutation import (
+    EQUIVALENT,
+    ROOT,
+    TARGETS,
+    Mutant,
+    _diff_lines,
+    _function_lines,
+    mutant_globs,
+    scope_line,
+    table,
+)
 
 ENTRIES = tomllib.loads(EQUIVALENT.read_text())["mutant"]
 
@@ -46,3 +57,21 @@ def test_the_kill_rate_leaves_out_equivalent_unreached_and_unchecked_mutants() -
                          for n, s in enumerate(statuses)])
     assert total.total == 22 and total.kill_rate == 0.8
     assert rows[0].module == "handlers/payments.py"
+
+
+def test_a_run_of_some_modules_targets_only_their_mutants() -> None:
+    globs = mutant_globs(["handlers/core/engine.py", "adapters/local/sagas.py"])
+    assert globs == ["handlers.core.engine.*",
+                     "adapters.local.sagas.xǁSagaExecutorǁadvance_one__mutmut_*"]
+    assert len(mutant_globs()) == sum(len(p) for p in TARGETS.values())
+
+
+def test_the_report_says_what_was_measured_and_when(tmp_path: Path) -> None:
+    meta = tmp_path / "handlers" / "core" / "engine.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("{}")
+    os.utime(meta, (0, 86_400 + 3_600))
+    line = scope_line(tmp_path, ["handlers/core/engine.py", "handlers/core/saga_runner.py"])
+    assert line == ("Measured: these modules alone: `handlers/core/engine.py`, "
+                    "`handlers/core/saga_runner.py`; last verdict 1970-01-02 01:00 UTC.\n\n")
+    assert scope_line(tmp_path, []).startswith("Measured: every target module; last verdict")

@@ -20,7 +20,7 @@ from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED
 from handlers.core import jsonformat
 from handlers.core.engine import DEDUPE_TTL, PROCESSED, dedupe_key, handle, run_step
-from handlers.core.errors import TransientError
+from handlers.core.errors import BlobMissing, ConflictError, TransientError
 from handlers.core.events import Event
 from handlers.core.ports import Op, Update
 from handlers.core.saga_runner import new_state
@@ -39,6 +39,20 @@ def test_a_processed_delivery_leaves_its_record_done_with_its_expiry() -> None:
     expected = ports.clock.now() + DEDUPE_TTL
     assert record["expires_at"] == int(expected.timestamp())
     assert DEDUPE_TTL.days == 30
+    assert record["result"] is None  # a delivery has no step result; a saga step has
+
+
+def test_a_different_event_under_a_used_id_is_refused_saying_why() -> None:
+    """The dead letter's reason: the key and that it is refused, not applied again."""
+    ports = memory_ports()
+    first = restock("A", 3)
+    handle(APP, "inventory", first, ports)
+    changed = dataclasses.replace(first, data={**first.data, "quantity": 300})
+    with pytest.raises(ConflictError) as refused:
+        handle(APP, "inventory", changed, ports)
+    key = dedupe_key("inventory", first)
+    assert str(refused.value) == (f"idempotency key {key!r} was already used for a different "
+                                  "payload; refusing to apply it again")
 
 
 class _FailingPublisher(MemoryPublisher):
@@ -126,9 +140,11 @@ def test_an_ignored_delivery_says_whether_the_type_is_unknown_or_not_consumed_he
     elsewhere = Event.new("inventory", INVENTORY_UPDATED,
                           {"item_id": "A", "quantity": 1, "action": "restock"})
     got = handle(APP, "orders", unknown, ports)
-    assert (got.status, got.detail) == ("ignored", "com.example.unknown: unknown event type")
+    assert (got.status, got.consumer, got.event_id, got.detail) == (
+        "ignored", "orders", unknown.id, "com.example.unknown: unknown event type")
     got = handle(APP, "orders", elsewhere, ports)
-    assert (got.status, got.detail) == ("ignored", f"{INVENTORY_UPDATED}: not consumed here")
+    assert (got.status, got.consumer, got.event_id, got.detail) == (
+        "ignored", "orders", elsewhere.id, f"{INVENTORY_UPDATED}: not consumed here")
     assert ports.store.scan(PROCESSED) == []  # nothing recorded for either
 
 
@@ -220,3 +236,220 @@ def test_a_replayed_step_answers_what_it_answered_the_first_time() -> None:
     assert (first.ok, first.reason, first.replayed) == (False, "payment_declined", False)
     assert (again.ok, again.reason, again.detail, again.result, again.replayed) == (
         False, "payment_declined", first.detail, {}, True)
+
+
+def _with_step(name: str, **fields: Any) -> Any:
+    from handlers.saga import ORDER_SAGA
+
+    steps = tuple(dataclasses.replace(s, **fields) if s.name == name else s
+                  for s in ORDER_SAGA.steps)
+    return dataclasses.replace(APP, saga=dataclasses.replace(ORDER_SAGA, steps=steps))
+
+
+def test_a_step_runs_on_an_event_naming_the_step_with_the_saga_trace() -> None:
+    """A saga step's `ctx.event`: its id is the step's record key (the same on every
+    retry), its source the saga, its type the step and phase; it carries the saga's
+    trace, which every event the step emits inherits."""
+    seen: list[Event] = []
+
+    def compensate(ctx: Any) -> dict[str, Any]:
+        seen.append(ctx.event)
+        return {}
+
+    app = _with_step("payment", compensate=compensate)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    run_step(app, memory_ports(), "order-o1", "payment", "compensate",
+             new_state("order-o1", {"order_id": "o1"}, traceparent))
+    run_step(app, memory_ports(), "order-o2", "payment", "compensate",
+             new_state("order-o2", {"order_id": "o2"}, None))
+    traced, untraced = seen
+    assert (traced.id, traced.source, traced.type) == (
+        "step|order-o1|payment|compensate", "saga/order", "saga.payment.compensate")
+    assert traced.traceparent == traceparent
+    assert untraced.id == "step|order-o2|payment|compensate"
+    assert untraced.traceparent is None and dict(untraced.extensions) == {}
+
+
+def test_what_a_step_logs_carries_the_saga_step_phase_and_trace() -> None:
+    import io
+    import json
+    import logging
+
+    from handlers.core.observability import ContextFilter, JsonFormatter, trace_id_of
+
+    def action(ctx: Any) -> dict[str, Any]:
+        logging.getLogger("switchyard.test").warning("inside the step")
+        return {}
+
+    buffer = io.StringIO()
+    capture = logging.StreamHandler(buffer)
+    capture.addFilter(ContextFilter())
+    capture.setFormatter(JsonFormatter())
+    logger = logging.getLogger("switchyard")
+    logger.addHandler(capture)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    try:
+        run_step(_with_step("ship", action=action), memory_ports(), "order-o1", "ship",
+                 "action", new_state("order-o1", {"order_id": "o1"}, traceparent))
+    finally:
+        logger.removeHandler(capture)
+    (line,) = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    assert line["message"] == "inside the step"
+    assert (line["trace_id"], line["saga_id"], line["step"], line["phase"]) == (
+        trace_id_of(traceparent), "order-o1", "ship", "action")
+
+
+def test_the_step_of_a_record_key_is_read_back_even_from_a_saga_id_with_bars() -> None:
+    """A store that places a step's records by step (Firestore's databases) reads the
+    step back from the key; saga ids may contain '|', other keys name no step."""
+    from handlers.core.engine import step_key, step_of_key
+
+    assert step_of_key(step_key("o-1", "ship", "action")) == "ship"
+    assert step_of_key(step_key("a|b", "reserve_inventory", "compensate")) == \
+        "reserve_inventory"
+    assert step_of_key(dedupe_key("orders", restock("A", 1))) is None
+    assert step_of_key("step|") is None
+    assert step_of_key("step|ship") is None
+    assert step_of_key("step|ship|action") is None  # no saga id: not a step's key
+    assert step_of_key("xstep|s|ship|action") is None
+
+
+def test_an_ignored_delivery_logs_why() -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = _Keep()
+    logger = logging.getLogger("switchyard.engine")
+    logger.addHandler(keep)
+    try:
+        handle(APP, "orders", Event.new("elsewhere", "com.example.unknown", {}), memory_ports())
+        handle(APP, "orders", restock("A", 1), memory_ports())
+    finally:
+        logger.removeHandler(keep)
+    assert [(r.getMessage(), r.why) for r in records] == [  # type: ignore[attr-defined]
+        ("ignored event", "unknown event type"), ("ignored event", "not consumed here")]
+
+
+def test_a_step_that_succeeds_answers_ok_with_its_result_and_no_reason() -> None:
+    ports = memory_ports()
+    handle(APP, "orders", order_created("o1", [("A", 1, 2.0)]), ports)
+    outcome = run_step(APP, ports, "order-o1", "create_order", "action",
+                       new_state("order-o1", {"order_id": "o1"}, None))
+    assert (outcome.ok, outcome.reason, outcome.detail, outcome.replayed) == (
+        True, "", "", False)
+    assert outcome.result["order_id"] == "o1"
+
+
+class _Blobs:
+    """A claim-check bucket whose objects can expire."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def read(self, bucket: str, key: str) -> bytes:
+        if (bucket, key) not in self.objects:
+            raise BlobMissing(f"{bucket}/{key} not found")
+        return self.objects[(bucket, key)]
+
+    def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = data
+
+
+def test_a_claim_checked_event_processed_before_is_a_duplicate_after_its_payload_expired(
+        ) -> None:
+    """A redelivery of a fully processed claim-checked event needs no payload: it is
+    acknowledged as a duplicate, not dead-lettered for the expired payload."""
+    from handlers.app import CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    reference = claim_check.check_in(restock("A", 2), blobs, CLAIMS)
+    assert handle(APP, "inventory", reference, ports).status == "processed"
+    blobs.objects.clear()  # the bucket's lifecycle rule expired the payload
+    again = handle(APP, "inventory", reference, ports)
+    assert (again.status, again.consumer, again.event_id) == (
+        "duplicate", "inventory", reference.id)
+    assert ports.store.get("inventory", "A")["available"] == 2
+
+
+def test_a_claim_checked_payload_gone_before_processing_is_refused_naming_its_expiry() -> None:
+    from handlers.app import CLAIM_EXPIRE_DAYS, CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    reference = claim_check.check_in(restock("A", 2), blobs, CLAIMS)
+    blobs.objects.clear()
+    with pytest.raises(BlobMissing) as gone:
+        handle(APP, "inventory", reference, ports)
+    assert f"(objects there expire after {CLAIM_EXPIRE_DAYS} days)" in str(gone.value)
+    assert ports.store.get("inventory", "A") is None
+
+
+def test_another_claim_checked_event_under_a_used_id_is_refused_not_taken_for_a_duplicate(
+        ) -> None:
+    from handlers.app import CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    first = restock("A", 2)
+    handle(APP, "inventory", claim_check.check_in(first, blobs, CLAIMS), ports)
+    other = dataclasses.replace(first, subject="another item")
+    with pytest.raises(ConflictError, match="already used for a different payload"):
+        handle(APP, "inventory", claim_check.check_in(other, blobs, CLAIMS), ports)
+    assert ports.store.get("inventory", "A")["available"] == 2
+
+
+def test_a_claim_checked_event_not_yet_done_is_run_again_from_its_payload() -> None:
+    """A record whose effects did not all run (status `committed`) is no proof of a
+    finished delivery: the redelivery fetches the payload and performs the effects."""
+    from handlers.app import CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    ports.publisher = _FailingPublisher()
+    event = order_created("o1", [("A", 1, 1.0)])
+    reference = claim_check.check_in(event, blobs, CLAIMS)
+    with pytest.raises(TransientError):
+        handle(APP, "order-analytics", reference, ports)
+    ports.publisher = MemoryPublisher()
+    assert handle(APP, "order-analytics", reference, ports).status == "duplicate"
+    assert [e.type for e in ports.publisher.published] == [  # type: ignore[attr-defined]
+        "com.switchyard.analytics.order.recorded"]
+
+
+def test_an_app_without_a_claim_check_bucket_handles_plain_events() -> None:
+    """Claim checks are optional: an app that declares no claim-check bucket still
+    handles every event that carries its data."""
+    app = dataclasses.replace(APP, buckets=tuple(b for b in APP.buckets if not b.claim_check))
+    assert app.claim_check_bucket() is None
+    ports = memory_ports()
+    assert handle(app, "inventory", restock("A", 2), ports).status == "processed"
+    assert ports.store.get("inventory", "A")["available"] == 2
+
+
+def test_each_delivery_emits_under_ids_of_its_own_and_a_rerun_under_the_same() -> None:
+    """Emitted ids derive from the delivery's record key: two orders' analytics records
+    are two events downstream (not one and a duplicate); a delivery run again after a
+    failed publish re-publishes the same ids."""
+    ports = memory_ports()
+    first, second = order_created("o1", [("A", 1, 1.0)]), order_created("o2", [("A", 1, 1.0)])
+    one = handle(APP, "order-analytics", first, ports).emitted
+    two = handle(APP, "order-analytics", second, ports).emitted
+    assert len(one) == len(two) == 1 and one[0].id != two[0].id
+
+    failing = memory_ports()
+    failing.publisher = _FailingPublisher()
+    with pytest.raises(TransientError):
+        handle(APP, "order-analytics", first, failing)
+    failing.publisher = MemoryPublisher()
+    handle(APP, "order-analytics", first, failing)
+    assert [e.id for e in failing.publisher.published] == [one[0].id]  # type: ignore[attr-defined]

@@ -181,3 +181,37 @@ def test_a_tick_never_changes_the_state_it_was_given() -> None:
     after, _ = tick(APP, ports, state)
     assert state == before
     assert after["results"] and after["history"] and after is not state
+
+
+def test_a_new_saga_is_running_at_its_first_step_with_nothing_done_and_no_reason() -> None:
+    """The state the local executor stores from the start (and shows); the clouds start
+    their executions with the same fields (`asl.execution_input`)."""
+    from adapters.aws.asl import execution_input
+
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    given = {"order_id": "o1"}
+    state = new_state("order-o1", given, traceparent)
+    assert state == {
+        "saga_id": "order-o1", "input": {"order_id": "o1"}, "traceparent": traceparent,
+        "status": "running", "index": 0, "comp_index": -1, "attempt": 0, "results": {},
+        "reason": None, "reason_detail": None, "history": []}
+    assert state["input"] is not given
+    cloud = execution_input("order-o1", given, traceparent)
+    assert {k: state[k] for k in cloud} == cloud
+
+
+def test_a_finish_that_keeps_failing_needs_attention_naming_it_and_undoes_nothing() -> None:
+    """The order shipped: a `complete_order` that exhausts its retries is not a reason to
+    refund. The saga needs attention in its forward steps, with the step and its last
+    error as the reason."""
+    ports = _setup()
+    finish = dataclasses.replace(ORDER_SAGA.on_success, retry=Retry(2, 0.0, 1.0),
+                                 action=_failing_times(10**6))
+    app = dataclasses.replace(APP, saga=dataclasses.replace(ORDER_SAGA, on_success=finish))
+    state = run_to_end(app, ports, _state())
+    assert (state["status"], state["failed_in"], state["reason"], state["reason_detail"]) == (
+        "failed", "running", "complete_order_failed", "TransientError: down (2)")
+    assert [(h["step"], h["attempt"], h["outcome"]) for h in state["history"][-2:]] == [
+        ("complete_order", 1, "error"), ("complete_order", 2, "error")]
+    assert not [h for h in state["history"] if h["phase"] == "compensate"]
+    assert ports.store.get("orders", "o1")["status"] == "pending"
