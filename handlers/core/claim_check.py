@@ -7,8 +7,11 @@ The engine resolves the reference before validation, so handlers never see the
 difference. The stored payload expires by the bucket's lifecycle rule; a reference
 resolved after that is a permanent error that names the payload and the expiry.
 
-The key is derived from (source, id): re-publishing the same event overwrites the same
-object with the same bytes, so a retried publish stores nothing twice.
+The key is derived from (source, id) and the payload's digest: re-publishing the same
+event writes the same object with the same bytes, so a retried publish stores nothing
+twice, while an event re-sent under the same id with other data gets an object of its own
+(the first payload is never overwritten) and a reference that differs, so the engine's
+fingerprint of the reference sees the conflict and refuses it like any reused id.
 
 The stored object is the data as the event's `datacontenttype` says it is written (the
 data codec, `wire.data`, the same table the HTTP and Pub/Sub bindings use): JSON text for
@@ -42,8 +45,9 @@ def event_bytes(event: Event) -> int:
     return len(jsonformat.dumps(event).encode())
 
 
-def claim_key(event: Event) -> str:
-    digest = hashlib.sha256(f"{event.source}\n{event.id}".encode()).hexdigest()
+def claim_key(event: Event, payload: bytes) -> str:
+    content = hashlib.sha256(payload).hexdigest()
+    digest = hashlib.sha256(f"{event.source}\n{event.id}\n{content}".encode()).hexdigest()
     return f"events/{digest[:2]}/{digest}.json"
 
 
@@ -58,7 +62,7 @@ def check_in(event: Event, blobs: BlobStore, bucket: str) -> Event:
     payload, problems = codec.encode(event.data, event.datacontenttype)
     if problems:
         raise ValidationError(f"event '{event.id}' cannot be claim-checked exactly", problems)
-    key = claim_key(event)
+    key = claim_key(event, payload)
     blobs.write(bucket, key, payload, event.datacontenttype or _CONTENT_TYPE)
     return replace(event, data=None, extensions={
         **event.extensions, CLAIM_EXTENSION: f"{bucket}/{key}",

@@ -50,8 +50,8 @@ def test_one_failing_handler_in_a_batch_leaves_the_others_committed_and_is_retri
     events = [restock("A", 1), restock("B", 2), restock("C", 4)]
     real_handle = bootstrap_module.handle
 
-    def fail_on_b(app, consumer, event, ports):  # type: ignore[no-untyped-def]
-        result = real_handle(app, consumer, event, ports)  # its writes happen, then:
+    def fail_on_b(app, consumer, event, ports, **labels):  # type: ignore[no-untyped-def]
+        result = real_handle(app, consumer, event, ports, **labels)  # its writes happen, then:
         if event.id == events[1].id:
             raise TransientError("downstream unavailable")
         return result
@@ -143,8 +143,8 @@ def test_a_worker_dying_between_claim_and_commit_loses_nothing_and_applies_each_
     events = [restock("A", 1), restock("A", 2), restock("A", 4)]
     real_handle = bootstrap_module.handle
 
-    def die_on_the_second(app, consumer, event, ports):  # type: ignore[no-untyped-def]
-        result = real_handle(app, consumer, event, ports)
+    def die_on_the_second(app, consumer, event, ports, **labels):  # type: ignore[no-untyped-def]
+        result = real_handle(app, consumer, event, ports, **labels)
         if event.id == events[1].id:
             raise WorkerDied("SIGKILL mid-batch")
         return result

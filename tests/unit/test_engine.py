@@ -407,6 +407,30 @@ def test_another_claim_checked_event_under_a_used_id_is_refused_not_taken_for_a_
     assert ports.store.get("inventory", "A")["available"] == 2
 
 
+def test_a_claim_checked_event_resent_with_other_data_is_refused_and_the_first_payload_kept(
+        ) -> None:
+    """The same id with other data, both too big for the bus: the second reference names
+    another object (the key follows the content), so the first payload is not overwritten
+    and the engine refuses the reused id as it does for plain events."""
+    from handlers.app import CLAIMS
+    from handlers.core import claim_check
+
+    blobs = _Blobs()
+    ports = dataclasses.replace(memory_ports(), blobs=blobs)
+    first = restock("A", 2)
+    first_reference = claim_check.check_in(first, blobs, CLAIMS)
+    assert handle(APP, "inventory", first_reference, ports).status == "processed"
+    other = dataclasses.replace(first, data={**first.data, "quantity": 7})
+    other_reference = claim_check.check_in(other, blobs, CLAIMS)
+    assert other_reference.extensions[claim_check.CLAIM_EXTENSION] != \
+        first_reference.extensions[claim_check.CLAIM_EXTENSION]
+    with pytest.raises(ConflictError, match="already used for a different payload"):
+        handle(APP, "inventory", other_reference, ports)
+    assert claim_check.check_out(first_reference, blobs).data == first.data
+    assert ports.store.get("inventory", "A")["available"] == 2
+    assert handle(APP, "inventory", first_reference, ports).status == "duplicate"
+
+
 def test_a_claim_checked_event_not_yet_done_is_run_again_from_its_payload() -> None:
     """A record whose effects did not all run (status `committed`) is no proof of a
     finished delivery: the redelivery fetches the payload and performs the effects."""
