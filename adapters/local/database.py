@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,6 +84,8 @@ CREATE TABLE IF NOT EXISTS timeline (
 _REQUIRED: Final = ("events", "queue", "dlq", "timeline", "items", "sagas")
 #: Without a checkpointer thread, a PASSIVE checkpoint after this many commits.
 _INLINE_CHECKPOINT_COMMITS: Final = 500
+#: How long a processing write waits for waiting producers' writes to go first (s).
+_YIELD_MAX: Final = 0.02
 #: The WAL file is truncated back to this size once its frames are in the database.
 _WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
@@ -202,6 +205,12 @@ class Database:
                 with self._count_lock:
                     self._durable_waiting -= 1
         else:
+            # Producers first: events waiting to be accepted (and answered 202) take the
+            # lock before the next processing transaction, for at most _YIELD_MAX.
+            if self._durable_waiting:
+                until = time.monotonic() + _YIELD_MAX
+                while self._durable_waiting and time.monotonic() < until:
+                    time.sleep(0.0005)
             self._writer.acquire()
         try:
             if local.durable != durable:
