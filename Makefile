@@ -93,13 +93,13 @@ soak: $(VENV)/.dev
 # Every figure against its baseline measured in the same run, as one table (a few
 # minutes); also writes bench/results/latest.json, which `switchyard cost` reads.
 # bench/ is a folder, so the target is phony (declared above).
+LAMBDA_VENV ?= .venv-lambda
 bench: $(VENV)/.dev $(LAMBDA_VENV)/.boto3
 	$(BIN)/python -m bench.run
 
 # The Lambda runtime's Python (infra.aws.packaging.bytecode_interpreter finds it: on PATH,
 # $$SWITCHYARD_LAMBDA_PYTHON or pyenv) with boto3, for figure 2's cold import as Lambda
 # runs it. Without that Python the bench says so and measures with this one.
-LAMBDA_VENV ?= .venv-lambda
 $(LAMBDA_VENV)/.boto3: | $(VENV)/.dev
 	@py=$$($(BIN)/python -c 'from infra.aws.packaging import bytecode_interpreter as b; print(b() or "")'); \
 	if [ -n "$$py" ]; then \
