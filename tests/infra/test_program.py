@@ -409,7 +409,7 @@ def test_defaults() -> None:
 
 def test_every_setting_parses() -> None:
     values = {
-        "switchyard:cloud": "gcp",
+        "switchyard:cloud": "aws",
         "switchyard:prefix": "sy-prod",
         "maxDeliveries": "100",
         "memory": "512",
@@ -422,16 +422,21 @@ def test_every_setting_parses() -> None:
         "api": "True",
         "paymentDeclineAbove": "250.50",
         "protectData": "true",
+        "tracesExporter": "otlp",
+        "otlpEndpoint": "http://localhost:4318",
+        "otelLayer": "arn:aws:lambda:us-east-1:901920570463:layer:aws-otel-python:1",
         "gcp:project": "ignored-other-namespace",
     }
     assert set(KEYS) <= {k.rpartition(":")[2] for k in values}
     config = StackConfig.from_mapping(values, "prod")
-    assert (config.cloud, config.prefix, config.max_deliveries) == ("gcp", "sy-prod", 100)
+    assert (config.cloud, config.prefix, config.max_deliveries) == ("aws", "sy-prod", 100)
     assert (config.memory_mb, config.timeout_s, config.batch_size) == (512, 540, 1)
     assert (config.max_concurrency, config.archive_days, config.log_retention_days) == (20, 31, 30)
     assert (config.alarm_email, config.api) == ("ops@example.com", True)
     assert config.payment_decline_above == Decimal("250.50")
     assert config.protect_data is True
+    assert (config.traces_exporter, config.otlp_endpoint) == ("otlp", "http://localhost:4318")
+    assert config.otel_layer == values["otelLayer"]
 
 
 @pytest.mark.parametrize(
