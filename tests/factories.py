@@ -30,3 +30,24 @@ def restock(item_id: str, quantity: int) -> Event:
 def workflow_triggered(order_id: str) -> Event:
     return Event.new("workflow", WORKFLOW_TRIGGERED,
                      {"workflow_id": f"wf-{order_id}", "order_id": order_id})
+
+
+def not_yet_known_until(monkeypatch: Any, succeed_on: int | None) -> list[str]:
+    """Make the cloud entries' `handle` (through `adapters.soon`) raise NotYetKnown until
+    call `succeed_on` (1-based; None: always), with no pause before the in-invocation
+    retry; returns the ids of the events it was called with, in order."""
+    from adapters import soon
+    from handlers.core.engine import Outcome
+    from handlers.core.errors import NotYetKnown
+
+    calls: list[str] = []
+
+    def handle(app: Any, consumer: str, event: Any, ports: Any, **labels: Any) -> Outcome:
+        calls.append(event.id)
+        if succeed_on is None or len(calls) < succeed_on:
+            raise NotYetKnown(f"order of {event.id} not known yet")
+        return Outcome("processed", consumer, event.id)
+
+    monkeypatch.setattr(soon, "handle", handle)
+    monkeypatch.setattr(soon, "SOON_S", 0.0)
+    return calls

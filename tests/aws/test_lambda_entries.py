@@ -21,7 +21,7 @@ from adapters.aws.topology import TableSpec
 from handlers.app import APP
 from handlers.catalog import CATALOG
 from handlers.core.eventbridge_binding import to_put_events_entry
-from tests.factories import restock
+from tests.factories import not_yet_known_until, restock
 
 TABLES = {t: f"t-{t}" for t in APP.tables}
 
@@ -245,27 +245,9 @@ def test_sns_notifier_sends_the_id_as_an_attribute(aws: None) -> None:
     assert json.loads(envelope["Message"])["notification_id"] == "n-1"
 
 
-def _not_yet_known_until(monkeypatch: pytest.MonkeyPatch, succeed_on: int | None) -> list[str]:
-    """`handle` raising NotYetKnown (until call `succeed_on`, 1-based); the calls made."""
-    from handlers.core.engine import Outcome
-    from handlers.core.errors import NotYetKnown
-
-    calls: list[str] = []
-
-    def handle(app: Any, consumer: str, event: Any, ports: Any, **labels: Any) -> Outcome:
-        calls.append(event.id)
-        if succeed_on is None or len(calls) < succeed_on:
-            raise NotYetKnown(f"order of {event.id} not known yet")
-        return Outcome("processed", consumer, event.id)
-
-    monkeypatch.setattr(soon, "handle", handle)
-    monkeypatch.setattr(soon, "SOON_S", 0.0)
-    return calls
-
-
 def test_data_not_known_yet_is_retried_at_once_in_the_invocation(
         wired: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _not_yet_known_until(monkeypatch, succeed_on=2)
+    calls = not_yet_known_until(monkeypatch, succeed_on=2)
     record = sqs_record(0, delivered({"item_id": "A", "quantity": 1, "action": "restock"},
                                      "e-0"))
     assert lambda_entry.sqs_handler({"Records": [record]}) == {"batchItemFailures": []}
@@ -281,7 +263,7 @@ def test_data_still_not_known_comes_back_after_a_short_visibility_not_the_queues
                              Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
     reset_runtime(AwsRuntime(Settings(consumer="inventory", tables=TABLES, dlq_url=wired["dlq"],
                                       bus_name="bus", queue_url=queue, max_deliveries=5), APP))
-    calls = _not_yet_known_until(monkeypatch, succeed_on=None)
+    calls = not_yet_known_until(monkeypatch, succeed_on=None)
     monkeypatch.setattr(lambda_entry, "SOON_VISIBILITY_S", (0, 0, 0))
     body = delivered({"item_id": "A", "quantity": 1, "action": "restock"}, "e-0")
     sqs.send_message(QueueUrl=queue, MessageBody=body)

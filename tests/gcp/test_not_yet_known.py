@@ -4,32 +4,19 @@ in the same request, then a nack that Pub/Sub's retry policy delays."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from adapters import soon
 from adapters.gcp import entry
 from adapters.gcp.pubsub_binding import push_envelope, to_message
 from adapters.gcp.settings import Settings
 from adapters.memory import memory_ports
 from handlers.app import APP
-from handlers.core.engine import Outcome
-from handlers.core.errors import NotYetKnown
-from tests.factories import restock
+from tests.factories import not_yet_known_until, restock
 
 
 def _push(monkeypatch: pytest.MonkeyPatch, succeed_on: int | None) -> tuple[int, list[str]]:
-    calls: list[str] = []
-
-    def handle(app: Any, consumer: str, event: Any, ports: Any, **labels: Any) -> Outcome:
-        calls.append(event.id)
-        if succeed_on is None or len(calls) < succeed_on:
-            raise NotYetKnown(f"order of {event.id} not known yet")
-        return Outcome("processed", consumer, event.id)
-
-    monkeypatch.setattr(soon, "handle", handle)
-    monkeypatch.setattr(soon, "SOON_S", 0.0)
+    calls = not_yet_known_until(monkeypatch, succeed_on)
     ports = memory_ports()
     rt = entry.Runtime(APP, Settings(project="p", consumer="inventory"), ports, None,
                        ports.publisher)
