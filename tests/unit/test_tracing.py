@@ -13,7 +13,7 @@ from cli.main import main
 from handlers.app import APP
 from handlers.core import tracing
 from handlers.core.engine import handle, run_step
-from handlers.core.errors import PermanentError
+from handlers.core.errors import PermanentError, TransientError
 from handlers.core.events import ensure_traceparent
 from handlers.core.observability import trace_id_of
 from handlers.core.saga_runner import new_state, tick
@@ -135,3 +135,54 @@ def test_a_step_span_is_a_child_of_the_saga_start_and_parents_its_events() -> No
     assert ports.publisher.published, "the payment step publishes"
     assert all(e.traceparent and e.traceparent.split("-")[2] == f"{step.context.span_id:016x}"
                for e in ports.publisher.published)
+
+
+def _saga_at_payment(order_id: str, price: float) -> tuple[object, dict]:
+    ports = memory_ports()
+    handle(APP, "orders", order_created(order_id, [("A", 1, price)]), ports)
+    saga_id = f"order-{order_id}"
+    state = new_state(saga_id, ports.sagas.started[saga_id]["input"], INCOMING)
+    state, _ = tick(APP, ports, state)  # create_order, untraced: payment needs its result
+    return ports, state
+
+
+def test_what_a_step_publishes_is_a_send_to_the_bus_and_its_record_is_the_sagas() -> None:
+    ports, state = _saga_at_payment("pub", 1.0)
+    with recording() as exporter:
+        run_step(APP, ports, "order-pub", "payment", "action", state)
+        spans = exporter.get_finished_spans()
+    sent = [s for s in spans if s.name.startswith("send ")]
+    assert sent, "the payment step publishes, and each publish is a span"
+    assert {(attr(s, tracing.OPERATION_TYPE), attr(s, tracing.OPERATION_NAME),
+             attr(s, tracing.DESTINATION)) for s in sent} == {("send", "publish", "bus")}
+    # The traced run kept the step's record under its saga: run again untraced, it replays.
+    assert run_step(APP, ports, "order-pub", "payment", "action", state).replayed
+
+
+def test_a_step_span_says_failed_for_a_business_failure_and_error_for_an_exception() -> None:
+    ports, state = _saga_at_payment("dec", 5000.0)  # above the 1000.00 decline threshold
+    with recording() as exporter:
+        assert not run_step(APP, ports, "order-dec", "payment", "action", state).ok
+        step = the(named(exporter.get_finished_spans(), "saga payment"), "step")
+    assert attr(step, tracing.STEP_OUTCOME) == "failed"
+    missing = new_state("order-none", {"order_id": "none"}, INCOMING)
+    with recording() as exporter, pytest.raises(TransientError):
+        run_step(APP, memory_ports(), "order-none", "create_order", "action", missing)
+    step = the(named(exporter.get_finished_spans(), "saga create_order"), "step")
+    assert attr(step, tracing.STEP_OUTCOME) == "error"
+
+
+def test_a_compensation_is_its_own_span_and_a_delivery_is_a_process() -> None:
+    ports, state = _saga_at_payment("cmp", 1.0)
+    state, _ = tick(APP, ports, state)  # payment
+    with recording() as exporter:
+        run_step(APP, ports, "order-cmp", "payment", "compensate", state)
+        handle(APP, "inventory", restock("Z", 1).with_extensions(traceparent=INCOMING),
+               ports, attempt=1, max_attempts=5)
+        spans = exporter.get_finished_spans()
+    undo = the(named(spans, "compensate payment"), "compensation")
+    assert attr(undo, tracing.PHASE) == "compensate"
+    assert not named(spans, "saga payment")
+    delivery = the(named(spans, "process inventory"), "delivery")
+    assert (attr(delivery, tracing.OPERATION_TYPE), attr(delivery, tracing.OPERATION_NAME)) == (
+        "process", "process")
