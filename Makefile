@@ -110,7 +110,7 @@ $(LAMBDA_VENV)/.boto3: | $(VENV)/.dev
 # target, then the kill rate per module and the survivors, also written to
 # tests/mutation/report.md. Tens of minutes on 2 cores: not part of `make test` (its
 # cheap sample is tests/mutation/test_mutants_die.py, which is).
-mutation: $(VENV)/.dev
+mutation: $(VENV)/.dev asyncapi-specs
 	nice -n 15 $(BIN)/python -m tools.mutation run
 
 clean:
