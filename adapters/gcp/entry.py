@@ -211,16 +211,15 @@ def _delivery_of(parsed: jsontext.Once) -> pubsub_binding.Delivery:
     """Delivery facts of a push whose payload is not one of our events (best effort)."""
     envelope, problem = parsed.parse()
     if problem:
-        return pubsub_binding.Delivery(None, None, None, {})
+        return pubsub_binding.Delivery(None, None, None)
     try:
         message = envelope.get("message") or {}
         attempt = envelope.get("deliveryAttempt")
         return pubsub_binding.Delivery(
             message.get("messageId"), envelope.get("subscription"),
-            int(attempt) if attempt is not None else None,
-            {str(k): str(v) for k, v in (message.get("attributes") or {}).items()})
+            int(attempt) if attempt is not None else None)
     except (ValueError, AttributeError, TypeError):
-        return pubsub_binding.Delivery(None, None, None, {})
+        return pubsub_binding.Delivery(None, None, None)
 
 
 def _original_message(headers: Mapping[str, str], body: bytes,

@@ -62,7 +62,6 @@ class Delivery:
     message_id: str | None
     subscription: str | None
     attempt: int | None
-    attributes: Mapping[str, str]
 
 
 # --- encoding -------------------------------------------------------------------------
@@ -201,7 +200,6 @@ def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once
         message_id=_opt(message.get("messageId") or message.get("message_id")),
         subscription=_opt(envelope.get("subscription")),
         attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
-        attributes={str(k): str(v) for k, v in attributes.items()},
     )
     return data or b"", attributes, delivery, problems
 

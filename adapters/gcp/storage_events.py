@@ -73,10 +73,9 @@ def from_object_resource(resource: Any, buckets: Mapping[str, str],
 
 
 def is_storage_cloudevent(headers: Mapping[str, str]) -> bool:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if lowered.get("ce-type") == GCS_FINALIZED:
-        return True
-    return False
+    """Whether an Eventarc delivery in binary mode carries a Cloud Storage finalize."""
+    return any(value == GCS_FINALIZED and name.lower() == "ce-type"
+               for name, value in headers.items())
 
 
 def from_cloudevent(headers: Mapping[str, str], body: bytes, buckets: Mapping[str, str],
