@@ -204,13 +204,47 @@ def _build(root: Path, files: Iterable[str] | None,
 def write_zip(root: Path = ROOT, out_dir: Path = BUILD_DIR,
               bytecode: str | None | bool = True) -> CodeArchive:
     """Build the archive into `out_dir`, named by its hash (so concurrent builds of the
-    same sources agree, and a stale file is never reused for different sources)."""
-    data, shipped = _build(root, None, bytecode)
+    same sources agree, and a stale file is never reused for different sources).
+
+    A program run on unchanged sources reuses the archive it built last time (a manifest
+    keyed by the compiler and every source's path and bytes, checked against the zip's
+    own hash), instead of compressing it again on every `pulumi preview` and `up`."""
+    sources = source_files(root)
+    found = bytecode_interpreter() if bytecode is True else bytecode or None
+    key = hashlib.sha256(os.path.realpath(found).encode() if found else b"-")
+    for relative in sources:
+        key.update(b"\0" + relative.encode() + b"\0" + (root / relative).read_bytes())
+    manifest = out_dir / f"archive-{key.hexdigest()[:24]}.json"
+    reused = _reuse(manifest, out_dir)
+    if reused is not None:
+        return reused
+    data, shipped = _build(root, sources, found)
     digest = hashlib.sha256(data)
     path = out_dir / f"switchyard-{digest.hexdigest()[:16]}.zip"
     if not path.exists() or path.read_bytes() != data:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, delete=False, suffix=".tmp") as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
-    return CodeArchive(path, base64.b64encode(digest.digest()).decode(), len(data), shipped)
+        _write_atomically(path, data)
+    archive = CodeArchive(path, base64.b64encode(digest.digest()).decode(), len(data), shipped)
+    _write_atomically(manifest, json.dumps({"zip": path.name, "sha256": archive.sha256_base64,
+                                            "bytecode": shipped}).encode())
+    return archive
+
+
+def _reuse(manifest: Path, out_dir: Path) -> CodeArchive | None:
+    """The archive `manifest` names, if it is there with the bytes it was built with."""
+    try:
+        known = json.loads(manifest.read_text())
+        path = out_dir / known["zip"]
+        data = path.read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    if digest != known.get("sha256") or not isinstance(known.get("bytecode"), str):
+        return None
+    return CodeArchive(path, digest, len(data), known["bytecode"])
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)

@@ -177,3 +177,37 @@ def test_a_missing_compiler_is_said_not_guessed(tmp_path: Path) -> None:
         written.bytecode
     names = zipfile.ZipFile(written.path).namelist()
     assert not [n for n in names if n.endswith(".pyc")]
+
+
+def _copy_sources(to: Path) -> Path:
+    for relative in source_files():
+        target = to / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+    return to
+
+
+def test_unchanged_sources_reuse_the_archive_and_any_change_rebuilds_it(
+        tmp_path: Path, monkeypatch) -> None:
+    from infra.aws import packaging
+
+    root, out = _copy_sources(tmp_path / "src"), tmp_path / "out"
+    built = []
+    real_build = packaging._build
+    monkeypatch.setattr(packaging, "_build",
+                        lambda *a: built.append(a) or real_build(*a))
+    first = write_zip(root, out, bytecode=False)
+    assert write_zip(root, out, bytecode=False) == first and len(built) == 1
+
+    # A source edited: a new archive, whose bytes carry the edit.
+    handler = root / "handlers" / "notifications.py"
+    handler.write_text(handler.read_text() + "\n# edited\n")
+    second = write_zip(root, out, bytecode=False)
+    assert len(built) == 2 and second.sha256_base64 != first.sha256_base64
+    assert zipfile.ZipFile(second.path).read("handlers/notifications.py").endswith(
+        b"# edited\n")
+
+    # The archive a manifest names, damaged on disk: rebuilt, never handed on as it is.
+    second.path.write_bytes(b"not a zip")
+    third = write_zip(root, out, bytecode=False)
+    assert len(built) == 3 and third == second and zipfile.ZipFile(third.path).testzip() is None
