@@ -233,7 +233,9 @@ def to_yaml(workflow: dict[str, Any]) -> str:
     """YAML source for Cloud Workflows, keys in definition order (execution order)."""
     import yaml  # pyyaml: available where the stack is built (a pulumi dependency)
 
-    return yaml.safe_dump(workflow, sort_keys=False, width=100, allow_unicode=True)
+    # libyaml's emitter when pyyaml was built with it: the same text, several times faster.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(workflow, Dumper=dumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 def saga_yaml(saga: Saga, step_url: str, *, timeout_s: int = 60) -> str:

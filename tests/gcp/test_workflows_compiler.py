@@ -27,6 +27,14 @@ def test_yaml_is_the_compiled_definition_in_execution_order() -> None:
     assert undo == [f"undo_{s.name}" for s in reversed(APP.saga.steps) if s.compensate]
 
 
+def test_the_source_does_not_depend_on_which_yaml_emitter_wrote_it() -> None:
+    # libyaml's emitter is used when pyyaml has it; the pure-Python one must give the same
+    # text, or a machine without libyaml would redeploy an unchanged workflow.
+    pure = yaml.dump(compile_saga(APP.saga, URL), Dumper=yaml.SafeDumper, sort_keys=False,
+                     width=100, allow_unicode=True)
+    assert saga_yaml(APP.saga, URL) == pure
+
+
 def test_each_step_retries_as_declared_and_only_transient_errors() -> None:
     steps = _steps(compile_saga(APP.saga, URL))
     for step in APP.saga.all_steps():
