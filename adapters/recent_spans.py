@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from opentelemetry.context import Context
@@ -25,6 +25,27 @@ DEFAULT_LIMIT: Final = 10_000
 _OUTCOMES: Final = (tracing.OUTCOME, tracing.STEP_OUTCOME)
 
 
+class Kept:
+    """What is kept of a finished span: what the console shows, not the SDK's whole
+    object (its resource, scope, events, links), so 10,000 stay about 10 MB."""
+
+    __slots__ = ("attributes", "end", "kind", "name", "parent_id", "span_id", "start",
+                 "status", "trace_id")
+
+    def __init__(self, span: ReadableSpan) -> None:
+        context = span.context
+        self.trace_id = context.trace_id if context is not None else 0
+        self.span_id = context.span_id if context is not None else 0
+        self.parent_id = span.parent.span_id if span.parent is not None else None
+        self.name = span.name
+        self.kind = span.kind.name.lower()
+        self.start = span.start_time or 0
+        self.end = span.end_time or self.start
+        self.status = span.status.status_code.name.lower()
+        # The SDK's own mapping, not a copy: an ended span's attributes no longer change.
+        self.attributes: Mapping[str, Any] = span.attributes or {}
+
+
 class RecentSpans(SpanProcessor):
     """The last `limit` spans to end, by trace id."""
 
@@ -33,8 +54,8 @@ class RecentSpans(SpanProcessor):
             raise ValueError(f"keep at least one span, not {limit}")
         self.limit = limit
         self._lock = threading.Lock()
-        self._order: deque[ReadableSpan] = deque()  # oldest first, as they ended
-        self._by_trace: dict[int, deque[ReadableSpan]] = {}
+        self._order: deque[Kept] = deque()  # oldest first, as they ended
+        self._by_trace: dict[int, list[Kept]] = {}  # each in end order too
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -42,18 +63,17 @@ class RecentSpans(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is None:
             return
-        trace_id = span.context.trace_id
+        kept = Kept(span)
         with self._lock:
-            self._order.append(span)
-            self._by_trace.setdefault(trace_id, deque()).append(span)
+            self._order.append(kept)
+            self._by_trace.setdefault(kept.trace_id, []).append(kept)
             if len(self._order) > self.limit:
-                # Both queues are in end order: the oldest span is the first of its trace's.
+                # Both are in end order: the oldest span is the first of its trace's.
                 oldest = self._order.popleft()
-                old_trace = oldest.context.trace_id
-                kept = self._by_trace[old_trace]
-                kept.popleft()
-                if not kept:
-                    del self._by_trace[old_trace]
+                same_trace = self._by_trace[oldest.trace_id]
+                del same_trace[0]
+                if not same_trace:
+                    del self._by_trace[oldest.trace_id]
 
     def shutdown(self) -> None:
         pass
@@ -65,12 +85,12 @@ class RecentSpans(SpanProcessor):
         with self._lock:
             return len(self._order)
 
-    def spans(self, trace_ids: Iterable[int | str]) -> list[ReadableSpan]:
+    def spans(self, trace_ids: Iterable[int | str]) -> list[Kept]:
         """The kept spans of these traces (ids as integers or 32 hex digits), by start."""
         wanted = {found for found in map(_trace_id, trace_ids) if found is not None}
         with self._lock:
             found = [span for t in wanted for span in self._by_trace.get(t, ())]
-        return sorted(found, key=lambda s: s.start_time or 0)
+        return sorted(found, key=lambda s: s.start)
 
     def tree(self, trace_ids: Iterable[int | str]) -> list[dict[str, Any]]:
         """The kept spans of these traces as a tree, flattened: each parent before its
@@ -79,40 +99,36 @@ class RecentSpans(SpanProcessor):
         return tree(self.spans(trace_ids))
 
 
-def tree(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
-    ordered = sorted(spans, key=lambda s: s.start_time or 0)
-    ids = {s.context.span_id for s in ordered if s.context is not None}
-    children: dict[int | None, list[ReadableSpan]] = {}
+def tree(spans: list[Kept]) -> list[dict[str, Any]]:
+    ordered = sorted(spans, key=lambda s: s.start)
+    ids = {s.span_id for s in ordered}
+    children: dict[int | None, list[Kept]] = {}
     for span in ordered:
-        parent = span.parent.span_id if span.parent and span.parent.span_id in ids else None
+        parent = span.parent_id if span.parent_id in ids else None
         children.setdefault(parent, []).append(span)
     out: list[dict[str, Any]] = []
     stack = [(span, 0) for span in reversed(children.get(None, []))]
     while stack:
         span, depth = stack.pop()
         out.append(describe(span, depth))
-        if span.context is not None:
-            stack.extend((child, depth + 1)
-                         for child in reversed(children.get(span.context.span_id, [])))
+        stack.extend((child, depth + 1) for child in reversed(children.get(span.span_id, [])))
     return out
 
 
-def describe(span: ReadableSpan, depth: int = 0) -> dict[str, Any]:
+def describe(span: Kept, depth: int = 0) -> dict[str, Any]:
     """A span as the console's JSON: ids in hex, times in seconds and milliseconds."""
-    attributes = dict(span.attributes or {})
-    start, end = span.start_time or 0, span.end_time or span.start_time or 0
-    outcome = next((attributes[k] for k in _OUTCOMES if k in attributes), None)
+    attributes = span.attributes
     return {
-        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
-        "span_id": f"{span.context.span_id:016x}" if span.context else None,
-        "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
+        "trace_id": f"{span.trace_id:032x}",
+        "span_id": f"{span.span_id:016x}",
+        "parent_id": None if span.parent_id is None else f"{span.parent_id:016x}",
         "depth": depth,
         "name": span.name,
-        "kind": span.kind.name.lower(),
-        "start": start / 1e9,
-        "duration_ms": round((end - start) / 1e6, 3),
-        "outcome": outcome,
-        "status": span.status.status_code.name.lower(),
+        "kind": span.kind,
+        "start": span.start / 1e9,
+        "duration_ms": round((span.end - span.start) / 1e6, 3),
+        "outcome": next((attributes[k] for k in _OUTCOMES if k in attributes), None),
+        "status": span.status,
         "attributes": {k: v if isinstance(v, str | bool | int | float) else str(v)
                        for k, v in attributes.items()},
     }
