@@ -12,6 +12,10 @@ What the SDK reads itself is left to it: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATT
 `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_BSP_*` and the OTLP exporter's `OTEL_EXPORTER_OTLP_*`
 (endpoint, headers, timeout, compression). The OTLP exporter speaks http/protobuf (the
 `otel` extra's `opentelemetry-exporter-otlp-proto-http`).
+
+A long-running process that shows its own spans (`switchyard serve`, whose console shows
+an order's) also asks to keep the most recent ones in memory (`keep_spans`); `recent_spans`
+returns that store, None when tracing is off or nothing is kept.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core import tracing
+
+if TYPE_CHECKING:
+    from adapters.recent_spans import RecentSpans
 
 log = logging.getLogger("switchyard.telemetry")
 
@@ -31,6 +38,7 @@ _KINDS: Final = {"internal": "INTERNAL", "server": "SERVER", "client": "CLIENT",
                  "producer": "PRODUCER", "consumer": "CONSUMER"}
 _OTLP_PROTOCOLS: Final = ("http/protobuf", "")
 _installed: tracing.Tracer | None = None
+_recent: RecentSpans | None = None
 
 
 class SettingsError(ValueError):
@@ -95,13 +103,15 @@ class OtelTracer:
 
 def install_from_env(env: Mapping[str, str] | None = None, *,
                      messaging_system: str = "switchyard",
-                     service_name: str = "switchyard") -> bool:
+                     service_name: str = "switchyard", keep_spans: int = 0) -> bool:
     """Install an OpenTelemetry tracer when the environment asks for one; True if on.
 
-    Once per process: a second call keeps the first tracer. Raises `SettingsError` for
-    an exporter or protocol it cannot provide (the caller decides: the CLI stops with
-    one line; a function logs it and runs untraced rather than refuse events)."""
-    global _installed
+    With `keep_spans`, the last that many spans to end are also kept in memory (see
+    `recent_spans`). Once per process: a second call keeps the first tracer. Raises
+    `SettingsError` for an exporter or protocol it cannot provide (the caller decides:
+    the CLI stops with one line; a function logs it and runs untraced rather than refuse
+    events)."""
+    global _installed, _recent
     env = os.environ if env is None else env
     names = exporters(env)
     if not names:
@@ -111,6 +121,11 @@ def install_from_env(env: Mapping[str, str] | None = None, *,
         return True
     try:
         provider = _provider(env, names, service_name)
+        if keep_spans > 0:
+            from adapters.recent_spans import RecentSpans
+
+            _recent = RecentSpans(keep_spans)
+            provider.add_span_processor(_recent)
     except ImportError as error:
         raise SettingsError(
             f"OTEL_TRACES_EXPORTER={','.join(names)} needs OpenTelemetry, which is not "
@@ -122,6 +137,11 @@ def install_from_env(env: Mapping[str, str] | None = None, *,
     _installed = OtelTracer(provider)
     tracing.install(_installed, messaging_system)
     return True
+
+
+def recent_spans() -> RecentSpans | None:
+    """The spans this process keeps (installed with `keep_spans`), or None."""
+    return _recent
 
 
 def _provider(env: Mapping[str, str], names: list[str], service_name: str) -> Any:

@@ -414,13 +414,19 @@ def _configure_logging() -> int:
     return level
 
 
-def _configure_tracing() -> None:
-    """OpenTelemetry spans when the OTEL_* variables ask for them (README "Tracing")."""
+#: How many of its latest spans `serve` keeps in memory for the console (tracing on only).
+SERVE_KEEPS_SPANS: Final = 10_000
+
+
+def _configure_tracing(command: str) -> None:
+    """OpenTelemetry spans when the OTEL_* variables ask for them (README "Tracing");
+    the server also keeps its latest spans for the console's order view."""
     from adapters.telemetry import SettingsError, install_from_env
 
     try:
         install_from_env(messaging_system="switchyard",
-                         service_name=os.environ.get("OTEL_SERVICE_NAME") or "switchyard")
+                         service_name=os.environ.get("OTEL_SERVICE_NAME") or "switchyard",
+                         keep_spans=SERVE_KEEPS_SPANS if command == "serve" else 0)
     except SettingsError as error:
         raise CliError(str(error), EXIT_USAGE) from None
 
@@ -433,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = f"switchyard {args.command}"
         level = _configure_logging()
-        _configure_tracing()
+        _configure_tracing(args.command)
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code

@@ -1,10 +1,12 @@
 """The console in a real headless Chromium against a real `switchyard serve`: send an
 order from the form, watch it complete, open its waterfall, dead-letter an event, redrive
-it after a fix, discard another; a page of 10,000 timeline rows stays a few dozen nodes."""
+it after a fix, discard another; a page of 10,000 timeline rows stays a few dozen nodes;
+with tracing on, an order's spans show as a tree under its waterfall."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ TOKEN = "browser-test-token"
 @pytest.fixture()
 def served(tmp_path: Path, monkeypatch) -> Iterator[ServeProcess]:
     monkeypatch.setenv("SWITCHYARD_TOKEN", TOKEN)  # the page must work with a token
+    for name in [k for k in os.environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(name)  # tracing off
     server = start_server(tmp_path)
     yield server
     server.stop()
@@ -65,6 +69,7 @@ def test_order_waterfall_and_dead_letters_from_the_console(page: Any, served: Se
     steps = page.locator("#waterfall .lbl").all_inner_texts()
     assert any("saga.payment.action" in s for s in steps), steps
     assert any("order.created" in s for s in steps), steps
+    assert "OTEL_TRACES_EXPORTER=console" in page.inner_text("#spans-off")  # tracing off
     page.click("button[data-tab=orders]")
     page.wait_for_selector("#orders-table tr[data-order='W-1'] .o-completed")
 
@@ -109,6 +114,38 @@ def test_order_waterfall_and_dead_letters_from_the_console(page: Any, served: Se
     weight = sum(sizes.values())
     print(f"\nconsole page weight: {weight} bytes for / and its assets: {sizes}")
     assert weight < 64 * 1024, sizes
+
+
+def test_an_orders_spans_show_as_a_tree_when_tracing_is_on(page: Any, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    from tests.console.support import order, put_events, stock
+
+    for name in [k for k in os.environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")  # spans to the server's log
+    server = ServeProcess(tmp_path / "traced.db", tmp_path / "traced.log", workers=2,
+                          token=TOKEN)
+    server.start()
+    try:
+        server.post(put_events(stock("lamp", 3)))
+        server.wait_quiet(60)
+        server.post(put_events(order("S-1", "lamp", 1, 9.0)))
+        server.wait_quiet(60)
+        page.goto(f"{server.url}/#token={TOKEN}")
+        page.click("button[data-tab=orders]")
+        page.click("#orders-table tr[data-order='S-1']")
+        page.wait_for_selector("#spans .sn[data-depth='2']")
+        names = page.locator("#spans .sn").all_inner_texts()
+        assert names[0] == "send com.switchyard.order.created", names
+        assert "process orders" in names and "saga create_order" in names, names
+        step = page.locator("#spans .sn:text-is('saga create_order')")
+        assert step.get_attribute("data-depth") == "2"
+        assert step.evaluate("e => getComputedStyle(e).paddingLeft") == "28px"  # indented
+        assert page.locator("#spans .o-ok").count() >= 4  # outcomes shown
+        assert page.locator("#spans-off").count() == 0
+        assert page.errors == []  # no CSP violation, no script error
+    finally:
+        server.stop()
 
 
 def test_ten_thousand_rows_render_as_a_window(page: Any, served: ServeProcess) -> None:

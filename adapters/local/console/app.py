@@ -2,9 +2,11 @@
 API under `/api/`.
 
 Reads go through the Runtime's query methods (orders, trace, dlq, counts) and the
-read-only queries of `queries`; the only writes are the Runtime methods the ingress and
-the `switchyard dlq` commands use (ingest, redrive(ids=...), discard(ids, by)), so the
-console cannot do what the CLI cannot.
+read-only queries of `queries`, and an order's OpenTelemetry spans come from the spans
+this process keeps in memory when tracing is on (`adapters.telemetry.recent_spans`);
+the only writes are the Runtime methods the ingress and the `switchyard dlq` commands use
+(ingest, redrive(ids=...), discard(ids, by)), so the console cannot do what the CLI
+cannot.
 
 Security, for a server on a developer's machine that any web page they visit could try
 to reach: every state change is a POST with a JSON body (a cross-site form cannot send
@@ -223,7 +225,7 @@ class ConsoleApp:
             raise _Reply(404, {"error": f"order '{order_id}' not found"})
         saga = queries.saga_state(self.runtime, saga_id_for(order_id))
         return 200, {"order": public_order(order) if order else None, "trace": trace,
-                     "saga": saga}
+                     "saga": saga, "spans": _spans(trace, saga)}
 
     def _table(self, name: str, query: dict[str, str]) -> tuple[int, Any]:
         if name not in self.runtime.app.tables:
@@ -322,6 +324,28 @@ class ConsoleApp:
                 quiet = 0.0
                 yield b": keep-alive\n\n"
         yield b"event: end\ndata: resume with Last-Event-ID\n\n"
+
+
+SPANS_OFF: Final = ("Spans are off: start `switchyard serve` with OTEL_TRACES_EXPORTER=console "
+                    "(or otlp) to see this order's OpenTelemetry spans here.")
+
+
+def _spans(trace: list[dict[str, Any]], saga: dict[str, Any] | None) -> dict[str, Any]:
+    """The order's spans kept by this process, found by the trace ids its timeline rows
+    and its saga's state carry (each from the W3C traceparent of the events)."""
+    from adapters import telemetry
+    from handlers.core.observability import trace_id_of
+
+    kept = telemetry.recent_spans()
+    if kept is None:
+        return {"recording": False, "note": SPANS_OFF}
+    found = [row["trace_id"] for row in trace]
+    state = saga.get("state") if saga is not None else None
+    if isinstance(state, dict):
+        found.append(trace_id_of(state.get("traceparent")))
+    trace_ids = list(dict.fromkeys(t for t in found if t))
+    return {"recording": True, "trace_ids": trace_ids, "tree": kept.tree(trace_ids),
+            "kept": len(kept), "limit": kept.limit}
 
 
 def _query(environ: dict[str, Any]) -> dict[str, str]:

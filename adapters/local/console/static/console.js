@@ -236,7 +236,29 @@ async function openOrder(orderId, quiet = false) {
     o && o.reason ? el("p", {}, `reason: ${o.reason}${o.reason_detail ? ` (${o.reason_detail})` : ""}`) : "",
     o ? el("p", { class: "muted" }, `customer ${o.customer_id}, total ${o.total}, ${o.items.length} item(s)`) : "",
     data.saga ? el("p", { class: "muted" }, `saga ${data.saga.saga_id}: ${data.saga.status}`) : "");
-  view.replaceChildren(head, waterfall(data.trace));
+  view.replaceChildren(head, waterfall(data.trace), spanTree(data.spans));
+}
+
+// The order's OpenTelemetry spans kept by the server (tracing on), as an indented tree.
+function spanTree(spans) {
+  if (!spans) return "";
+  if (!spans.recording) return el("p", { class: "muted", id: "spans-off" }, spans.note);
+  const ids = spans.trace_ids.map((t) => t.slice(0, 12) + "…").join(", ") || "none recorded";
+  const box = el("div", { id: "spans" }, el("h3", {}, "Spans"),
+    el("p", { class: "muted" }, `trace ${ids} · ${spans.tree.length} span(s) of the last ${spans.limit} this server keeps`));
+  if (!spans.tree.length) return box;
+  const grid = el("div", { class: "st" }, el("b", {}, "span"), el("b", {}, "kind"), el("b", {}, "ms"), el("b", {}, "outcome"));
+  for (const s of spans.tree) {
+    const about = Object.entries(s.attributes).map(([k, v]) => `${k}=${v}`).join("\n");
+    const name = el("span", { class: "sn", title: `${s.name}\ntrace ${s.trace_id} span ${s.span_id}\n${about}`,
+      dataset: { span: s.span_id, depth: s.depth } }, s.name);
+    name.style.paddingLeft = `${s.depth * 14}px`;
+    const outcome = s.outcome ?? (s.status === "error" ? "error" : "");
+    grid.append(name, el("span", {}, s.kind), el("span", {}, s.duration_ms.toFixed(1)),
+      el("span", { class: `o-${outcome}` }, outcome));
+  }
+  box.append(grid);
+  return box;
 }
 
 function waterfall(trace) {
