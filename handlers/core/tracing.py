@@ -15,6 +15,7 @@ nothing of OpenTelemetry is imported.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
@@ -142,6 +143,15 @@ def _current(opened: AbstractContextManager[Span]) -> Iterator[Span]:
             _CURRENT.reset(token)
 
 
+def _enter_apart(stack: ExitStack, before: contextvars.Context,
+                 opening: AbstractContextManager[Span]) -> Span:
+    """Enter `opening` in a copy of `before` and leave it in that copy when `stack` closes."""
+    context = before.copy()
+    opened = context.run(opening.__enter__)
+    stack.push(lambda *exc: context.run(opening.__exit__, *exc))
+    return opened
+
+
 def flush() -> None:
     _tracer.flush()
 
@@ -163,10 +173,14 @@ def ingress(events: Iterable[Event], door: str) -> Iterator[list[Event]]:
     if _tracer is _NOOP:
         yield [ensure_traceparent(e) for e in events]
         return
+    # Each span is opened in its own copy of the context as it was before the first: the
+    # spans of one request are siblings, so each event without a context of its own
+    # starts its own trace instead of joining the previous event's.
+    before = contextvars.copy_context()
     with ExitStack() as spans:
         traced = []
         for event in events:
-            opened = spans.enter_context(_tracer.span(
+            opened = _enter_apart(spans, before, _tracer.span(
                 f"send {event.type}", "producer", event.traceparent,
                 {SYSTEM: _system, OPERATION_TYPE: "send", OPERATION_NAME: f"ingress {door}",
                  DESTINATION: "bus", **event_attributes(event)}))

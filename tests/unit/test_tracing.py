@@ -65,6 +65,24 @@ def test_tracing_off_emitted_events_carry_the_incoming_traceparent() -> None:
     assert tracing.current_traceparent() is None
 
 
+def test_events_accepted_together_each_start_their_own_trace_unless_they_carry_one() -> None:
+    # One request bringing several orders: each order is its own trace; an event that
+    # arrives with a context continues that trace, whatever came before it in the batch.
+    first, second = (order_created(i, [("A", 1, 1.0)]) for i in ("b1", "b2"))
+    carried = order_created("b3", [("A", 1, 1.0)]).with_extensions(traceparent=INCOMING)
+    with recording() as exporter, tracing.ingress([first, second, carried], "http") as traced:
+        pass
+    sends = {attr(s, tracing.EVENT_ID): s
+             for s in exporter.get_finished_spans()}
+    one, two, three = (sends[e.id] for e in (first, second, carried))
+    assert one.parent is None and two.parent is None
+    assert one.context.trace_id != two.context.trace_id
+    assert f"{three.context.trace_id:032x}" == trace_id_of(INCOMING)
+    assert f"{three.parent.span_id:016x}" == INCOMING.split("-")[2]
+    assert [trace_id_of(e.traceparent) for e in traced] == [
+        f"{s.context.trace_id:032x}" for s in (one, two, three)]
+
+
 def test_a_delivery_span_continues_the_event_trace_and_parents_what_it_emits() -> None:
     ports = memory_ports()
     event = order_created("on", [("A", 1, 1.0)]).with_extensions(traceparent=INCOMING)
