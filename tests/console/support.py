@@ -91,7 +91,7 @@ def seed_demo(server: ServeProcess) -> None:
     server.wait_quiet(60)
 
 
-def start_server(tmp: Path, name: str = "console") -> ServeProcess:
-    server = ServeProcess(tmp / f"{name}.db", tmp / f"{name}.log", workers=2)
+def start_server(tmp: Path, name: str = "console", token: str | None = None) -> ServeProcess:
+    server = ServeProcess(tmp / f"{name}.db", tmp / f"{name}.log", workers=2, token=token)
     server.start()
     return server

@@ -9,6 +9,8 @@ import json
 import os
 import sqlite3
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,13 @@ TOKEN = "browser-test-token"
 
 @pytest.fixture()
 def served(tmp_path: Path, monkeypatch) -> Iterator[ServeProcess]:
-    monkeypatch.setenv("SWITCHYARD_TOKEN", TOKEN)  # the page must work with a token
     for name in [k for k in os.environ if k.startswith("OTEL_")]:
         monkeypatch.delenv(name)  # tracing off
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, token=TOKEN)  # the page must work with a token
+    # The server asks for it: an API call without it is refused.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.url}/api/dlq", timeout=5)
+    assert refused.value.code == 401
     yield server
     server.stop()
 
