@@ -102,7 +102,9 @@ class Broker:
                 raise PermanentError(f"event '{event.id}' is {len(body.encode())} bytes, over "
                                      f"the local bus limit of {MAX_EVENT_BYTES} bytes")
             rows.append((event, body))
-        with self.db.write(durable=origin != "emit") as conn:
+        # Every check is made above, before the first write: inside a delivery's
+        # transaction (emitted events) this needs no savepoint of its own.
+        with self.db.write(durable=origin != "emit", savepoint=False) as conn:
             for event, body in rows:
                 seq = conn.execute(
                     "INSERT INTO events (id, source, type, body, accepted_at, origin) "

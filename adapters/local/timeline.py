@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from adapters.local.database import Database
 from handlers.core.events import Event
-from handlers.core.observability import trace_id_of
+from handlers.core.observability import log_fields, trace_id_of
 
 log = logging.getLogger("switchyard.local")
 
@@ -101,4 +101,4 @@ def log_delivery(consumer: str, event: Event, attempt: int, outcome: str,
         fields["reason"] = reason
     if detail:
         fields["detail"] = detail
-    log.log(level, "delivery %s", outcome, extra=fields)
+    log_fields(log, level, fields, "delivery %s", outcome)
