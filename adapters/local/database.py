@@ -93,12 +93,13 @@ class _Write:
     """One `Database.write` block: a transaction, a savepoint of the open one, or (nested
     with `savepoint=False`) the open one as it is."""
 
-    __slots__ = ("_db", "_durable", "_savepoint", "_name", "_depth")
+    __slots__ = ("_db", "_durable", "_savepoint", "_name", "_depth", "_mark")
 
     def __init__(self, db: Database, durable: bool, savepoint: bool) -> None:
         self._db, self._durable, self._savepoint = db, durable, savepoint
         self._name: str | None = None
         self._depth = 0
+        self._mark = 0  # deferred rows before this savepoint (kept if it rolls back)
 
     def __enter__(self) -> sqlite3.Connection:
         db = self._db
@@ -112,6 +113,7 @@ class _Write:
             if self._savepoint:
                 self._name = name = f"sy_{depth}"
                 conn.execute(f"SAVEPOINT {name}")
+                self._mark = len(local.deferred)
                 local.depth = depth + 1
             return conn
         db._begin(self._durable)
@@ -131,9 +133,22 @@ class _Write:
         try:
             if kind is not None:
                 conn.execute(f"ROLLBACK TO {name}")
+                del local.deferred[self._mark:]  # rolled back with the savepoint
             conn.execute(f"RELEASE {name}")
         finally:
             local.depth = self._depth
+
+
+def _write_deferred(conn: sqlite3.Connection,
+                    deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
+    start = 0
+    while start < len(deferred):
+        sql = deferred[start][0]
+        end = start + 1
+        while end < len(deferred) and deferred[end][0] == sql:
+            end += 1
+        conn.executemany(sql, [params for _, params in deferred[start:end]])
+        start = end
 
 
 class DatabaseMissing(Exception):
@@ -252,17 +267,25 @@ class Database:
         except BaseException:
             self._writer.release()
             raise
+        local.deferred = []
         local.depth = 1
 
     def _end(self, failed: bool) -> None:
         """Commit (or roll back) the outermost transaction and release the write lock."""
         local = self._local
         conn = local.conn
+        deferred: list[tuple[str, tuple[Any, ...]]] = local.deferred
+        local.deferred = []
         try:
             local.depth = 0
             if failed:
                 conn.execute("ROLLBACK")
                 return
+            try:
+                _write_deferred(conn, deferred)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
             self._commits += 1
             if not self.background_checkpoints and \
@@ -270,6 +293,20 @@ class Database:
                 self._checkpoint(conn)
         finally:
             self._writer.release()
+
+    def defer(self, sql: str, params: tuple[Any, ...]) -> None:
+        """An INSERT made as part of this thread's open transaction, at its commit: the
+        rows deferred in one transaction go in one `executemany` per statement, in the
+        order given, just before COMMIT; a savepoint rolled back drops the rows deferred
+        inside it, as it would have dropped them written. For append-only rows that
+        nothing reads inside the transaction (the timeline). Outside a transaction the
+        row is written in one of its own."""
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.deferred.append((sql, params))
+            return
+        with self.write() as conn:
+            conn.execute(sql, params)
 
     def ingest_waiting(self) -> bool:
         """A durable write (events accepted from outside) waits for the write lock: a

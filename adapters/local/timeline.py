@@ -3,8 +3,10 @@
 Every delivery outcome (ok, duplicate, ignored, retry, dead-lettered, already
 dead-lettered) and every saga step is a timeline row, written inside the transaction that
 records the outcome itself, so the timeline never says something happened that did not
-commit (or the other way round). The INFO line on `switchyard.local` is logged after that
-commit. `switchyard trace` and the demo read the rows back here.
+commit (or the other way round): the rows of one transaction go in one statement at its
+commit (`Database.defer`), and a savepoint rolled back drops its own. The INFO line on
+`switchyard.local` is logged after that commit. `switchyard trace` and the demo read the
+rows back here.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ class Timeline:
                detail, duration_ms, subject,
                trace_id_of(event.traceparent if event else traceparent))
         if conn is not None:
-            conn.execute(_INSERT, row)
+            # Written at the commit of the caller's transaction, with the other rows of
+            # that transaction in one statement (dropped with a savepoint rolled back).
+            self.db.defer(_INSERT, row)
             return
         with self.db.write() as own:
             own.execute(_INSERT, row)
