@@ -89,7 +89,9 @@ def producer(app: App, broker: Broker, blobs: FileBlobStore) -> Publisher:
     if claims is None:
         return BusPublisher(broker)
     # Headroom for what ingest adds (a traceparent) to what the publisher measured.
-    return ClaimCheckPublisher(BusPublisher(broker), blobs, claims.name, MAX_EVENT_BYTES - 1024)
+    # Measured as the bus encodes it, which keeps the body for the ingest that follows.
+    return ClaimCheckPublisher(BusPublisher(broker), blobs, claims.name, MAX_EVENT_BYTES - 1024,
+                               size=broker.encoded_size)
 
 
 def blob_store(app: App, db_path: str | Path, settings: RuntimeSettings) -> FileBlobStore:

@@ -28,9 +28,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final
 
 SCHEMA: Final = """
@@ -88,6 +87,68 @@ _INLINE_CHECKPOINT_COMMITS: Final = 500
 _YIELD_MAX: Final = 0.02
 #: The WAL file is truncated back to this size once its frames are in the database.
 _WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
+
+
+class _Write:
+    """One `Database.write` block: a transaction, a savepoint of the open one, or (nested
+    with `savepoint=False`) the open one as it is."""
+
+    __slots__ = ("_db", "_durable", "_savepoint", "_name", "_depth", "_mark")
+
+    def __init__(self, db: Database, durable: bool, savepoint: bool) -> None:
+        self._db, self._durable, self._savepoint = db, durable, savepoint
+        self._name: str | None = None
+        self._depth = 0
+        self._mark = 0  # deferred rows before this savepoint (kept if it rolls back)
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        conn = db.connection()
+        local = db._local
+        depth: int = getattr(local, "depth", 0)
+        self._depth = depth
+        if depth:
+            if self._durable and not local.durable:
+                raise RuntimeError("a durable write cannot nest in a non-durable transaction")
+            if self._savepoint:
+                self._name = name = f"sy_{depth}"
+                conn.execute(f"SAVEPOINT {name}")
+                self._mark = len(local.deferred)
+                local.depth = depth + 1
+            return conn
+        db._begin(self._durable)
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        db = self._db
+        if not self._depth:
+            db._end(failed=kind is not None)
+            return
+        name = self._name
+        if name is None:  # joined the open transaction: nothing of its own to end
+            return
+        local = db._local
+        conn = local.conn
+        try:
+            if kind is not None:
+                conn.execute(f"ROLLBACK TO {name}")
+                del local.deferred[self._mark:]  # rolled back with the savepoint
+            conn.execute(f"RELEASE {name}")
+        finally:
+            local.depth = self._depth
+
+
+def _write_deferred(conn: sqlite3.Connection,
+                    deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
+    start = 0
+    while start < len(deferred):
+        sql = deferred[start][0]
+        end = start + 1
+        while end < len(deferred) and deferred[end][0] == sql:
+            end += 1
+        conn.executemany(sql, [params for _, params in deferred[start:end]])
+        start = end
 
 
 class DatabaseMissing(Exception):
@@ -160,9 +221,7 @@ class Database:
             self._local.durable = False
         return conn
 
-    @contextmanager
-    def write(self, durable: bool = False, *,
-              savepoint: bool = True) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = False, *, savepoint: bool = True) -> _Write:
         """A write transaction: committed on exit, rolled back on error. `durable`: the
         commit is fsynced before it returns (for what we acknowledge to a producer).
 
@@ -173,29 +232,17 @@ class Database:
 
         `savepoint=False`: a nested call joins the open transaction as it is, for writers
         that check everything before their first write (a failure after it unwinds to the
-        enclosing savepoint anyway); it saves the SAVEPOINT/RELEASE round trips."""
+        enclosing savepoint anyway); it saves the SAVEPOINT/RELEASE round trips.
+
+        A context manager class rather than a generator: a delivery opens dozens of these,
+        nested, and the generator machinery was a measurable share of its CPU."""
+        return _Write(self, durable, savepoint)
+
+    def _begin(self, durable: bool) -> None:
+        """Take the write lock (producers first) and begin; the lock is released again if
+        beginning fails."""
         local = self._local
-        conn = self.connection()
-        depth: int = getattr(local, "depth", 0)
-        if depth:
-            if durable and not local.durable:
-                raise RuntimeError("a durable write cannot nest in a non-durable transaction")
-            if not savepoint:
-                yield conn
-                return
-            name = f"sy_{depth}"
-            conn.execute(f"SAVEPOINT {name}")
-            local.depth = depth + 1
-            try:
-                yield conn
-            except BaseException:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-                raise
-            finally:
-                local.depth = depth
-            conn.execute(f"RELEASE {name}")
-            return
+        conn = local.conn
         if durable:
             with self._count_lock:
                 self._durable_waiting += 1
@@ -217,14 +264,28 @@ class Database:
                 conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 local.durable = durable
             conn.execute("BEGIN IMMEDIATE")
-            local.depth = 1
+        except BaseException:
+            self._writer.release()
+            raise
+        local.deferred = []
+        local.depth = 1
+
+    def _end(self, failed: bool) -> None:
+        """Commit (or roll back) the outermost transaction and release the write lock."""
+        local = self._local
+        conn = local.conn
+        deferred: list[tuple[str, tuple[Any, ...]]] = local.deferred
+        local.deferred = []
+        try:
+            local.depth = 0
+            if failed:
+                conn.execute("ROLLBACK")
+                return
             try:
-                yield conn
+                _write_deferred(conn, deferred)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            finally:
-                local.depth = 0
             conn.execute("COMMIT")
             self._commits += 1
             if not self.background_checkpoints and \
@@ -232,6 +293,20 @@ class Database:
                 self._checkpoint(conn)
         finally:
             self._writer.release()
+
+    def defer(self, sql: str, params: tuple[Any, ...]) -> None:
+        """An INSERT made as part of this thread's open transaction, at its commit: the
+        rows deferred in one transaction go in one `executemany` per statement, in the
+        order given, just before COMMIT; a savepoint rolled back drops the rows deferred
+        inside it, as it would have dropped them written. For append-only rows that
+        nothing reads inside the transaction (the timeline). Outside a transaction the
+        row is written in one of its own."""
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.deferred.append((sql, params))
+            return
+        with self.write() as conn:
+            conn.execute(sql, params)
 
     def ingest_waiting(self) -> bool:
         """A durable write (events accepted from outside) waits for the write lock: a

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from adapters.local.database import Database
 from handlers.core.events import Event
+from handlers.core.observability import log_fields
 
 log = logging.getLogger("switchyard.local")
 
@@ -48,5 +49,6 @@ class LocalNotifier:
         with self._db.write(savepoint=False) as conn:  # one statement
             conn.execute("INSERT OR IGNORE INTO notifications (id, message, sent_at) "
                          "VALUES (?, ?, ?)", (notification_id, json.dumps(message), time.time()))
-        log.info("notification", extra={"notification_id": notification_id,
-                                        "notification": dict(message)})
+        log_fields(log, logging.INFO,
+                   {"notification_id": notification_id, "notification": dict(message)},
+                   "notification")

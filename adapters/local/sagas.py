@@ -24,6 +24,7 @@ from adapters.local.database import Database
 from adapters.local.timeline import Timeline, subject_of_saga
 from handlers.core import saga_runner
 from handlers.core.app import App
+from handlers.core.observability import log_fields
 from handlers.core.ports import Ports
 
 log = logging.getLogger("switchyard.local")
@@ -61,7 +62,7 @@ class SagaStarter:
     def start(self, saga_id: str, input: Mapping[str, Any], traceparent: str | None) -> bool:
         state = saga_runner.new_state(saga_id, dict(input), traceparent)
         now = time.time()
-        with self.db.write() as conn:
+        with self.db.write(savepoint=False) as conn:  # one row and its timeline row
             started = conn.execute(
                 "INSERT OR IGNORE INTO sagas (saga_id, status, state, next_run_at, started_at,"
                 " updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
@@ -159,13 +160,14 @@ class SagaExecutor:
 
         def line() -> None:
             for entry, step_ms in zip(entries, durations, strict=False):
-                log.info("saga step", extra={
+                log_fields(log, logging.INFO, {
                     "saga_id": saga_id, "step": entry["step"], "phase": entry["phase"],
                     "outcome": entry["outcome"], "attempt": entry["attempt"],
-                    "detail": entry["detail"], "duration_ms": round(step_ms, 2)})
+                    "detail": entry["detail"], "duration_ms": round(step_ms, 2)}, "saga step")
             if status in saga_runner.TERMINAL:
-                log.info("saga finished", extra={"saga_id": saga_id, "outcome": status,
-                                                 "reason": reason})
+                log_fields(log, logging.INFO,
+                           {"saga_id": saga_id, "outcome": status, "reason": reason},
+                           "saga finished")
             if status == "failed":
                 log.error("ALARM saga needs attention", extra={"saga_id": saga_id,
                                                                "reason": reason})
@@ -174,8 +176,9 @@ class SagaExecutor:
     def _save(self, saga_id: str, state: dict[str, Any], seen: int, durations: list[float],
               next_run: float) -> None:
         """Persist a saga's state with its new timeline entries (and its DLQ entry when it
-        needs attention), inside the run's transaction; the lease ends with it."""
-        with self.db.write() as conn:
+        needs attention), inside the run's transaction; the lease ends with it. The run's
+        own savepoint holds it: the last writes of the run need none of their own."""
+        with self.db.write(savepoint=False) as conn:
             now = time.time()
             conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
                          "lease_until = 0, updated_at = ? WHERE saga_id = ?",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from adapters.local.database import Database
 from handlers.core.ports import Op, Put, apply_op
+
+#: Items as compact JSON (`json.dumps` with options builds an encoder per call).
+_DOC_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class SQLiteStore:
@@ -37,7 +40,7 @@ class SQLiteStore:
                 staged[where] = new
             conn.executemany(
                 "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)",
-                [(t, k, json.dumps(doc, separators=(",", ":"))) for (t, k), doc in staged.items()],
+                [(t, k, _DOC_ENCODER.encode(doc)) for (t, k), doc in staged.items()],
             )
         return True
 

@@ -3,8 +3,10 @@
 Every delivery outcome (ok, duplicate, ignored, retry, dead-lettered, already
 dead-lettered) and every saga step is a timeline row, written inside the transaction that
 records the outcome itself, so the timeline never says something happened that did not
-commit (or the other way round). The INFO line on `switchyard.local` is logged after that
-commit. `switchyard trace` and the demo read the rows back here.
+commit (or the other way round): the rows of one transaction go in one statement at its
+commit (`Database.defer`), and a savepoint rolled back drops its own. The INFO line on
+`switchyard.local` is logged after that commit. `switchyard trace` and the demo read the
+rows back here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 from adapters.local.database import Database
 from handlers.core.events import Event
-from handlers.core.observability import trace_id_of
+from handlers.core.observability import log_fields, trace_id_of
 
 log = logging.getLogger("switchyard.local")
 
@@ -61,7 +63,9 @@ class Timeline:
                detail, duration_ms, subject,
                trace_id_of(event.traceparent if event else traceparent))
         if conn is not None:
-            conn.execute(_INSERT, row)
+            # Written at the commit of the caller's transaction, with the other rows of
+            # that transaction in one statement (dropped with a savepoint rolled back).
+            self.db.defer(_INSERT, row)
             return
         with self.db.write() as own:
             own.execute(_INSERT, row)
@@ -101,4 +105,4 @@ def log_delivery(consumer: str, event: Event, attempt: int, outcome: str,
         fields["reason"] = reason
     if detail:
         fields["detail"] = detail
-    log.log(level, "delivery %s", outcome, extra=fields)
+    log_fields(log, level, fields, "delivery %s", outcome)

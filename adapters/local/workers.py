@@ -3,8 +3,15 @@ the WAL checkpointer (which keeps SQLite's checkpoints out of the workers' commi
 
 A worker alternates between one delivery and one saga's run of due steps, so a backlog of
 either never starves the other; it sleeps on a condition that `wake` (new events, a saga
-started, a redrive) interrupts. `run_until_idle` does the same work in the calling thread,
-for the demo and the tests.
+started, a redrive) interrupts.
+
+Workers take turns: one unit of work (its claim, its transaction and the log lines after
+its commit) at a time. A unit's handlers run inside the database's one write transaction,
+so two units' handlers never ran at once anyway; what ran side by side (claims, reads,
+log lines) only contended for the GIL and the write lock: on the soak mix, 4 workers
+without turns did about 20% fewer events per second, at more CPU per event. Producers
+are not in the turn: their writes still go first at the write lock. `run_until_idle`
+does the same work in the calling thread, for the demo and the tests.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class Workers:
         self._checkpoints = checkpoints
         self._threads: list[threading.Thread] = []
         self._turn = False
+        #: Held by the worker doing a unit of work (see the module docstring).
+        self._working = threading.Lock()
 
     def start(self, workers: int, timer: Callable[[], object] | None = None,
               timer_interval: float = 1.0) -> None:
@@ -115,7 +124,9 @@ class Workers:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                if self.work_once():
+                with self._working:
+                    worked = self.work_once()
+                if worked:
                     continue
             except Exception:  # noqa: BLE001 - a worker must outlive any one failure
                 log.exception("worker error")

@@ -31,8 +31,14 @@ from typing import Any, Final, Literal
 
 from handlers.core import claim_check, jsonformat, tracing
 from handlers.core.app import App, Saga
-from handlers.core.errors import ConflictError, PermanentError, StepFailed, TransientError
-from handlers.core.events import Event
+from handlers.core.errors import (
+    ConflictError,
+    PermanentError,
+    StepFailed,
+    TransientError,
+    ValidationError,
+)
+from handlers.core.events import Event, attribute_problems
 from handlers.core.observability import log_context, trace_id_of
 from handlers.core.ports import Op, PaymentGateway, Ports, Put, Update
 
@@ -265,8 +271,7 @@ def _handle(app: App, consumer_name: str, event: Event, ports: Ports) -> Outcome
         consumer.handler(ctx)
         return ctx
 
-    record, duplicate = _execute_once(ports, key, fingerprint, run)
-    emitted = tuple(jsonformat.from_dict(e) for e in record["effects"]["emits"])
+    record, duplicate, emitted = _execute_once(ports, key, fingerprint, run)
     return Outcome("duplicate" if duplicate else "processed", consumer_name, event.id, emitted)
 
 
@@ -322,7 +327,7 @@ def _run_step(app: App, ports: Ports, saga_id: str, step_name: str, phase: str,
             ctx.result = {"ok": False, "reason": failure.reason, "detail": failure.detail}
         return ctx
 
-    record, replayed = _execute_once(ports, key, fingerprint, run)
+    record, replayed, _ = _execute_once(ports, key, fingerprint, run)
     outcome = record["result"]
     return StepOutcome(outcome["ok"], outcome.get("result", {}), outcome.get("reason", ""),
                        outcome.get("detail", ""), replayed)
@@ -333,9 +338,10 @@ def _trace(state: Mapping[str, Any]) -> dict[str, str]:
     return {"traceparent": traceparent} if traceparent else {}
 
 
-def _execute_once(ports: Ports, key: str, fingerprint: str,
-                  run: Callable[[], HandlerContext]) -> tuple[dict[str, Any], bool]:
-    """Run `run` unless `key` is recorded; commit its writes with the record; then effects."""
+def _execute_once(ports: Ports, key: str, fingerprint: str, run: Callable[[], HandlerContext]
+                  ) -> tuple[dict[str, Any], bool, tuple[Event, ...]]:
+    """Run `run` unless `key` is recorded; commit its writes with the record; then effects.
+    Returns the record, whether it was already there, and the events it emits."""
     store = ports.store
     for _ in range(_MAX_RACES):
         record = store.get(PROCESSED, key)
@@ -345,9 +351,10 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
                     f"idempotency key {key!r} was already used for a different payload; "
                     "refusing to apply it again"
                 )
+            emitted = _recorded_emits(record)
             if record.get("status") != "done":
-                _perform_effects(ports, key, record)
-            return record, True
+                _perform_effects(ports, key, record, emitted)
+            return record, True, emitted
         ctx = run()
         record = {
             "fingerprint": fingerprint,
@@ -357,25 +364,42 @@ def _execute_once(ports: Ports, key: str, fingerprint: str,
             "expires_at": int((ports.clock.now() + DEDUPE_TTL).timestamp()),
         }
         writes = [*ctx.ops, Put(PROCESSED, key, record, if_absent=True)]
+        # The events just built are the ones the record describes: no round trip through
+        # its dicts (`_perform_effects` checks them as reading them back would).
+        emitted = tuple(ctx.emits)
         if ports.atomic is not None:
             # Writes, record and effects commit together or not at all.
             with ports.atomic():
                 if store.transact(writes):
-                    _perform_effects(ports, key, record, mark_done=False)
-                    return record, False
+                    _perform_effects(ports, key, record, emitted, mark_done=False)
+                    return record, False, emitted
         elif store.transact(writes):
-            _perform_effects(ports, key, record)
-            return record, False
+            _perform_effects(ports, key, record, emitted)
+            return record, False, emitted
         # A condition failed: a concurrent duplicate committed first, or the data the
         # handler read changed under it (e.g. stock). Re-read and run again.
     raise TransientError(f"contention on {key!r}: gave up after {_MAX_RACES} tries")
 
 
+def _recorded_emits(record: Mapping[str, Any]) -> tuple[Event, ...]:
+    return tuple(jsonformat.from_dict(e) for e in record["effects"]["emits"])
+
+
+def _check_emits(events: tuple[Event, ...]) -> None:
+    """The attribute checks (and `ValidationError`) of `jsonformat.from_dict`, which
+    reading the events back from their record's dicts would make."""
+    for event in events:
+        problems = attribute_problems(event.attributes())
+        if problems:
+            raise ValidationError("invalid CloudEvent", [f"event: {p}" for p in problems])
+
+
 def _perform_effects(ports: Ports, key: str, record: Mapping[str, Any],
-                     mark_done: bool = True) -> None:
+                     emitted: tuple[Event, ...], mark_done: bool = True) -> None:
     effects = record["effects"]
-    if effects["emits"]:
-        _publish(ports, [jsonformat.from_dict(e) for e in effects["emits"]])
+    if emitted:
+        _check_emits(emitted)
+        _publish(ports, list(emitted))
     for note in effects["notifications"]:
         ports.notifier.notify(note["id"], note["message"])
     for start in effects["saga_starts"]:

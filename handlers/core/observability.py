@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -52,23 +53,58 @@ class ContextFilter(logging.Filter):
         return True
 
 
+#: One encoder for every JSON line (`json.dumps` with options builds a new one per call).
+_LINE_ENCODER: Final = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The time up to the second, for the second last formatted (a busy process logs
+        # many lines within one second): only the milliseconds are formatted per line.
+        self._second: int | None = None
+        self._prefix = ""
+
+    def _time(self, created: float) -> str:
+        # The same text as `datetime.fromtimestamp(created, UTC).isoformat(timespec=
+        # "milliseconds")` (whose microseconds are rounded, then truncated to ms).
+        fraction, whole = math.modf(created)
+        micros, second = round(fraction * 1_000_000), int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        elif micros < 0:
+            second, micros = second - 1, micros + 1_000_000
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        return f"{self._prefix}{micros // 1000:03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update(_fields(record))
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _LINE_ENCODER.encode(line)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+def log_fields(logger: logging.Logger, level: int, fields: Mapping[str, Any], message: str,
+               *args: Any) -> None:
+    """`logger.log(level, message, *args, extra=fields)` without finding the caller's file
+    and line, which neither line format shows: for lines logged once per delivery or step."""
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(logger.name, level, "(unknown file)", 0, message,
+                                        args, None, extra=fields))
 
 
 class TextFormatter(logging.Formatter):

@@ -184,11 +184,12 @@ class FaultyDatabase:
         return getattr(self._inner, name)
 
     @contextmanager
-    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = False, *,
+              savepoint: bool = True) -> Iterator[sqlite3.Connection]:
         fault = self._plan._next("db.write")
         if fault is not None and fault.when == "before":
             _raise(fault)
-        with self._inner.write(durable) as conn:
+        with self._inner.write(durable, savepoint=savepoint) as conn:
             yield conn
         if fault is not None and fault.when == "after":
             _raise(fault)

@@ -112,9 +112,10 @@ class CountingDatabase:
         return getattr(self._inner, name)
 
     @contextmanager
-    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def write(self, durable: bool = False, *,
+              savepoint: bool = True) -> Iterator[sqlite3.Connection]:
         self.writes += 1
-        with self._inner.write(durable) as conn:
+        with self._inner.write(durable, savepoint=savepoint) as conn:
             yield conn
 
 
