@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from handlers.core import tracing
 
 if TYPE_CHECKING:
-    from adapters.recent_spans import RecentSpans
+    from adapters.local.recent_spans import RecentSpans
 
 log = logging.getLogger("switchyard.telemetry")
 
@@ -122,7 +122,7 @@ def install_from_env(env: Mapping[str, str] | None = None, *,
     try:
         provider = _provider(env, names, service_name)
         if keep_spans > 0:
-            from adapters.recent_spans import RecentSpans
+            from adapters.local.recent_spans import RecentSpans
 
             _recent = RecentSpans(keep_spans)
             provider.add_span_processor(_recent)

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from adapters import telemetry
-from adapters.recent_spans import RecentSpans
+from adapters.local.recent_spans import RecentSpans
 from handlers.core import tracing
 
 
