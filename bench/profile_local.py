@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import _post_all, _restocks, _server, _stream
+from bench.run import _post_all, _restocks, _server, _stream, cpu_seconds
 
 
 def _py_spy() -> str:
@@ -35,11 +35,6 @@ def _py_spy() -> str:
         raise SystemExit("bench.profile_local: py-spy is not installed; "
                          f"`{sys.executable} -m pip install py-spy` and run again")
     return found
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(collapsed: Path, top: int) -> str:
@@ -86,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                  "--format", "raw", "-o", str(args.out), *(["--gil"] if args.gil else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # py-spy attaches
-            cpu0, started = _cpu_seconds(pid), time.perf_counter()
+            cpu0, started = cpu_seconds(pid), time.perf_counter()
             _post_all(server, batches, 2)
             server.wait_quiet(timeout=600, poll=0.02)
-            elapsed, cpu = time.perf_counter() - started, _cpu_seconds(pid) - cpu0
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu0
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         finally:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from bench.engine_limit import JsonTextStore, drive
 from bench.handler_path import CountingStore, measure, workload
-from bench.run import Figure, table
-from handlers.core.ports import Put
+from bench.run import Figure, _restocks, _stream, table
+from handlers.app import APP
+from handlers.catalog import ORDER_CREATED
+from handlers.core.ports import Put, Update
 
 
 def test_counting_store_counts_what_a_cloud_database_bills() -> None:
@@ -36,3 +39,27 @@ def test_table_shows_ratio_target_and_verdict() -> None:
     text = table(figures)
     assert "3.00x" in text and "MISS" in text and "PASS" in text
     assert "1 slow thing: why" in text
+
+
+def test_json_text_store_keeps_text_and_writes_all_or_nothing() -> None:
+    store = JsonTextStore()
+    assert store.transact([Put("t", "a", {"n": 1})])
+    item = store.get("t", "a")
+    assert item == {"n": 1}
+    item["n"] = 99  # a read is a copy: changing it changes nothing stored
+    assert store.get("t", "a") == {"n": 1}
+    # The second op's condition fails: neither op is written.
+    assert not store.transact([Update("t", "a", add={"n": 1}), Put("t", "a", {"n": 5})])
+    assert store.get("t", "a") == {"n": 1}
+    assert store.transact([Update("t", "a", add={"n": 1}, require_min={"n": 1})])
+    assert store.get("t", "a") == {"n": 2}
+
+
+def test_engine_limit_drives_every_event_and_what_it_causes_to_the_end() -> None:
+    events = _stream(90, 3)
+    counts = drive(events)
+    orders = sum(1 for e in events if e.type == ORDER_CREATED)
+    assert orders and counts["sagas"] == orders  # each order's saga ran to its end
+    # Every event reached every consumer it routes to, and the emitted ones did too.
+    assert counts["deliveries"] > sum(len(APP.routes(e.type)) for e in events)
+    assert drive(_restocks(10)) == {"events": 10, "deliveries": 10, "sagas": 0}
