@@ -30,7 +30,8 @@ def from_dict(body: Any, where: str = "event") -> Event:
     if not isinstance(body, Mapping):
         raise ValidationError(f"invalid {where}", [
             f"{where} must be a JSON object, got {jsontext.json_type(body)}"])
-    problems = [f"{where}: {p}" for p in attribute_problems(_attrs(body))]
+    attributes = _attrs(body)
+    problems = [f"{where}: {p}" for p in attribute_problems(attributes)]
     data: Any = body.get("data")
     if "data_base64" in body:
         if "data" in body:
@@ -40,7 +41,7 @@ def from_dict(body: Any, where: str = "event") -> Event:
             problems.append(problem)
     if problems:
         raise ValidationError("invalid CloudEvent", problems)
-    return Event.from_attributes(_attrs(body), data)
+    return Event.from_checked_attributes(attributes, data)  # checked just above
 
 
 def _attrs(body: Mapping[str, Any]) -> dict[str, Any]:
