@@ -128,9 +128,10 @@ class Event:
 
     def with_extensions(self, **extensions: str) -> Event:
         # What `dataclasses.replace` does, without its generic walk over the fields.
+        # A new mapping, frozen here: `__post_init__` then has no copy of it to make.
         return Event(self.id, self.source, self.type, self.data, self.specversion, self.time,
                      self.subject, self.datacontenttype, self.dataschema,
-                     {**self.extensions, **extensions})
+                     MappingProxyType({**self.extensions, **extensions}))
 
     @property
     def traceparent(self) -> str | None:

@@ -17,7 +17,7 @@ from handlers.core.wire import jsontext
 
 
 def to_dict(event: Event) -> dict[str, Any]:
-    out: dict[str, Any] = dict(event.attributes())
+    out: dict[str, Any] = event.attributes()  # a new dict each call: ours to add to
     if isinstance(event.data, (bytes, bytearray)):
         out["data_base64"] = codec.encode_base64(bytes(event.data))
     elif event.data is not None:
