@@ -68,9 +68,10 @@ _EVENT_INSERT: Final = ("INSERT INTO events (seq, id, source, type, body, accept
                         7)
 _QUEUE_INSERT: Final = ("INSERT INTO queue (consumer, event_seq, body, visible_at, "
                         "enqueued_at)", 5)
-#: Rows per multi-row INSERT: 100 events' parameters stay under 999, the limit of
-#: bound parameters of SQLite builds before 3.32.
-_ROWS_PER_INSERT: Final = 100
+#: Rows per multi-row INSERT at most: a request of 100 events is one statement of events
+#: and one of queue rows. Fewer where SQLite binds fewer parameters per statement (999
+#: in builds before 3.32).
+_ROWS_PER_INSERT: Final = 250
 
 #: What one delivery does: run `event` through `consumer` (inside the broker's transaction);
 #: the third argument is the delivery's attempt number (1 for the first).
@@ -388,13 +389,17 @@ class Broker:
 def _insert_rows(conn: sqlite3.Connection, insert: tuple[str, int], values: list[Any]
                  ) -> None:
     """`values` (the rows' parameters one after the other) in multi-row INSERTs of at
-    most `_ROWS_PER_INSERT` rows: one statement (and one step of SQLite) per chunk rather
-    than per row."""
+    most `_ROWS_PER_INSERT` rows, and of no more parameters than the connection binds:
+    one statement (and one step of SQLite) per chunk rather than per row."""
     sql, width = insert
-    step = _ROWS_PER_INSERT * width
+    step = min(_ROWS_PER_INSERT, _variable_limit(conn) // width) * width
     for start in range(0, len(values), step):
         chunk = values[start:start + step]
         conn.execute(_rows_sql(sql, width, len(chunk) // width), chunk)
+
+
+def _variable_limit(conn: sqlite3.Connection) -> int:
+    return conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 @functools.lru_cache(maxsize=64)

@@ -89,3 +89,16 @@ def test_a_failed_statement_writes_nothing_of_the_batch(
     monkeypatch.undo()
     runtime.ingest([restock("B", 1)])  # the write lock was released with the rollback
     assert runtime.db.read("SELECT count(*) FROM events")[0][0] == before[0][0] + 1
+
+
+def test_statements_stay_within_the_parameters_sqlite_binds(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build binding 999 parameters a statement (SQLite before 3.32) gets more, smaller
+    statements, and the same rows."""
+    monkeypatch.setattr(broker, "_variable_limit", lambda conn: 999)
+    events = _events(broker._ROWS_PER_INSERT + 3)
+    runtime.ingest(events)
+    assert [r[0] for r in runtime.db.read("SELECT id FROM events ORDER BY seq")] == [
+        e.id for e in events]
+    assert runtime.db.read("SELECT count(*) FROM queue")[0][0] == sum(
+        len(APP.routes(e.type)) for e in events)
