@@ -27,7 +27,7 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def from_dict(body: Any, where: str = "event") -> Event:
     """Parse one JSON-format event; every problem is reported at once."""
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):  # dict: no ABC check
         raise ValidationError(f"invalid {where}", [
             f"{where} must be a JSON object, got {jsontext.json_type(body)}"])
     attributes = _attrs(body)

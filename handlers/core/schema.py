@@ -224,8 +224,7 @@ def checker(schema: Mapping[str, Any]) -> Check:
         tests.append(_TYPE_TESTS[single] if single is not None
                      else lambda v: _type_ok(v, expected))
     if "enum" in schema:
-        allowed = tuple(schema["enum"])
-        tests.append(lambda v: any(_same(v, a) for a in allowed))
+        tests.append(_enum_test(schema["enum"]))
     if "const" in schema:
         const = schema["const"]
         tests.append(lambda v: _same(v, const))
@@ -258,6 +257,15 @@ def _all_of(tests: list[Check]) -> Check:
                 return False
         return True
     return every
+
+
+def _enum_test(enum: list[Any]) -> Check:
+    allowed = tuple(enum)
+    if all(type(a) is str for a in allowed):
+        # `_same` of two str is ==, and of a str and anything else False: a set lookup.
+        names = frozenset(allowed)
+        return lambda v: (v in names) if type(v) is str else any(_same(v, a) for a in allowed)
+    return lambda v: any(_same(v, a) for a in allowed)
 
 
 def _string_test(schema: Mapping[str, Any]) -> Check | None:
@@ -323,7 +331,11 @@ def _array_test(schema: Mapping[str, Any]) -> Check | None:
         if unique and any(_same(value[later], value[earlier])
                           for later in range(1, size) for earlier in range(later)):
             return False
-        return each is None or all(each(item) for item in value)
+        if each is not None:
+            for item in value:
+                if not each(item):
+                    return False
+        return True
     return test
 
 
