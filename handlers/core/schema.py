@@ -234,11 +234,13 @@ def checker(schema: Mapping[str, Any]) -> Check:
         test = build(schema)
         if test is None:
             continue
-        if single in kind:
-            tests.append(test)
-        else:
-            tests.append(lambda v, test=test, guard=guard: not guard(v) or test(v))
+        tests.append(test if single in kind else _guarded(guard, test))
     return _all_of(tests)
+
+
+def _guarded(guard: Check, test: Check) -> Check:
+    """`test` for the values `guard` says it applies to; any other value passes it."""
+    return lambda v: not guard(v) or test(v)
 
 
 def _all_of(tests: list[Check]) -> Check:

@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 
 from handlers.catalog import CATALOG
 from handlers.core.app import EventType
-from handlers.core.schema import (ANNOTATIONS, VALIDATION_KEYWORDS, checker, schema_problems,
-                                  validate)
+from handlers.core.schema import (
+    ANNOTATIONS,
+    VALIDATION_KEYWORDS,
+    checker,
+    schema_problems,
+    validate,
+)
 
 # (keyword, schema, a value that passes, a value that fails, words of the failure)
 KEYWORDS: list[tuple[str, dict[str, Any], Any, Any, str]] = [
