@@ -97,7 +97,9 @@ class Event:
         """`from_attributes` for attributes the caller has just found free of problems
         with `attribute_problems` (a decoder that reports them with its own wording):
         the same Event, without checking them a second time."""
-        extensions = {k: _ext_str(v) for k, v in attributes.items() if k not in CORE_ATTRIBUTES}
+        # A new mapping, frozen here: `__post_init__` then has no copy of it to make.
+        extensions = MappingProxyType({k: _ext_str(v) for k, v in attributes.items()
+                                       if k not in CORE_ATTRIBUTES})
         return cls(
             id=str(attributes["id"]),
             source=str(attributes["source"]),
