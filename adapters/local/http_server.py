@@ -91,6 +91,9 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _TOKEN_SYNTAX: Final = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 MIN_TOKEN_LENGTH: Final = 16
 
+#: What `json.dumps(body, default=str)` writes, with the encoder made once.
+_ENCODER: Final = json.JSONEncoder(default=str)
+
 StartResponse = Callable[..., Any]
 Headers = list[tuple[str, str]]
 _STATUS: Final = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request",
@@ -222,7 +225,7 @@ class App:
     @staticmethod
     def _answer(start_response: StartResponse, status: int, body: Any,
                 extra: Headers) -> Iterable[bytes]:
-        payload = json.dumps(body, indent=None, default=str).encode()
+        payload = _ENCODER.encode(body).encode()
         start_response(_STATUS[status], [("Content-Type", "application/json"),
                                          ("Content-Length", str(len(payload))), *extra])
         return [payload]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core.errors import UnknownEventType, ValidationError
 from handlers.core.ports import SAGAS
-from handlers.core.schema import schema_problems, validate
+from handlers.core.schema import checker, schema_problems, validate
 
 if TYPE_CHECKING:
     from handlers.core.context import Context, StepContext
@@ -31,15 +31,19 @@ class EventType:
     detail_type: str  # EventBridge `DetailType`, e.g. "Order Created"
     schema: Mapping[str, Any]
     description: str = ""
+    #: `schema.checker(schema)`: whether data passes, without wording why not.
+    _valid: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A keyword the validator does not enforce would let data through unchecked.
         problems = schema_problems(self.schema)
         if problems:
             raise ValueError(f"event type {self.type}: {'; '.join(problems)}")
+        object.__setattr__(self, "_valid", checker(self.schema))
 
     def data_problems(self, data: Any) -> list[str]:
-        return validate(self.schema, data)
+        # Most data passes: the problems are worded only for data that does not.
+        return [] if self._valid(data) else validate(self.schema, data)
 
 
 class Catalog:

@@ -97,7 +97,9 @@ class Event:
         """`from_attributes` for attributes the caller has just found free of problems
         with `attribute_problems` (a decoder that reports them with its own wording):
         the same Event, without checking them a second time."""
-        extensions = {k: _ext_str(v) for k, v in attributes.items() if k not in CORE_ATTRIBUTES}
+        # A new mapping, frozen here: `__post_init__` then has no copy of it to make.
+        extensions = MappingProxyType({k: _ext_str(v) for k, v in attributes.items()
+                                       if k not in CORE_ATTRIBUTES})
         return cls(
             id=str(attributes["id"]),
             source=str(attributes["source"]),
@@ -128,9 +130,10 @@ class Event:
 
     def with_extensions(self, **extensions: str) -> Event:
         # What `dataclasses.replace` does, without its generic walk over the fields.
+        # A new mapping, frozen here: `__post_init__` then has no copy of it to make.
         return Event(self.id, self.source, self.type, self.data, self.specversion, self.time,
                      self.subject, self.datacontenttype, self.dataschema,
-                     {**self.extensions, **extensions})
+                     MappingProxyType({**self.extensions, **extensions}))
 
     @property
     def traceparent(self) -> str | None:

@@ -17,7 +17,7 @@ from handlers.core.wire import jsontext
 
 
 def to_dict(event: Event) -> dict[str, Any]:
-    out: dict[str, Any] = dict(event.attributes())
+    out: dict[str, Any] = event.attributes()  # a new dict each call: ours to add to
     if isinstance(event.data, (bytes, bytearray)):
         out["data_base64"] = codec.encode_base64(bytes(event.data))
     elif event.data is not None:
@@ -27,10 +27,11 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def from_dict(body: Any, where: str = "event") -> Event:
     """Parse one JSON-format event; every problem is reported at once."""
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):  # dict: no ABC check
         raise ValidationError(f"invalid {where}", [
             f"{where} must be a JSON object, got {jsontext.json_type(body)}"])
-    problems = [f"{where}: {p}" for p in attribute_problems(_attrs(body))]
+    attributes = _attrs(body)
+    problems = [f"{where}: {p}" for p in attribute_problems(attributes)]
     data: Any = body.get("data")
     if "data_base64" in body:
         if "data" in body:
@@ -40,7 +41,7 @@ def from_dict(body: Any, where: str = "event") -> Event:
             problems.append(problem)
     if problems:
         raise ValidationError("invalid CloudEvent", problems)
-    return Event.from_attributes(_attrs(body), data)
+    return Event.from_checked_attributes(attributes, data)  # checked just above
 
 
 def _attrs(body: Mapping[str, Any]) -> dict[str, Any]:

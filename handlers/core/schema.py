@@ -209,6 +209,159 @@ def _array_problems(schema: Mapping[str, Any], value: Sequence[Any], path: str) 
     return problems
 
 
+Check = Callable[[Any], bool]
+
+
+def checker(schema: Mapping[str, Any]) -> Check:
+    """A predicate true exactly when `validate(schema, value)` finds no problem, built once
+    per schema: the front doors run it on every event's data and ask `validate` for the
+    wording only when it says no. It answers the same as `validate`, keyword by keyword,
+    without building paths or messages on the way."""
+    tests: list[Check] = []
+    expected = schema.get("type")
+    single = expected if isinstance(expected, str) else None
+    if expected is not None:
+        tests.append(_TYPE_TESTS[single] if single is not None
+                     else lambda v: _type_ok(v, expected))
+    if "enum" in schema:
+        tests.append(_enum_test(schema["enum"]))
+    if "const" in schema:
+        const = schema["const"]
+        tests.append(lambda v: _same(v, const))
+    # Each kind's keywords apply to values of that kind only; when `type` names that one
+    # kind, the type test has already made sure of it.
+    for kind, build, guard in _KIND_TESTS:
+        test = build(schema)
+        if test is None:
+            continue
+        tests.append(test if single in kind else _guarded(guard, test))
+    return _all_of(tests)
+
+
+def _guarded(guard: Check, test: Check) -> Check:
+    """`test` for the values `guard` says it applies to; any other value passes it."""
+    return lambda v: not guard(v) or test(v)
+
+
+def _all_of(tests: list[Check]) -> Check:
+    if not tests:
+        return lambda v: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda v: first(v) and second(v)
+    chain = tuple(tests)
+
+    def every(value: Any) -> bool:
+        for test in chain:
+            if not test(value):
+                return False
+        return True
+    return every
+
+
+def _enum_test(enum: list[Any]) -> Check:
+    allowed = tuple(enum)
+    if all(type(a) is str for a in allowed):
+        # `_same` of two str is ==, and of a str and anything else False: a set lookup.
+        names = frozenset(allowed)
+        return lambda v: (v in names) if type(v) is str else any(_same(v, a) for a in allowed)
+    return lambda v: any(_same(v, a) for a in allowed)
+
+
+def _string_test(schema: Mapping[str, Any]) -> Check | None:
+    low = schema.get("minLength", 0)
+    high = schema.get("maxLength")
+    pattern = _compiled(schema["pattern"]).search if "pattern" in schema else None
+    if not low and high is None and pattern is None:
+        return None
+
+    def test(value: str) -> bool:
+        size = len(value)
+        return size >= low and (high is None or size <= high) and (
+            pattern is None or pattern(value) is not None)
+    return test
+
+
+def _number_test(schema: Mapping[str, Any]) -> Check | None:
+    bounds = tuple((ok, schema[keyword]) for keyword, ok, _ in _BOUNDS if keyword in schema)
+    if not bounds:
+        return None
+    if len(bounds) == 1:
+        ((ok, bound),) = bounds
+        return lambda v: ok(v, bound)
+    return lambda v: all(ok(v, bound) for ok, bound in bounds)
+
+
+def _object_test(schema: Mapping[str, Any]) -> Check | None:
+    required = tuple(schema.get("required", ()))
+    properties = {name: checker(sub) for name, sub in schema.get("properties", {}).items()}
+    additional = schema.get("additionalProperties", True)
+    closed = additional is False
+    extra = checker(additional) if isinstance(additional, Mapping) else None
+    if not required and not properties and not closed and extra is None:
+        return None
+
+    def test(value: Mapping[str, Any]) -> bool:
+        for name in required:
+            if name not in value:
+                return False
+        for name, item in value.items():
+            check = properties.get(name)
+            if check is not None:
+                if not check(item):
+                    return False
+            elif closed or (extra is not None and not extra(item)):
+                return False
+        return True
+    return test
+
+
+def _array_test(schema: Mapping[str, Any]) -> Check | None:
+    low = schema.get("minItems", 0)
+    high = schema.get("maxItems")
+    unique = schema.get("uniqueItems") is True
+    each = checker(schema["items"]) if "items" in schema else None
+    if not low and high is None and not unique and each is None:
+        return None
+
+    def test(value: Sequence[Any]) -> bool:
+        size = len(value)
+        if size < low or (high is not None and size > high):
+            return False
+        if unique and any(_same(value[later], value[earlier])
+                          for later in range(1, size) for earlier in range(later)):
+            return False
+        if each is not None:
+            for item in value:
+                if not each(item):
+                    return False
+        return True
+    return test
+
+
+#: The type tests `validate` makes through `_type_ok`, one name at a time.
+_TYPE_TESTS: Final[Mapping[str, Check]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, (list, tuple)),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: not isinstance(v, bool) and (
+        isinstance(v, int) or (isinstance(v, float) and v.is_integer())),
+    "number": _is_number,
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+#: (the `type` names that make the keywords apply, their test, when `validate` applies them)
+_KIND_TESTS: Final[tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Check | None],
+                               Check], ...]] = (
+    (("string",), _string_test, lambda v: isinstance(v, str)),
+    (("number", "integer"), _number_test, _is_number),
+    (("object",), _object_test, lambda v: isinstance(v, dict)),
+    (("array",), _array_test, lambda v: isinstance(v, (list, tuple))),
+)
+
+
 def _type_ok(value: Any, expected: str | list[str]) -> bool:
     names = [expected] if isinstance(expected, str) else expected
     for name in names:
@@ -239,4 +392,4 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-__all__ = ["ANNOTATIONS", "VALIDATION_KEYWORDS", "schema_problems", "validate"]
+__all__ = ["ANNOTATIONS", "VALIDATION_KEYWORDS", "checker", "schema_problems", "validate"]

@@ -55,6 +55,24 @@ def test_the_deepest_allowed_nesting_and_valid_pairs_are_read() -> None:
     assert parse_json(b"1e-999") == 0.0  # underflow rounds to a double; only overflow is lost
 
 
+@pytest.mark.parametrize("escaped", [False, True])
+def test_depth_is_the_deepest_branch_among_many_brackets(escaped: bool) -> None:
+    """A batch opens far more brackets than the limit, side by side: only the deepest
+    branch counts, whether or not the text also has strings to look at (escapes)."""
+    def nest(containers: int) -> Any:
+        value: Any = "\u00e9" if escaped else 1
+        for level in range(containers):
+            value = {"k": value} if level % 2 else [value]
+        return value
+    shallow = [{"a": [1, {"b": []}]} for _ in range(40)]
+    # The batch's array is the first level.
+    fits = json.dumps([*shallow, nest(MAX_JSON_DEPTH - 1), *shallow])
+    assert parse_json(fits) == json.loads(fits)
+    too_deep = json.dumps([*shallow, nest(MAX_JSON_DEPTH), *shallow])
+    with pytest.raises(JsonError, match=f"is nested deeper than {MAX_JSON_DEPTH} levels"):
+        parse_json(too_deep)
+
+
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)

@@ -7,10 +7,18 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from handlers.catalog import CATALOG
 from handlers.core.app import EventType
-from handlers.core.schema import ANNOTATIONS, VALIDATION_KEYWORDS, schema_problems, validate
+from handlers.core.schema import (
+    ANNOTATIONS,
+    VALIDATION_KEYWORDS,
+    checker,
+    schema_problems,
+    validate,
+)
 
 # (keyword, schema, a value that passes, a value that fails, words of the failure)
 KEYWORDS: list[tuple[str, dict[str, Any], Any, Any, str]] = [
@@ -102,3 +110,81 @@ def test_annotations_are_allowed_and_do_not_validate() -> None:
 def test_the_catalog_uses_only_implemented_keywords() -> None:
     for event_type in CATALOG:
         assert schema_problems(event_type.schema) == [], event_type.type
+
+
+# --- the compiled predicate the front doors run first: the same verdict as `validate` ---
+
+_KEYS = st.sampled_from(["a", "b", "c"])
+_LEAF_VALUES = (st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(
+    [0.0, 1.0, 2.5, -1.5]) | st.sampled_from(["", "a", "ab", "A-1", "é😀x"]))
+_VALUES = st.recursive(
+    _LEAF_VALUES,
+    lambda children: st.lists(children, max_size=4) | st.tuples(children, children)
+    | st.dictionaries(_KEYS, children, max_size=3),
+    max_leaves=10)
+_TYPE_NAMES = st.sampled_from(["object", "array", "string", "integer", "number", "boolean",
+                               "null"])
+_SCALAR_KEYWORDS = st.fixed_dictionaries({}, optional={
+    "type": _TYPE_NAMES | st.lists(_TYPE_NAMES, min_size=1, max_size=3, unique=True),
+    "enum": st.lists(_LEAF_VALUES, min_size=1, max_size=3),
+    "const": _LEAF_VALUES,
+    "minLength": st.integers(0, 3), "maxLength": st.integers(0, 3),
+    "pattern": st.sampled_from(["^a", "\\d", "^[A-Z]+-\\d+$"]),
+    "minimum": st.integers(-2, 2), "maximum": st.sampled_from([0, 1.5, 3]),
+    "exclusiveMinimum": st.sampled_from([-1, 0, 0.5]), "exclusiveMaximum": st.integers(0, 3),
+    "minItems": st.integers(0, 2), "maxItems": st.integers(0, 3),
+    "uniqueItems": st.booleans(), "required": st.lists(_KEYS, max_size=2),
+    "title": st.just("an annotation"),
+})
+
+
+def _with_children(children: st.SearchStrategy[dict[str, Any]]
+                   ) -> st.SearchStrategy[dict[str, Any]]:
+    nested = st.fixed_dictionaries({}, optional={
+        "properties": st.dictionaries(_KEYS, children, max_size=3),
+        "additionalProperties": st.booleans() | children,
+        "items": children})
+    return st.builds(lambda own, more: {**own, **more}, _SCALAR_KEYWORDS, nested)
+
+
+_SCHEMAS = st.recursive(_SCALAR_KEYWORDS, _with_children, max_leaves=6)
+
+
+@given(_SCHEMAS, _VALUES)
+@settings(max_examples=600, deadline=None)
+def test_the_compiled_check_agrees_with_validate(schema: dict[str, Any], value: Any) -> None:
+    assert schema_problems(schema) == []
+    assert checker(schema)(value) is (validate(schema, value) == [])
+
+
+@pytest.mark.parametrize(("keyword", "schema", "good", "bad", "words"), KEYWORDS,
+                         ids=[f"{k}-{i}" for i, (k, *_) in enumerate(KEYWORDS)])
+def test_the_compiled_check_passes_good_data_and_stops_bad_data(
+        keyword: str, schema: dict[str, Any], good: Any, bad: Any, words: str) -> None:
+    check = checker(schema)
+    assert check(good) is True
+    assert check(bad) is False
+
+
+@given(st.sampled_from(list(CATALOG)), _VALUES)
+@settings(max_examples=300, deadline=None)
+def test_each_catalog_type_words_problems_only_for_data_that_has_them(
+        event_type: EventType, value: Any) -> None:
+    assert event_type.data_problems(value) == validate(event_type.schema, value)
+
+
+@given(st.sampled_from(list(CATALOG)), st.data())
+@settings(max_examples=300, deadline=None)
+def test_catalog_data_near_the_schema_gets_the_same_verdict(event_type: EventType,
+                                                           data: st.DataObject) -> None:
+    from adapters.contracts.samples import sample_data
+
+    value = sample_data(event_type.schema)
+    assert event_type.data_problems(value) == []
+    for _ in range(data.draw(st.integers(0, 2))):  # change, add or drop one field
+        key = data.draw(st.sampled_from([*value, "extra"]))
+        if data.draw(st.booleans()):
+            value.pop(key, None)
+        else:
+            value[key] = data.draw(_VALUES)
+    assert event_type.data_problems(value) == validate(event_type.schema, value)

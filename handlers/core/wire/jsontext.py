@@ -112,6 +112,9 @@ def _check_tree(value: Any, text: str) -> None:
         return
     if not isinstance(value, (dict, list)):
         return
+    if not strings:
+        _check_depth(value)
+        return
     # Each entry: (container, depth, trail), trail a (parent trail, key) chain that is
     # turned into a path only when there is a problem to name.
     stack: list[tuple[Any, int, Any]] = [(value, 1, None)]
@@ -131,6 +134,19 @@ def _check_tree(value: Any, text: str) -> None:
                 stack.append((child, depth + 1, (trail, key)))
             elif strings and isinstance(child, str):
                 _check_string(child, (trail, key))
+
+
+def _check_depth(value: dict[str, Any] | list[Any]) -> None:
+    """Depth alone (no string to look at): level by level, containers only."""
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        level = [child for node in level
+                 for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+        depth += 1
+        if level and depth > MAX_JSON_DEPTH:
+            raise JsonError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _check_string(text: str, trail: Any, key: bool = False) -> None:
