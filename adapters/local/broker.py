@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, log_delivery, subject_of
-from handlers.core import jsonformat
+from handlers.core import fastjson, jsonformat
 from handlers.core.engine import Outcome
 from handlers.core.errors import NotYetKnown, PermanentError
 from handlers.core.events import CORE_ATTRIBUTES, Event, ensure_traceparent
@@ -367,7 +367,7 @@ def _stored_event(body: str) -> Event:
     """A queued event read back. `ingest` wrote it with `jsonformat.dumps` from an `Event`
     that was checked on the way in (or emitted by a handler, checked by the engine), so its
     attributes are not checked again here."""
-    doc = json.loads(body)
+    doc = fastjson.loads(body)
     data = doc.pop("data", None)
     if "data_base64" in doc:
         data = base64.b64decode(doc.pop("data_base64"))
