@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from adapters.local.database import Database
@@ -371,8 +372,8 @@ def _stored_event(body: str) -> Event:
     data = doc.pop("data", None)
     if "data_base64" in doc:
         data = base64.b64decode(doc.pop("data_base64"))
-    return Event(id=doc["id"], source=doc["source"], type=doc["type"], data=data,
-                 specversion=doc["specversion"], time=doc.get("time"),
-                 subject=doc.get("subject"), datacontenttype=doc.get("datacontenttype"),
-                 dataschema=doc.get("dataschema"),
-                 extensions={k: v for k, v in doc.items() if k not in CORE_ATTRIBUTES})
+    get = doc.get
+    # Positional, and the extensions already frozen: `Event` copies a plain dict.
+    return Event(doc["id"], doc["source"], doc["type"], data, doc["specversion"],
+                 get("time"), get("subject"), get("datacontenttype"), get("dataschema"),
+                 MappingProxyType({k: v for k, v in doc.items() if k not in CORE_ATTRIBUTES}))
