@@ -18,13 +18,15 @@ from json import encoder as _encoder
 from typing import Any, Final
 
 #: The C scanner of a decoder with `json.loads`'s settings.
-_SCAN: Final = json.JSONDecoder().scan_once
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = \
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def encoder(template: json.JSONEncoder) -> Callable[[Any], str]:
     """`template.encode`, without its per-call set-up (the same text, the same errors).
-    An encoder the C module cannot take (indented, or no C module) keeps `encode`."""
-    make = _encoder.c_make_encoder
+    An indented encoder, one whose class changes `encode` or `iterencode`, or a Python
+    without the C module keeps `encode`."""
+    make = getattr(_encoder, "c_make_encoder", None)  # the C module's, when there is one
     if make is None or template.indent is not None or \
             type(template).iterencode is not json.JSONEncoder.iterencode or \
             type(template).encode is not json.JSONEncoder.encode:
@@ -38,7 +40,7 @@ def encoder(template: json.JSONEncoder) -> Callable[[Any], str]:
 
     def encode(value: Any) -> str:
         if isinstance(value, str):
-            return strings(value)  # type: ignore[no-any-return]
+            return strings(value)
         return "".join(make({} if circular else None, *settings)(value, 0))
 
     return encode
