@@ -25,7 +25,8 @@ from adapters.local.timeline import Timeline
 from adapters.local.workers import Signal, Workers
 from handlers.core.app import App
 from handlers.core.claim_check import ClaimCheckPublisher
-from handlers.core.engine import handle
+from handlers.core.engine import Outcome, handle
+from handlers.core.events import Event
 from handlers.core.ports import Ports, Publisher
 from handlers.payments import SimulatedPaymentGateway
 
@@ -68,13 +69,20 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
         store=store, publisher=producer(app, broker, blobs), notifier=LocalNotifier(db),
         sagas=starter, clock=clock,
         payments=SimulatedPaymentGateway(store, clock, settings.decline_above_cents),
-        blobs=blobs, atomic=db.write)
+        blobs=blobs, atomic=db.atomic)
     sagas = SagaExecutor(db, app, ports, settings, timeline, stopping)
+
+    def process(consumer: str, event: Event, attempt: int) -> Outcome:
+        # The broker runs each delivery inside a savepoint of its own that rolls back
+        # whole on any error leaving it: the engine's unit of writes and effects joins it
+        # rather than opening a second one inside it (saga steps keep their own: the
+        # saga runner catches a step's failure and goes on).
+        with db.joined():
+            return handle(app, consumer, event, ports, attempt=attempt,
+                          max_attempts=settings.max_deliveries)
+
     workers = Workers(signal, stopping,
-                      deliver=lambda: broker.deliver_batch(
-                          lambda consumer, event, attempt: handle(
-                              app, consumer, event, ports, attempt=attempt,
-                              max_attempts=settings.max_deliveries)),
+                      deliver=lambda: broker.deliver_batch(process),
                       advance_saga=sagas.advance_batch,
                       dues=(broker.next_visible, sagas.next_due),
                       poll_interval=settings.poll_interval, checkpoints=db)

@@ -29,11 +29,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, log_delivery, subject_of
-from handlers.core import jsonformat
+from handlers.core import fastjson, jsonformat
 from handlers.core.engine import Outcome
 from handlers.core.errors import NotYetKnown, PermanentError
 from handlers.core.events import CORE_ATTRIBUTES, Event, ensure_traceparent
@@ -412,12 +413,12 @@ def _stored_event(body: str) -> Event:
     """A queued event read back. `ingest` wrote it with `jsonformat.dumps` from an `Event`
     that was checked on the way in (or emitted by a handler, checked by the engine), so its
     attributes are not checked again here."""
-    doc = json.loads(body)
+    doc = fastjson.loads(body)
     data = doc.pop("data", None)
     if "data_base64" in doc:
         data = base64.b64decode(doc.pop("data_base64"))
-    return Event(id=doc["id"], source=doc["source"], type=doc["type"], data=data,
-                 specversion=doc["specversion"], time=doc.get("time"),
-                 subject=doc.get("subject"), datacontenttype=doc.get("datacontenttype"),
-                 dataschema=doc.get("dataschema"),
-                 extensions={k: v for k, v in doc.items() if k not in CORE_ATTRIBUTES})
+    get = doc.get
+    # Positional, and the extensions already frozen: `Event` copies a plain dict.
+    return Event(doc["id"], doc["source"], doc["type"], data, doc["specversion"],
+                 get("time"), get("subject"), get("datacontenttype"), get("dataschema"),
+                 MappingProxyType({k: v for k, v in doc.items() if k not in CORE_ATTRIBUTES}))

@@ -139,6 +139,25 @@ class _Write:
             local.depth = self._depth
 
 
+class _Joined:
+    """One `Database.joined` block (see there)."""
+
+    __slots__ = ("_local", "_was")
+
+    def __init__(self, local: threading.local) -> None:
+        self._local = local
+        self._was = 0
+
+    def __enter__(self) -> None:
+        local = self._local
+        self._was = getattr(local, "joined", 0)
+        local.joined = getattr(local, "depth", 0)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._local.joined = self._was
+
+
 def _write_deferred(conn: sqlite3.Connection,
                     deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
     start = 0
@@ -237,6 +256,20 @@ class Database:
         A context manager class rather than a generator: a delivery opens dozens of these,
         nested, and the generator machinery was a measurable share of its CPU."""
         return _Write(self, durable, savepoint)
+
+    def atomic(self) -> _Write:
+        """A unit of writes and effects that commit together or not at all (the engine's
+        `Ports.atomic`): a savepoint of the open transaction (or a transaction), except
+        directly inside a `joined()` block, whose caller's savepoint already rolls back
+        whole on any error leaving it: there it joins that savepoint."""
+        local = self._local
+        depth: int = getattr(local, "depth", 0)
+        return _Write(self, False, not depth or getattr(local, "joined", 0) != depth)
+
+    def joined(self) -> _Joined:
+        """Marks this thread's innermost open savepoint as one its caller rolls back
+        whole on any error that leaves the block: `atomic()` directly inside joins it."""
+        return _Joined(self._local)
 
     def _begin(self, durable: bool) -> None:
         """Take the write lock (producers first) and begin; the lock is released again if

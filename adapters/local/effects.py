@@ -6,7 +6,6 @@ delivery that emitted them); notifications are a table plus a log line.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from adapters.local.database import Database
+from handlers.core import fastjson
 from handlers.core.events import Event
 from handlers.core.observability import log_fields
 
@@ -48,7 +48,8 @@ class LocalNotifier:
     def notify(self, notification_id: str, message: Mapping[str, Any]) -> None:
         with self._db.write(savepoint=False) as conn:  # one statement
             conn.execute("INSERT OR IGNORE INTO notifications (id, message, sent_at) "
-                         "VALUES (?, ?, ?)", (notification_id, json.dumps(message), time.time()))
+                         "VALUES (?, ?, ?)",
+                         (notification_id, fastjson.dumps(message), time.time()))
         log_fields(log, logging.INFO,
                    {"notification_id": notification_id, "notification": dict(message)},
                    "notification")

@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 from adapters.local.broker import MAX_HOLD
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, subject_of_saga
-from handlers.core import saga_runner
+from handlers.core import fastjson, saga_runner
 from handlers.core.app import App
 from handlers.core.observability import log_fields
 from handlers.core.ports import Ports
@@ -66,7 +66,7 @@ class SagaStarter:
             started = conn.execute(
                 "INSERT OR IGNORE INTO sagas (saga_id, status, state, next_run_at, started_at,"
                 " updated_at) VALUES (?, 'running', ?, ?, ?, ?)",
-                (saga_id, json.dumps(state), now, now, now)).rowcount == 1
+                (saga_id, fastjson.dumps(state), now, now, now)).rowcount == 1
             self._timeline.record(None, "saga.start", self._scope, 0,
                                   "started" if started else "no-op",
                                   saga_id if started else f"{saga_id} already started",
@@ -125,7 +125,7 @@ class SagaExecutor:
                     saga_id, state_json = pending.pop(0)
                     try:
                         with self.db.write():
-                            self._run(saga_id, json.loads(state_json), lines)
+                            self._run(saga_id, fastjson.loads(state_json), lines)
                     except Exception:  # noqa: BLE001 - rolled back: it keeps its lease,
                         # and runs again once that expires; the other sagas go on.
                         log.exception("saga run failed", extra={"saga_id": saga_id})
@@ -182,7 +182,7 @@ class SagaExecutor:
             now = time.time()
             conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
                          "lease_until = 0, updated_at = ? WHERE saga_id = ?",
-                         (state["status"], json.dumps(state), next_run, now, saga_id))
+                         (state["status"], fastjson.dumps(state), next_run, now, saga_id))
             if state["status"] == "failed":
                 conn.execute(
                     "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "

@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from adapters.local.database import Database
+from handlers.core import fastjson
 from handlers.core.ports import Op, Put, apply_op
 
 #: Items as compact JSON (`json.dumps` with options builds an encoder per call).
-_DOC_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
+_encode_doc: Final = fastjson.encoder(json.JSONEncoder(separators=(",", ":")))
 
 
 class SQLiteStore:
@@ -19,7 +20,7 @@ class SQLiteStore:
 
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         rows = self._db.read("SELECT doc FROM items WHERE tbl = ? AND key = ?", (table, key))
-        return json.loads(rows[0][0]) if rows else None
+        return fastjson.loads(rows[0][0]) if rows else None
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
@@ -33,14 +34,14 @@ class SQLiteStore:
                 else:
                     row = conn.execute("SELECT doc FROM items WHERE tbl = ? AND key = ?",
                                        where).fetchone()
-                    current = json.loads(row[0]) if row else None
+                    current = fastjson.loads(row[0]) if row else None
                 new = apply_op(current, op)
                 if new is None:
                     return False  # nothing written yet: the transaction commits empty
                 staged[where] = new
             conn.executemany(
                 "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)",
-                [(t, k, _DOC_ENCODER.encode(doc)) for (t, k), doc in staged.items()],
+                [(t, k, _encode_doc(doc)) for (t, k), doc in staged.items()],
             )
         return True
 
@@ -49,4 +50,4 @@ class SQLiteStore:
 
     def scan(self, table: str) -> list[dict[str, Any]]:
         rows = self._db.read("SELECT doc FROM items WHERE tbl = ? ORDER BY key", (table,))
-        return [json.loads(r[0]) for r in rows]
+        return [fastjson.loads(r[0]) for r in rows]

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+from handlers.core import fastjson
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event, attribute_problems
 from handlers.core.wire import data as codec
@@ -49,14 +50,14 @@ def _attrs(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: `json.dumps` with options builds an encoder per call: one of each, made once.
-_EVENT_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True,
-                                         allow_nan=False)
-_FINGERPRINT_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True,
-                                               default=str)
+_encode_event: Final = fastjson.encoder(json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, allow_nan=False))
+_encode_fingerprint: Final = fastjson.encoder(json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, default=str))
 
 
 def dumps(event: Event) -> str:
-    return _EVENT_ENCODER.encode(to_dict(event))
+    return _encode_event(to_dict(event))
 
 
 def loads(text: str | bytes) -> Event:
@@ -75,5 +76,5 @@ def fingerprint(event: Event) -> str:
         # A claim-checked event has no data here; its reference names the payload's
         # content (see `claim_check.claim_key`), so other data is another fingerprint.
         material["claimcheck"] = event.extensions["claimcheck"]
-    canonical = _FINGERPRINT_ENCODER.encode(material)
+    canonical = _encode_fingerprint(material)
     return hashlib.sha256(canonical.encode()).hexdigest()

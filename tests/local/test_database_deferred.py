@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,39 @@ def test_a_deferred_row_that_fails_rolls_the_transaction_back(db: Database) -> N
 def test_outside_a_transaction_a_deferred_row_is_written_at_once(db: Database) -> None:
     db.defer(_INSERT, ("now", "{}"))
     assert _ids(db) == ["now"]
+
+
+def test_atomic_joins_only_a_joined_savepoint_directly_around_it(db: Database) -> None:
+    """The engine's unit of writes and effects (`atomic`) is a savepoint of its own,
+    except directly inside a `joined()` block: a failure there is left to the joined
+    savepoint, which rolls back whole."""
+
+    def rows(conn: sqlite3.Connection) -> list[str]:
+        return [r[0] for r in conn.execute("SELECT id FROM notifications ORDER BY rowid")]
+
+    with db.write() as conn:
+        with pytest.raises(RuntimeError), db.write():  # not joined: atomic's own savepoint
+            conn.execute(_INSERT, ("outer", "{}"))
+            with pytest.raises(RuntimeError), db.atomic():
+                conn.execute(_INSERT, ("inner", "{}"))
+                raise RuntimeError("roll back the atomic unit only")
+            assert rows(conn) == ["outer"]
+            raise RuntimeError("and now the outer savepoint")
+        with pytest.raises(RuntimeError), db.write(), db.joined():  # a delivery's savepoint
+            statements: list[str] = []
+            conn.set_trace_callback(statements.append)
+            with db.atomic():
+                conn.execute(_INSERT, ("joined", "{}"))
+            conn.set_trace_callback(None)
+            assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+            with db.write():  # one level deeper: atomic has a savepoint of its own again
+                conn.execute(_INSERT, ("deeper", "{}"))
+                with pytest.raises(RuntimeError), db.atomic():
+                    conn.execute(_INSERT, ("deepest", "{}"))
+                    raise RuntimeError("roll back the atomic unit only")
+            assert rows(conn) == ["joined", "deeper"]
+            raise RuntimeError("the joined savepoint rolls back all of it")
+        with db.atomic():  # after the joined block: its own savepoint again
+            conn.execute(_INSERT, ("after", "{}"))
+        assert rows(conn) == ["after"]
+    assert _ids(db) == ["after"]

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from adapters.memory import memory_ports
 from handlers.app import APP
 from handlers.core.engine import handle
@@ -14,6 +16,7 @@ from handlers.core.observability import (
     ContextFilter,
     JsonFormatter,
     log_context,
+    log_fields,
     trace_id_of,
 )
 
@@ -61,3 +64,22 @@ def test_trace_id_of_rejects_malformed_traceparents() -> None:
     assert trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == \
         "4bf92f3577b34da6a3ce929d0e0e4736"
     assert trace_id_of("garbage") is None and trace_id_of(None) is None
+
+
+def test_log_fields_writes_the_line_logging_with_extra_writes() -> None:
+    buffer, handler = _capture()
+    logger = logging.getLogger("switchyard.test")
+    fields = {"consumer": "inventory", "attempt": 2, "duration_ms": 0.25, "detail": "é"}
+    try:
+        with log_context(trace_id="t1", consumer="ignored: the field wins"):
+            log_fields(logger, logging.INFO, fields, "delivery %s", "ok")
+            logger.info("delivery %s", "ok", extra=fields)
+        with pytest.raises(KeyError):  # a field may not overwrite a record's attribute
+            log_fields(logger, logging.INFO, {"lineno": 1}, "clash")
+        log_fields(logger, logging.DEBUG, fields, "below the level: not logged")
+    finally:
+        logging.getLogger("switchyard").removeHandler(handler)
+    ours, standard = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    del ours["time"], standard["time"]
+    assert list(ours.items()) == list(standard.items())
+    assert ours["consumer"] == "inventory" and ours["trace_id"] == "t1"
