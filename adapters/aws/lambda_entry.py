@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from adapters.aws import buckets
@@ -127,9 +128,10 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
             continue
         if outcome.status == "ignored":
             _count("IgnoredEvents", consumer)
-        log.info("delivered", extra={"consumer": consumer, "event_id": outcome.event_id,
-                                     "status": outcome.status})
-    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+        if log.isEnabledFor(logging.INFO):  # one line per delivery: no fields built for none
+            log.info("delivered", extra={"consumer": consumer, "event_id": outcome.event_id,
+                                         "status": outcome.status})
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures] if failures else []}
 
 
 def _retry_soon(rt: AwsRuntime, record: Mapping[str, Any], receives: int) -> None:
@@ -148,7 +150,10 @@ def _retry_soon(rt: AwsRuntime, record: Mapping[str, Any], receives: int) -> Non
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
-    return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    return int(record.get("attributes", _NO_ATTRIBUTES).get("ApproximateReceiveCount", "1"))
+
+
+_NO_ATTRIBUTES: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 def _dead_letter(rt: AwsRuntime, consumer: str, record: Mapping[str, Any],

@@ -129,6 +129,9 @@ _runtime: AwsRuntime | None = None
 def runtime() -> AwsRuntime:
     """The container's runtime, created on the first invocation."""
     global _runtime
+    built = _runtime
+    if built is not None:  # every invocation after the first: no lock to take
+        return built
     with _lock:
         if _runtime is None:
             # Spans only when OTEL_* asks (README "Tracing"); otherwise nothing is imported.

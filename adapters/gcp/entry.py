@@ -174,16 +174,18 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
     # Every reader below shares one strict parse of the body (a body that is not JSON
     # is dead-lettered by whichever reader needs it first, with the parser's reason).
     parsed = jsontext.Once(body)
+    mode = http_binding.content_mode(headers)  # read once, for every reader below
     try:
         # Cloud Storage notifications and Cloud Scheduler messages: normalised first.
         native = storage_events.from_cloudevent(headers, body, rt.settings.buckets, parsed) \
-            if storage_events.is_storage_cloudevent(headers) or \
-            storage_events.is_structured_storage_event(headers, body, parsed) else \
+            if storage_events.is_storage_cloudevent(headers) or (
+                mode == "structured"
+                and storage_events.is_structured_storage_event(headers, body, parsed)) else \
             storage_events.from_push(body, rt.app, rt.settings.buckets, parsed)
         if native is not None:
             event, delivery = native, _delivery_of(parsed)
         else:
-            event, delivery = pubsub_binding.read_push(headers, body, parsed)
+            event, delivery = pubsub_binding.read_push(headers, body, parsed, mode=mode)
     except ValidationError as error:
         return _dead_letter(rt, consumer, _original_message(headers, body, parsed), str(error))
     try:
@@ -202,8 +204,9 @@ def process_push(rt: Runtime, headers: Mapping[str, str], body: bytes) -> tuple[
             "consumer": consumer, "event_id": event.id, "attempt": delivery.attempt,
             "error": f"{type(error).__name__}: {error}"})
         return f"retry: {type(error).__name__}: {error}", 503
-    log.info("delivered", extra={"consumer": consumer, "event_id": event.id,
-                                 "status": outcome.status, "detail": outcome.detail})
+    if log.isEnabledFor(logging.INFO):  # one line per delivery: no fields built for none
+        log.info("delivered", extra={"consumer": consumer, "event_id": event.id,
+                                     "status": outcome.status, "detail": outcome.detail})
     return _ACK
 
 

@@ -17,13 +17,14 @@ messagePublished` CloudEvent whose data is that same envelope; `read_push` accep
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from handlers.core import http_binding, jsonformat
 from handlers.core.errors import ValidationError
-from handlers.core.events import Event
+from handlers.core.events import CORE_ATTRIBUTES, Event
 from handlers.core.wire import binary, jsontext
 from handlers.core.wire import data as codec
 
@@ -38,6 +39,8 @@ MAX_MESSAGE_BYTES: Final = 10 * 1000 * 1000
 MAX_ATTRIBUTES: Final = 100
 MAX_ATTRIBUTE_KEY_BYTES: Final = 256
 MAX_ATTRIBUTE_VALUE_BYTES: Final = 1024
+#: `read_push`'s `mode` when the caller has not read the headers' content mode.
+SNIFF: Final = "sniff"
 #: Eventarc's type for "a message was published on a topic".
 MESSAGE_PUBLISHED: Final = "google.cloud.pubsub.topic.v1.messagePublished"
 
@@ -120,6 +123,31 @@ def from_message(data: bytes, attributes: Mapping[str, str]) -> Event:
 
 def _read_message(data: bytes, attributes: Mapping[str, Any]) -> tuple[Event | None, list[str]]:
     problems: list[str] = []
+    fields: Mapping[str, str]
+    if attributes.keys() <= _PLAIN_FIELDS and all(map(isinstance, attributes.values(), _STR)):
+        # Every name is already lower-case and the event's, every value a string (what
+        # a publisher of ours sends): the loop below would copy them as they are.
+        fields = attributes
+    else:
+        fields = _event_fields(attributes, problems)
+    media_type = codec.media_type(fields.get(CONTENT_TYPE, ""))
+    if media_type.startswith(_STRUCTURED_PREFIX):
+        return _read_structured(media_type, data, problems)
+    event, more = binary.read(fields, data, "attribute")
+    problems.extend(more)
+    return (None if problems else event), problems
+
+
+#: Attribute names that need no lower-casing and are the event's: the core attributes'
+#: fields, `content-type`, and the trace context every event of ours carries.
+_PLAIN_FIELDS: Final = frozenset(
+    {PREFIX + name for name in CORE_ATTRIBUTES - {"datacontenttype"}}
+    | {CONTENT_TYPE, PREFIX + "traceparent"})
+_STR: Final = itertools.repeat(str)
+
+
+def _event_fields(attributes: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
+    """The event's attributes (`ce-*` and `content-type`), names lower-cased."""
     fields: dict[str, str] = {}
     for key, value in attributes.items():
         lowered = str(key).lower()
@@ -132,12 +160,7 @@ def _read_message(data: bytes, attributes: Mapping[str, Any]) -> tuple[Event | N
             problems.append(f"attribute '{lowered}' is given twice with different values")
         else:
             fields[lowered] = value
-    media_type = codec.media_type(fields.get(CONTENT_TYPE, ""))
-    if media_type.startswith(_STRUCTURED_PREFIX):
-        return _read_structured(media_type, data, problems)
-    event, more = binary.read(fields, data, "attribute")
-    problems.extend(more)
-    return (None if problems else event), problems
+    return fields
 
 
 def _read_structured(media_type: str, data: bytes,
@@ -159,16 +182,16 @@ def _read_structured(media_type: str, data: bytes,
     return (None if problems else event), problems
 
 
-def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once
-                ) -> tuple[bytes, Mapping[str, Any], Delivery, list[str]]:
+def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once,
+                mode: str | None) -> tuple[bytes, Mapping[str, Any], Delivery, list[str]]:
     """(data, attributes as sent, delivery, problems), from the body's one parse.
 
     Eventarc wraps the envelope in a `messagePublished` CloudEvent, whose data the HTTP
-    binding hands back already parsed.
+    binding hands back already parsed. `mode`: the headers' `http_binding.content_mode`.
     """
     problems: list[str] = []
     envelope: Any = None
-    if http_binding.content_mode(headers) is not None:
+    if mode is not None:
         try:
             [wrapper] = http_binding.from_http(headers, body, parsed)
         except ValidationError as error:
@@ -183,12 +206,13 @@ def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once
         envelope, problem = parsed.parse()
         if problem:
             raise ValidationError("invalid push request", [problem])
-    if not isinstance(envelope, Mapping) or not isinstance(envelope.get("message"), Mapping):
+    # (`isinstance(x, dict)` first: a plain type check, where Mapping's goes through abc.)
+    message = envelope.get("message") if isinstance(envelope, (dict, Mapping)) else None
+    if not isinstance(message, dict) and not isinstance(message, Mapping):
         raise ValidationError("invalid push request",
                               [*problems, "push body must be an object with a 'message' object"])
-    message: Mapping[str, Any] = envelope["message"]
     attributes = message.get("attributes") or {}
-    if not isinstance(attributes, Mapping):
+    if not isinstance(attributes, dict) and not isinstance(attributes, Mapping):
         problems.append(f"message 'attributes' must be an object, got "
                         f"{jsontext.json_type(attributes)}")
         attributes = {}
@@ -196,24 +220,45 @@ def _parse_push(headers: Mapping[str, str], body: bytes, parsed: jsontext.Once
     if problem:
         problems.append(problem)
     attempt = envelope.get("deliveryAttempt")
-    delivery = Delivery(
-        message_id=_opt(message.get("messageId") or message.get("message_id")),
-        subscription=_opt(envelope.get("subscription")),
-        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+    message_id = message.get("messageId") or message.get("message_id")
+    subscription = envelope.get("subscription")
+    delivery = _delivery(
+        None if message_id is None else str(message_id),
+        None if subscription is None else str(subscription),
+        attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
     )
     return data or b"", attributes, delivery, problems
 
 
+_new_delivery: Final = object.__new__
+_set_message_id, _set_subscription, _set_attempt = (
+    vars(Delivery)[name].__set__ for name in ("message_id", "subscription", "attempt"))
+
+
+def _delivery(message_id: str | None, subscription: str | None, attempt: int | None
+              ) -> Delivery:
+    """`Delivery(message_id, subscription, attempt)`, each slot set through its own
+    descriptor (the frozen dataclass's `__init__` goes through `object.__setattr__`)."""
+    delivery = _new_delivery(Delivery)
+    _set_message_id(delivery, message_id)
+    _set_subscription(delivery, subscription)
+    _set_attempt(delivery, attempt)
+    return delivery
+
+
 def read_push(headers: Mapping[str, str], body: bytes,
-              parsed: jsontext.Once | None = None) -> tuple[Event, Delivery]:
+              parsed: jsontext.Once | None = None, *,
+              mode: str | None = SNIFF) -> tuple[Event, Delivery]:
     """Decode a push request (raw envelope, or Eventarc's messagePublished CloudEvent).
 
     Raises `ValidationError` listing every problem: envelope shape, base64, attributes.
     `parsed`, when given, holds `body` and shares its one parse with the caller's other
-    readers of the same request.
+    readers of the same request; `mode`, when given, is `http_binding.content_mode` of
+    `headers`, for a caller that has looked already.
     """
     data, attributes, delivery, problems = _parse_push(
-        headers, body, parsed if parsed is not None else jsontext.Once(body))
+        headers, body, parsed if parsed is not None else jsontext.Once(body),
+        http_binding.content_mode(headers) if mode == SNIFF else mode)
     event, more = _read_message(data, attributes)
     problems.extend(more)
     if problems or event is None:
@@ -233,10 +278,6 @@ def push_envelope(message: PubSubMessage, *, message_id: str = "1",
     if attempt is not None:
         body["deliveryAttempt"] = attempt
     return body
-
-
-def _opt(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 __all__ = ["Delivery", "PubSubMessage", "from_message", "limit_problems", "push_envelope",

@@ -74,8 +74,10 @@ def from_object_resource(resource: Any, buckets: Mapping[str, str],
 
 def is_storage_cloudevent(headers: Mapping[str, str]) -> bool:
     """Whether an Eventarc delivery in binary mode carries a Cloud Storage finalize."""
-    return any(value == GCS_FINALIZED and name.lower() == "ce-type"
-               for name, value in headers.items())
+    for name, value in headers.items():  # (a loop: no generator for every push)
+        if value == GCS_FINALIZED and name.lower() == "ce-type":
+            return True
+    return False
 
 
 def from_cloudevent(headers: Mapping[str, str], body: bytes, buckets: Mapping[str, str],
@@ -122,10 +124,15 @@ def _is_native(parsed: jsontext.Once) -> bool:
     attributes = message.get("attributes") if isinstance(message, dict) else None
     if not isinstance(attributes, dict):
         return False
-    def given(name: str) -> bool:  # as push_message reads it: str() of what was sent
-        return attributes.get(name) is not None and str(attributes[name]) != ""
+    # Given as push_message reads it: str() of what was sent is not empty.
+    schedule, event_type = attributes.get(SCHEDULE_ATTRIBUTE), attributes.get("eventType")
+    if schedule is None and event_type is None:
+        return False  # an ordinary bus message
+    return _given(schedule) or (_given(event_type) and _given(attributes.get("bucketId")))
 
-    return given(SCHEDULE_ATTRIBUTE) or (given("eventType") and given("bucketId"))
+
+def _given(value: Any) -> bool:
+    return value is not None and str(value) != ""
 
 
 def from_push(body: bytes, app: App, buckets: Mapping[str, str],

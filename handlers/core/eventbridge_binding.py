@@ -124,12 +124,16 @@ def from_eventbridge_event(evt: Mapping[str, Any], catalog: Catalog) -> Event:
     others take EventBridge's `id` and `time`.
     """
     where = "event"
-    if not isinstance(evt, Mapping):
+    # (`isinstance(x, dict)` first: a plain type check, where Mapping's goes through abc.)
+    if not isinstance(evt, dict) and not isinstance(evt, Mapping):
         raise ValidationError("invalid EventBridge event", [f"{where} must be a JSON object"])
     problems: list[str] = []
-    source = _required_str(evt, "source", where, problems)
-    detail_type = _required_str(evt, "detail-type", where, problems)
-    event_id = _required_str(evt, "id", where, problems)
+    source, detail_type, event_id = evt.get("source"), evt.get("detail-type"), evt.get("id")
+    if not (type(source) is str and source and type(detail_type) is str and detail_type
+            and type(event_id) is str and event_id):
+        source = _required_str(evt, "source", where, problems)
+        detail_type = _required_str(evt, "detail-type", where, problems)
+        event_id = _required_str(evt, "id", where, problems)
     time = evt.get("time")
     if time is not None and not isinstance(time, str):
         problems.append(f"{where}.time must be a string")
@@ -138,7 +142,7 @@ def from_eventbridge_event(evt: Mapping[str, Any], catalog: Catalog) -> Event:
     event: Event | None = None
     if detail is None:
         problems.append(f"{where}.detail is required")
-    elif not isinstance(detail, Mapping):
+    elif not isinstance(detail, dict) and not isinstance(detail, Mapping):
         problems.append(f"{where}.detail must be a JSON object, got {json_type(detail)}")
     else:
         event, more = _read_detail(
@@ -264,8 +268,10 @@ def _read_detail(
     ours = False
     data: Any
     attributes: dict[str, Any]
-    if isinstance(metadata, Mapping) and set(detail) <= _ENVELOPE_KEYS:
-        data = _envelope_data(detail, f"{where}.{detail_field}", problems)
+    if (isinstance(metadata, dict) or isinstance(metadata, Mapping)) \
+            and detail.keys() <= _ENVELOPE_KEYS:
+        data = detail.get("data") if "data_base64" not in detail else \
+            _envelope_data(detail, f"{where}.{detail_field}", problems)
         ours = "specversion" in metadata
         attributes = (dict(metadata) if ours else _seed_attributes(
             metadata, f"{where}.{detail_field}.metadata", problems))
@@ -289,14 +295,17 @@ def _read_detail(
     if source is None or detail_type is None:
         attributes.setdefault("type", "?")
     elif "type" in attributes:
-        problems.extend(_type_consistency(attributes["type"], detail_type, catalog, where))
+        if attributes["type"] != detail_type:  # equal: consistent, whatever the catalog says
+            problems.extend(_type_consistency(attributes["type"], detail_type, catalog, where))
     else:
         type_, problem = _resolve_type(source, detail_type, catalog, where)
         if problem:
             problems.append(problem)
         attributes["type"] = type_ or "?"
 
-    problems.extend(f"{where}: {p}" for p in attribute_problems(attributes))
+    invalid = attribute_problems(attributes)
+    if invalid:
+        problems.extend(f"{where}: {p}" for p in invalid)
     if problems:
         return None, problems
     return Event.from_checked_attributes(attributes, data), []

@@ -15,6 +15,7 @@ mode never lose anything.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -31,6 +32,7 @@ STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json; charset=utf-8"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json; charset=utf-8"
 
 _HEADER_PREFIX: Final = binary.PREFIX
+_SPECVERSION_HEADER: Final = _HEADER_PREFIX + "specversion"
 _CONTENT_TYPE: Final = binary.CONTENT_TYPE
 _STRUCTURED_MEDIA_TYPE: Final = "application/cloudevents+json"
 _BATCH_MEDIA_TYPE: Final = "application/cloudevents-batch+json"
@@ -122,9 +124,17 @@ def _content_type_problems(content_type: str | None) -> list[str]:
 
 def content_mode(headers: Mapping[str, str]) -> Mode | None:
     """Which content mode a message uses; None when it carries no CloudEvent at all."""
-    lowered, _ = _lower(headers)
-    mode = _mode_of(lowered.get(_CONTENT_TYPE))
-    if mode is None and _HEADER_PREFIX + "specversion" in lowered:
+    # What `_lower` would give (the last spelling of a header wins), without building it.
+    content_type: str | None = None
+    specversion = False
+    for name, value in headers.items():
+        key = name.lower()
+        if key == _CONTENT_TYPE:
+            content_type = value
+        elif key == _SPECVERSION_HEADER:
+            specversion = True
+    mode = _mode_of(content_type)
+    if mode is None and specversion:
         return "binary"
     return mode
 
@@ -267,8 +277,12 @@ def _lower(headers: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _mode_of(content_type: str | None) -> Mode | None:
-    if content_type is None:
-        return None
+    return None if content_type is None else _mode_of_type(content_type)
+
+
+@functools.lru_cache(maxsize=256)
+def _mode_of_type(content_type: str) -> Mode | None:
+    """`_mode_of` a Content-Type value, remembered per distinct value (a handful in use)."""
     kind = media_type(content_type)
     for prefix, mode in _MODE_PREFIXES:
         if kind.startswith(prefix):

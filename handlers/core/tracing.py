@@ -153,7 +153,8 @@ def _enter_apart(stack: ExitStack, before: contextvars.Context,
 
 
 def flush() -> None:
-    _tracer.flush()
+    if _tracer is not _NOOP:  # after every invocation of a cloud function
+        _tracer.flush()
 
 
 def event_attributes(event: Event) -> dict[str, Value]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from handlers.core.events import Event, attribute_problems
+from handlers.core.events import CORE_ATTRIBUTES, Event, attribute_problems
 from handlers.core.wire import data as codec
 from handlers.core.wire import jsontext
 
@@ -27,6 +27,13 @@ _FORBIDDEN: Final[Mapping[str, str]] = {
     "carries datacontenttype)",
     "ce-data": "'data' is reserved for the event data and cannot be an attribute",
 }
+
+
+#: Field -> attribute, for the fields nearly every event has (`read`'s fast path).
+_ATTRIBUTE_OF: Final[Mapping[str, str]] = {
+    **{PREFIX + name: name for name in sorted(CORE_ATTRIBUTES - {"datacontenttype"})},
+    PREFIX + "traceparent": "traceparent", CONTENT_TYPE: "datacontenttype"}
+_USUAL_FIELDS: Final = frozenset(_ATTRIBUTE_OF)
 
 
 def write(event: Event) -> tuple[dict[str, str], bytes, list[str]]:
@@ -47,17 +54,26 @@ def read(fields: Mapping[str, str], body: bytes, noun: str,
     `parsed` (holding `body`) lets a caller that has parsed the body share that parse.
     """
     problems: list[str] = []
-    attributes: dict[str, Any] = {}
-    for name, value in fields.items():
-        if not name.startswith(PREFIX):
-            continue
-        if name in _FORBIDDEN:
-            problems.append(f"{noun} '{name}' {_FORBIDDEN[name].format(noun=noun)}")
-            continue
-        attributes[name[len(PREFIX):]] = value
+    attributes: dict[str, Any]
+    if fields.keys() <= _USUAL_FIELDS:
+        # Each name is a core attribute's, the trace context's or the content type's:
+        # renamed all at once (content-type becomes datacontenttype, set again below).
+        attributes = dict(zip(map(_ATTRIBUTE_OF.__getitem__, fields), fields.values(),
+                              strict=True))
+    else:
+        attributes = {}
+        for name, value in fields.items():
+            if not name.startswith(PREFIX):
+                continue
+            if name in _FORBIDDEN:
+                problems.append(f"{noun} '{name}' {_FORBIDDEN[name].format(noun=noun)}")
+                continue
+            attributes[name[len(PREFIX):]] = value
     content_type = fields.get(CONTENT_TYPE, "").strip(" \t") or None
     if content_type is not None:
         attributes["datacontenttype"] = content_type
+    else:
+        attributes.pop("datacontenttype", None)  # (only the renaming above can set it)
     problems.extend(attribute_problems(attributes))
     data, more = codec.decode(body, content_type, parsed)
     problems.extend(more)

@@ -27,7 +27,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from handlers.core.events import Event
@@ -59,17 +59,34 @@ def loads(text: str | bytes | bytearray) -> Any:
             raise JsonError(f"is not valid UTF-8: {exc.reason} at byte {exc.start}, so not "
                             "valid JSON") from None
     try:
+        # The usual text is one value from its first character to its last: the C scanner
+        # `_DECODER.decode` runs, called directly. Anything else (leading or trailing
+        # whitespace, a BOM, extra data, a syntax error) takes the full path below, which
+        # gives the answer and the wording `json.loads` would.
+        value, end = _SCAN(text, 0)
+    except JsonError:
+        raise
+    except RecursionError:
+        raise JsonError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (StopIteration, ValueError):
+        end = -1
+    if end != len(text):
+        value = _decode(text)
+    _check_tree(value, text)
+    return value
+
+
+def _decode(text: str) -> Any:
+    try:
         if text.startswith("\ufeff"):  # what json.loads says of a str with a BOM
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        value = _DECODER.decode(text)
+        return _DECODER.decode(text)
     except JsonError:
         raise
     except RecursionError:
         raise JsonError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError says where: line, column and char
         raise JsonError(f"is not valid JSON: {exc}") from None
-    _check_tree(value, text)
-    return value
 
 
 def _no_constant(name: str) -> Any:
@@ -96,13 +113,16 @@ def _int(literal: str) -> int:
 #: json.loads with these hooks would build a decoder per call.
 _DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
                                    parse_int=_int)
+#: Its scanner: (value, end index) of the JSON value at an index (typeshed leaves it out).
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _check_tree(value: Any, text: str) -> None:
     """Depth and lone surrogates, without recursion (the value may be deep)."""
     # A surrogate can only come from a str input (a raw one is not ASCII) or a
     # \\uD800-\\uDFFF escape; most bodies have neither, and then no string needs looking at.
-    strings = ("\\u" in text or not text.isascii()) and \
+    # ("\\" first: a one-character search is a memchr, most texts have no backslash.)
+    strings = (not text.isascii() or ("\\" in text and "\\u" in text)) and \
         _MAYBE_SURROGATE.search(text) is not None
     if not strings and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
         return  # each level opens a bracket: this text cannot nest deeper than the limit
