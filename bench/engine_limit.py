@@ -8,6 +8,11 @@ to, the events a handler emits join the queue, a started saga runs to its end, a
 event whose data is not known yet goes round again once the queue is empty, as the
 runtime's short retry does. What it costs per event on one core is the most any
 runtime of this engine can do per core, before durability, transport or logging.
+
+`runtime_cpu_per_event` is the next step up: the local runtime itself (SQLite, fsynced
+ingest, queues, timeline, its log lines written to a file) on the same events in one
+thread, with no HTTP and no worker threads: what one core can do with this runtime's
+durable work per event, whatever runs it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from adapters.memory import MemoryStore, memory_ports
@@ -124,3 +131,43 @@ def cpu_per_event(events: Sequence[Event], repeats: int = 3) -> tuple[float, dic
         logging.disable(logging.NOTSET)
     samples.sort()
     return samples[len(samples) // 2], counts
+
+
+def runtime_cpu_per_event(events: Sequence[Event], repeats: int = 3,
+                          batch: int = 100) -> float:
+    """Median CPU seconds per event of the local runtime alone, one thread, no HTTP: each
+    run a fresh database; the events ingested in batches of `batch` (as the HTTP clients
+    post them), then processed with `run_until_idle` to the end, log lines on."""
+    from adapters.local.runtime import Runtime, RuntimeSettings
+    from handlers.core.observability import configure_logging
+
+    logger = logging.getLogger("switchyard")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    samples = []
+    try:
+        for run in range(repeats + 1):
+            with tempfile.TemporaryDirectory(prefix="switchyard-bench-runtime-") as tmp:
+                configure_logging("INFO")  # as `switchyard serve` does, into a file here
+                with open(Path(tmp) / "serve.log", "w") as log:
+                    handler = logger.handlers[0]
+                    assert isinstance(handler, logging.StreamHandler)
+                    handler.setStream(log)
+                    runtime = Runtime(Path(tmp) / "runtime.db", settings=RuntimeSettings())
+                    try:
+                        started = time.process_time()
+                        for i in range(0, len(events), batch):
+                            runtime.ingest(events[i:i + batch])
+                        runtime.run_until_idle(timeout=600)
+                        used = time.process_time() - started
+                        left = runtime.counts()
+                    finally:
+                        runtime.close()
+            if left["queued"] or left["dead_lettered"] or left["sagas_active"]:
+                raise RuntimeError(f"the runtime did not finish the workload cleanly: {left}")
+            if run:  # the first is a warm-up: first-use imports and caches
+                samples.append(used / len(events))
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
+    samples.sort()
+    return samples[len(samples) // 2]

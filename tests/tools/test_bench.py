@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.engine_limit import JsonTextStore, drive
+import logging
+
+from bench.engine_limit import JsonTextStore, drive, runtime_cpu_per_event
 from bench.handler_path import CountingStore, measure, workload
 from bench.run import Figure, _restocks, _stream, table
 from handlers.app import APP
@@ -63,3 +65,12 @@ def test_engine_limit_drives_every_event_and_what_it_causes_to_the_end() -> None
     # Every event reached every consumer it routes to, and the emitted ones did too.
     assert counts["deliveries"] > sum(len(APP.routes(e.type)) for e in events)
     assert drive(_restocks(10)) == {"events": 10, "deliveries": 10, "sagas": 0}
+
+
+def test_runtime_limit_runs_the_runtime_to_the_end_and_leaves_logging_as_it_was() -> None:
+    logger = logging.getLogger("switchyard")
+    before = logger.handlers[:], logger.level, logger.propagate
+    # A cheap workload; it raises if anything is left queued, dead-lettered or running.
+    assert runtime_cpu_per_event(_stream(40, 3), repeats=1, batch=15) > 0
+    assert runtime_cpu_per_event(_restocks(20), repeats=1) > 0
+    assert (logger.handlers[:], logger.level, logger.propagate) == before
