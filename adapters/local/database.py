@@ -199,7 +199,18 @@ class Database:
         elif self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         if not read_only:
-            self.connection().executescript(SCHEMA)
+            self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Every table in one transaction: another process opening the file meanwhile (a
+        read-only command while `serve` starts) finds all of them or none, never some."""
+        conn = self.connection()
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _check_tables(self) -> None:
         try:
@@ -209,6 +220,11 @@ class Database:
             self.close()
             raise DatabaseMissing(f"{self.path} is not a switchyard database ({error})") \
                 from None
+        if not found:  # as a writer leaves it before its schema commits
+            self.close()
+            raise DatabaseMissing(f"{self.path} has no tables: an empty file, or one that a "
+                                  "starting `switchyard serve` is still creating (then try "
+                                  "again once it runs)")
         missing = [t for t in _REQUIRED if t not in found]
         if missing:
             self.close()

@@ -30,6 +30,7 @@ is 4xx, never 500 (the JSON rules are the shared ones of handlers.core.wire.json
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -465,7 +466,23 @@ def make_server(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080,
     # A name that resolves to several addresses gives a multi-socket server with no
     # single effective_port; a fixed port is then the same on each.
     app.access = (access or Access()).bound(host, getattr(server, "effective_port", port))
+    server.close = functools.partial(_close, server, app, server.close)
     return server
+
+
+def _close(server: Any, app: App, close: Callable[[], object]) -> None:
+    """Close the server and end its threads. waitress's own `close` of a one-socket
+    server closes only the listening socket: its request threads stay, waiting for work,
+    and `run` goes on while a connection is open. Here open event streams end at their
+    next poll, the request threads finish what they are answering and exit, then the
+    listening socket and every connection close, so `run` returns."""
+    from waitress import wasyncore
+
+    app.console.closing.set()
+    server.task_dispatcher.shutdown()
+    close()
+    # A multi-socket server keeps its sockets in `map`, a one-socket one in `_map`.
+    wasyncore.close_all(server.map if hasattr(server, "map") else server._map)
 
 
 def check_access(host: str, token: str | None, insecure_no_token: bool = False) -> None:

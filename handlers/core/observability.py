@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -171,9 +172,32 @@ def parse_format(text: str) -> bool:
     return name == "json"
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on `sys.stderr` as it is when a record is written, not as it was
+    when the handler was made (unless `setStream` gives it a stream of its own).
+
+    Whoever swaps `sys.stderr` later and closes the old one (a test's output capture, an
+    embedding program) leaves no handler writing to a closed file: a worker thread that
+    logs after that still reaches the stderr of the moment.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._own: Any = None  # the base class set it to sys.stderr: follow that instead
+
+    @property
+    def stream(self) -> Any:
+        own = self._own
+        return sys.stderr if own is None else own
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        self._own = value
+
+
 def configure_logging(level: str | int = "INFO", json_lines: bool = True) -> None:
     """Route the `switchyard` loggers to stderr, as JSON lines by default."""
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     logger = logging.getLogger("switchyard")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from adapters.local.runtime import Runtime, RuntimeSettings
 from cli.main import main
 from tests.factories import order_created, restock, workflow_triggered
-from tests.local.test_http import api  # noqa: F401 - the running-server fixture
+from tests.local.test_http import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,16 @@ def test_orders_and_dlq_commands_read_the_database(tmp_path, capsys) -> None:
     assert "redriven 0 entries" in capsys.readouterr().out
 
 
-def test_send_posts_to_a_running_server(api: str, tmp_path, capsys) -> None:  # noqa: F811
+@pytest.fixture()
+def api(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Iterator[str]:
+    """A running server (runtime, workers and API), started after the output capture and
+    so stopped before it ends: its workers, still retrying what the test sent, never log
+    to a capture pytest has closed."""
+    with serving(tmp_path) as (url, _):
+        yield url
+
+
+def test_send_posts_to_a_running_server(api: str, tmp_path, capsys) -> None:
     code = main(["send", "--url", api, "--type", "com.switchyard.inventory.updated",
                  "--data", '{"item_id": "Q", "quantity": 4, "action": "restock"}'])
     assert code == 0

@@ -127,7 +127,8 @@ CASES = [
 
 @pytest.fixture(autouse=True)
 def _fresh_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An earlier in-process main() left its handler on a stream pytest has since closed."""
+    """An earlier in-process main() left its handler on the `switchyard` logger: the log
+    lines of a runtime seeded here would land in the stderr these tests read."""
     monkeypatch.setattr(logging.getLogger("switchyard"), "handlers", [])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -203,3 +204,38 @@ def test_unknown_order_is_404_and_wrong_method_is_405(api: str) -> None:
     assert call(f"{api}/nowhere")[0] == 404
     status, health = call(f"{api}/health")
     assert status == 200 and health["status"] == "ok"
+
+
+def test_close_ends_the_servers_threads(tmp_path: Path) -> None:
+    """`close` ends the request threads and the loop in `run`, not only the listening
+    socket: a server its caller closed leaves no thread behind to answer or log later,
+    even with a client's keep-alive connection and the console's event stream open."""
+    runtime = Runtime(tmp_path / "close.db")
+    before = set(threading.enumerate())
+    server = make_server(runtime, "127.0.0.1", 0)
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # close() from this thread pulls the sockets out from under poll
+            pass
+
+    loop = threading.Thread(target=run, daemon=True)
+    loop.start()
+    port = server.effective_port
+    kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        kept.request("GET", "/health")
+        assert kept.getresponse().read()  # answered; the connection stays open
+        stream.request("GET", "/api/stream")
+        assert stream.getresponse().status == 200  # a stream a request thread keeps
+    finally:
+        server.close()
+        runtime.close()
+        kept.close()
+        stream.close()
+    started = [t for t in threading.enumerate() if t not in before]
+    for thread in started:
+        thread.join(30)
+    assert [t.name for t in started if t.is_alive()] == []

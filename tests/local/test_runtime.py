@@ -177,3 +177,37 @@ def test_a_failing_effect_undoes_the_handlers_writes_and_is_retried(tmp_path) ->
         assert outcomes == ["retry", "processed"]
     finally:
         rt.close()
+
+
+def test_a_reader_sees_all_tables_or_none_while_a_writer_creates_them(tmp_path) -> None:
+    """A read-only command opening the file while `serve` creates it (here: in the middle
+    of the writer's schema, after its first table) gets a clear error, never a schema
+    with some tables missing."""
+    import pytest
+
+    from adapters.local.database import Database, DatabaseMissing
+
+    path = tmp_path / "starting.db"
+    seen: list[str] = []
+
+    class Writer(Database):
+        def connection(self) -> sqlite3.Connection:
+            conn = super().connection()
+            conn.set_authorizer(self._look)
+            return conn
+
+        def _look(self, action: int, name: str | None, *_: object) -> int:
+            if action == sqlite3.SQLITE_CREATE_TABLE and name == "events" and not seen:
+                try:
+                    Runtime(path, create=False, read_only=True).close()
+                    seen.append("opened")
+                except DatabaseMissing as error:
+                    seen.append(str(error))
+            return sqlite3.SQLITE_OK
+
+    Writer(path).close()
+    assert len(seen) == 1 and "has no tables" in seen[0], seen
+    Runtime(path, create=False, read_only=True).close()  # once created, it opens
+    path.with_name("empty.db").touch()
+    with pytest.raises(DatabaseMissing, match="has no tables: an empty file"):
+        Runtime(path.with_name("empty.db"), create=False, read_only=True)
