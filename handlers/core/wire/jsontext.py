@@ -113,8 +113,12 @@ def _int(literal: str) -> int:
 #: json.loads with these hooks would build a decoder per call.
 _DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
                                    parse_int=_int)
-#: Its scanner: (value, end index) of the JSON value at an index (typeshed leaves it out).
-_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
+#: The scanner `loads` tries first: (value, end index) of the JSON value at an index
+#: (typeshed leaves it out). Its integers are the C scanner's own `int`, without a call
+#: of `_int` for each: the same value, and an integer over the digit limit raises a plain
+#: ValueError there, so that text takes `_DECODER`'s full path and gets `_int`'s answer.
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite_float).scan_once  # type: ignore[attr-defined]
 
 
 def _check_tree(value: Any, text: str) -> None:
