@@ -89,7 +89,7 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     body, problem = jsontext.parse(raw)  # the strict reader every edge shares
     if problem:
         raise PermanentError("SQS message body is not an EventBridge event", [problem])
-    if isinstance(body, dict) and buckets.is_s3_event(body):
+    if isinstance(body, dict) and body.get("source") == buckets.S3_SOURCE:  # is_s3_event
         # S3's own notification: normalised to the catalog's storage.object.finalized.
         return buckets.normalise(body, rt.settings.buckets)
     return from_eventbridge_event(body, rt.app.catalog)
@@ -99,19 +99,20 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
 def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     rt = runtime()
     consumer = rt.settings.require("consumer")
+    limit = rt.settings.max_deliveries
+    info = log.isEnabledFor(logging.INFO)  # asked once a batch: no fields built for none
     failures: list[str] = []
     for record in event.get("Records", []):
         message_id = record["messageId"]
         try:
             outcome = handle_soon(rt.app, consumer, decode_sqs_record(record, rt), rt.ports,
-                                  attempt=_receive_count(record),
-                                  max_attempts=rt.settings.max_deliveries)
+                                  attempt=_receive_count(record), max_attempts=limit)
         except PermanentError as error:
             if not _dead_letter(rt, consumer, record, error):
                 failures.append(message_id)
             continue
         except Exception as error:  # noqa: BLE001 - transient or unexpected: SQS retries it
-            receives, limit = _receive_count(record), rt.settings.max_deliveries
+            receives = _receive_count(record)
             reason = f"{type(error).__name__}: {error}"
             if limit and receives >= limit:
                 exhausted = PermanentError(f"failed {receives} deliveries (maxDeliveries="
@@ -128,7 +129,7 @@ def sqs_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]
             continue
         if outcome.status == "ignored":
             _count("IgnoredEvents", consumer)
-        if log.isEnabledFor(logging.INFO):  # one line per delivery: no fields built for none
+        if info:  # one line per delivery
             log.info("delivered", extra={"consumer": consumer, "event_id": outcome.event_id,
                                          "status": outcome.status})
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures] if failures else []}
