@@ -295,8 +295,13 @@ def _read_detail(
     if source is None or detail_type is None:
         attributes.setdefault("type", "?")
     elif "type" in attributes:
-        if attributes["type"] != detail_type:  # equal: consistent, whatever the catalog says
-            problems.extend(_type_consistency(attributes["type"], detail_type, catalog, where))
+        type_ = attributes["type"]
+        # Equal: consistent, whatever the catalog says; the catalog's DetailType for the
+        # type (the usual event): consistent too. Anything else is looked at closely.
+        if type_ != detail_type and (type(type_) is not str
+                                     or (known := catalog.get(type_)) is None
+                                     or known.detail_type != detail_type):
+            problems.extend(_type_consistency(type_, detail_type, catalog, where))
     else:
         type_, problem = _resolve_type(source, detail_type, catalog, where)
         if problem:
