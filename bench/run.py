@@ -573,7 +573,9 @@ def figure_cpu(repeats: int) -> tuple[list[Figure], dict[str, dict[str, float]]]
     # 3x `repeats` rounds (15 in `make bench`), as figure 2 takes 3x its pairs: one
     # round's ratio spreads widely on a shared machine (quartiles 1.27x-1.43x over 40
     # rounds of the same code); medians of 5 of those rounds, drawn at random, spread
-    # with a standard deviation of 0.07-0.08x, medians of 15 with 0.02-0.03x.
+    # with a standard deviation of 0.07-0.08x, medians of 15 with 0.02-0.03x. (What the
+    # rounds cannot take out is the load changing between runs: eight runs of 15 rounds
+    # each, back to back on one tree, still read from 1.28x to 1.44x.)
     results = measure(events_per_run=600, repeats=3 * repeats)
     base = results["engine only"]["cpu_us"]
     limits = {"aws": 1.25, "gcp": 1.5}
