@@ -89,7 +89,7 @@ def decode_sqs_record(record: Mapping[str, Any], rt: AwsRuntime) -> Event:
     body, problem = jsontext.parse(raw)  # the strict reader every edge shares
     if problem:
         raise PermanentError("SQS message body is not an EventBridge event", [problem])
-    if isinstance(body, dict) and body.get("source") == buckets.S3_SOURCE:  # is_s3_event
+    if isinstance(body, dict) and buckets.is_s3_event(body):
         # S3's own notification: normalised to the catalog's storage.object.finalized.
         return buckets.normalise(body, rt.settings.buckets)
     return from_eventbridge_event(body, rt.app.catalog)
