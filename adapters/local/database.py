@@ -132,6 +132,9 @@ class _Write:
         conn = local.conn
         try:
             if kind is not None:
+                # Whatever the cache holds may be what the savepoint undoes: drop it all
+                # first, so nothing cached outlives the rollback (even a failed one).
+                local.cache.clear()
                 conn.execute(f"ROLLBACK TO {name}")
                 del local.deferred[self._mark:]  # rolled back with the savepoint
             conn.execute(f"RELEASE {name}")
@@ -301,6 +304,7 @@ class Database:
             self._writer.release()
             raise
         local.deferred = []
+        local.cache = {}
         local.depth = 1
 
     def _end(self, failed: bool) -> None:
@@ -309,6 +313,7 @@ class Database:
         conn = local.conn
         deferred: list[tuple[str, tuple[Any, ...]]] = local.deferred
         local.deferred = []
+        local.cache = {}
         try:
             local.depth = 0
             if failed:
@@ -340,6 +345,17 @@ class Database:
             return
         with self.write() as conn:
             conn.execute(sql, params)
+
+    def cache(self) -> dict[Any, Any] | None:
+        """This thread's cache for its open write transaction (None outside one): what
+        the transaction has read or written, kept by the code that reads and writes it,
+        so it need not read it again. It starts empty with each transaction and is
+        emptied when the transaction ends and whenever a savepoint of it rolls back, so
+        a value cached can never outlive the write it saw. Only for rows that nothing
+        else changes inside a transaction (no other connection writes while it holds
+        the write lock)."""
+        local = self._local
+        return local.cache if getattr(local, "depth", 0) else None
 
     def ingest_waiting(self) -> bool:
         """A durable write (events accepted from outside) waits for the write lock: a
