@@ -1,5 +1,5 @@
-"""What a write transaction keeps in its cache (the items it read or wrote) never
-outlives a rollback, nor the transaction itself."""
+"""What a write transaction keeps in its cache (items read or written, the event log's
+last number) never outlives a rollback, nor the transaction itself."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from adapters.local.database import Database
+from adapters.local.runtime import Runtime
 from adapters.local.sqlite_store import SQLiteStore
 from handlers.core.ports import Put, Update
+from tests.factories import restock
 
 
 class Undo(Exception):
@@ -108,3 +110,24 @@ def test_every_get_returns_a_document_of_its_own(db: Database) -> None:
         assert store.transact([Update("t", "k", expect={"n": 1}, add={"n": 1})])
     assert store.get("t", "k") == {"n": 2, "tags": ["a"]}
 
+
+def test_ingests_in_one_transaction_number_events_on_across_a_rollback(
+        tmp_path: Path) -> None:
+    """The log's last number is kept for the transaction's next ingest; a savepoint rolled
+    back takes its events, and their numbers, with it."""
+    runtime = Runtime(tmp_path / "seq.db")
+    try:
+        runtime.ingest([restock("A", 1)])
+        (last,), = runtime.db.read("SELECT max(seq) FROM events")
+        with runtime.db.write():
+            runtime.ingest([restock("B", 1)], origin="emit")
+            with pytest.raises(Undo), runtime.db.write():
+                runtime.ingest([restock("C", 1), restock("D", 1)], origin="emit")
+                raise Undo
+            runtime.ingest([restock("E", 1)], origin="emit")
+        rows = runtime.db.read("SELECT seq, body FROM events ORDER BY seq")
+        assert [seq for seq, _ in rows] == [last, last + 1, last + 2]
+        assert ['"item_id":"C"' in body or '"item_id":"D"' in body
+                for _, body in rows] == [False, False, False]
+    finally:
+        runtime.close()
