@@ -64,6 +64,7 @@ _CLAIM: Final = (
 #: the larger of the two, and so do `ingest`'s.
 _LAST_SEQ: Final = ("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = "
                     "'events'), 0), coalesce((SELECT max(seq) FROM events), 0))")
+_ACK: Final = "DELETE FROM queue WHERE mid = ?"
 #: Where `ingest` keeps the last `seq` it gave in the transaction's cache.
 _SEQ_KEY: Final = ("events", "seq")
 #: The ingest's INSERTs (without their VALUES) and how many parameters a row takes.
@@ -263,7 +264,9 @@ class Broker:
              started: float, conn: sqlite3.Connection) -> None:
         detail = outcome.detail or (
             f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
-        conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+        # Deleted at the commit with the batch's other acks (one statement); the
+        # delivery's savepoint, rolled back, drops it with the rest of the delivery.
+        self.db.defer(_ACK, (mid,))
         self._timeline.record(event, event.type, consumer, attempts, outcome.status, detail,
                               (time.perf_counter() - started) * 1000, subject_of(event),
                               conn=conn)

@@ -163,14 +163,17 @@ class _Joined:
 
 def _write_deferred(conn: sqlite3.Connection,
                     deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
-    start = 0
-    while start < len(deferred):
-        sql = deferred[start][0]
-        end = start + 1
-        while end < len(deferred) and deferred[end][0] == sql:
-            end += 1
-        conn.executemany(sql, [params for _, params in deferred[start:end]])
-        start = end
+    """One `executemany` per statement, in the order of each statement's first row; the
+    rows of a statement in the order given."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in deferred:
+        same = rows.get(sql)
+        if same is None:
+            rows[sql] = [params]
+        else:
+            same.append(params)
+    for sql, params_list in rows.items():
+        conn.executemany(sql, params_list)
 
 
 class DatabaseMissing(Exception):
@@ -333,12 +336,14 @@ class Database:
             self._writer.release()
 
     def defer(self, sql: str, params: tuple[Any, ...]) -> None:
-        """An INSERT made as part of this thread's open transaction, at its commit: the
-        rows deferred in one transaction go in one `executemany` per statement, in the
-        order given, just before COMMIT; a savepoint rolled back drops the rows deferred
-        inside it, as it would have dropped them written. For append-only rows that
-        nothing reads inside the transaction (the timeline). Outside a transaction the
-        row is written in one of its own."""
+        """A statement made as part of this thread's open transaction, at its commit: the
+        rows deferred in one transaction go in one `executemany` per statement just
+        before COMMIT (a statement's rows in the order given, the statements in the
+        order of their first row); a savepoint rolled back drops the rows deferred
+        inside it, as it would have dropped them written. For writes that nothing reads
+        inside the transaction, and that do not depend on one another across statements
+        (timeline rows, acks). Outside a transaction the row is written in one of its
+        own."""
         local = self._local
         if getattr(local, "depth", 0):
             local.deferred.append((sql, params))
