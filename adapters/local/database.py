@@ -241,6 +241,11 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            # What a savepoint must undo if it rolls back (its statement journal) stays in
+            # memory instead of spilling to a temporary file past 64 KiB, which a batch's
+            # deliveries did, one write call per page. It is never read after a crash: an
+            # uncommitted transaction is simply not in the WAL.
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             self._local.conn = conn
             self._local.durable = False
