@@ -64,6 +64,9 @@ _CLAIM: Final = (
 #: the larger of the two, and so do `ingest`'s.
 _LAST_SEQ: Final = ("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = "
                     "'events'), 0), coalesce((SELECT max(seq) FROM events), 0))")
+_ACK: Final = "DELETE FROM queue WHERE mid = ?"
+#: Where `ingest` keeps the last `seq` it gave in the transaction's cache.
+_SEQ_KEY: Final = ("events", "seq")
 #: The ingest's INSERTs (without their VALUES) and how many parameters a row takes.
 _EVENT_INSERT: Final = ("INSERT INTO events (seq, id, source, type, body, accepted_at, origin)",
                         7)
@@ -143,8 +146,13 @@ class Broker:
         with self.db.write(durable=origin != "emit", savepoint=False) as conn:
             # The write lock is held from here to the commit, so the log's next numbers
             # are ours: each event row gets its `seq` given, and the queue rows that point
-            # at it go in with it, a few multi-row statements for the whole call.
-            seq = conn.execute(_LAST_SEQ).fetchone()[0]
+            # at it go in with it, a few multi-row statements for the whole call. The last
+            # number given is kept in the transaction's cache for its next ingest (the
+            # events a batch of deliveries emits); a savepoint rolled back drops it.
+            cache = self.db.cache()
+            seq = cache.get(_SEQ_KEY) if cache is not None else None
+            if seq is None:
+                seq = conn.execute(_LAST_SEQ).fetchone()[0]
             event_rows: list[Any] = []
             queue_rows: list[Any] = []
             for event, body in rows:
@@ -162,6 +170,8 @@ class Broker:
                                           subject_of(event), conn=conn)
             _insert_rows(conn, _EVENT_INSERT, event_rows)
             _insert_rows(conn, _QUEUE_INSERT, queue_rows)
+            if cache is not None:
+                cache[_SEQ_KEY] = seq
         self._wake()
         return [event.id for event, _ in rows]
 
@@ -254,7 +264,9 @@ class Broker:
              started: float, conn: sqlite3.Connection) -> None:
         detail = outcome.detail or (
             f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
-        conn.execute("DELETE FROM queue WHERE mid = ?", (mid,))
+        # Deleted at the commit with the batch's other acks (one statement); the
+        # delivery's savepoint, rolled back, drops it with the rest of the delivery.
+        self.db.defer(_ACK, (mid,))
         self._timeline.record(event, event.type, consumer, attempts, outcome.status, detail,
                               (time.perf_counter() - started) * 1000, subject_of(event),
                               conn=conn)

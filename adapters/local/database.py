@@ -132,6 +132,9 @@ class _Write:
         conn = local.conn
         try:
             if kind is not None:
+                # Whatever the cache holds may be what the savepoint undoes: drop it all
+                # first, so nothing cached outlives the rollback (even a failed one).
+                local.cache.clear()
                 conn.execute(f"ROLLBACK TO {name}")
                 del local.deferred[self._mark:]  # rolled back with the savepoint
             conn.execute(f"RELEASE {name}")
@@ -160,14 +163,17 @@ class _Joined:
 
 def _write_deferred(conn: sqlite3.Connection,
                     deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
-    start = 0
-    while start < len(deferred):
-        sql = deferred[start][0]
-        end = start + 1
-        while end < len(deferred) and deferred[end][0] == sql:
-            end += 1
-        conn.executemany(sql, [params for _, params in deferred[start:end]])
-        start = end
+    """One `executemany` per statement, in the order of each statement's first row; the
+    rows of a statement in the order given."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in deferred:
+        same = rows.get(sql)
+        if same is None:
+            rows[sql] = [params]
+        else:
+            same.append(params)
+    for sql, params_list in rows.items():
+        conn.executemany(sql, params_list)
 
 
 class DatabaseMissing(Exception):
@@ -251,6 +257,11 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA wal_autocheckpoint=0")
+            # What a savepoint must undo if it rolls back (its statement journal) stays in
+            # memory instead of spilling to a temporary file past 64 KiB, which a batch's
+            # deliveries did, one write call per page. It is never read after a crash: an
+            # uncommitted transaction is simply not in the WAL.
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             self._local.conn = conn
             self._local.durable = False
@@ -317,6 +328,7 @@ class Database:
             self._writer.release()
             raise
         local.deferred = []
+        local.cache = {}
         local.depth = 1
 
     def _end(self, failed: bool) -> None:
@@ -325,6 +337,7 @@ class Database:
         conn = local.conn
         deferred: list[tuple[str, tuple[Any, ...]]] = local.deferred
         local.deferred = []
+        local.cache = {}
         try:
             local.depth = 0
             if failed:
@@ -344,18 +357,31 @@ class Database:
             self._writer.release()
 
     def defer(self, sql: str, params: tuple[Any, ...]) -> None:
-        """An INSERT made as part of this thread's open transaction, at its commit: the
-        rows deferred in one transaction go in one `executemany` per statement, in the
-        order given, just before COMMIT; a savepoint rolled back drops the rows deferred
-        inside it, as it would have dropped them written. For append-only rows that
-        nothing reads inside the transaction (the timeline). Outside a transaction the
-        row is written in one of its own."""
+        """A statement made as part of this thread's open transaction, at its commit: the
+        rows deferred in one transaction go in one `executemany` per statement just
+        before COMMIT (a statement's rows in the order given, the statements in the
+        order of their first row); a savepoint rolled back drops the rows deferred
+        inside it, as it would have dropped them written. For writes that nothing reads
+        inside the transaction, and that do not depend on one another across statements
+        (timeline rows, acks). Outside a transaction the row is written in one of its
+        own."""
         local = self._local
         if getattr(local, "depth", 0):
             local.deferred.append((sql, params))
             return
         with self.write() as conn:
             conn.execute(sql, params)
+
+    def cache(self) -> dict[Any, Any] | None:
+        """This thread's cache for its open write transaction (None outside one): what
+        the transaction has read or written, kept by the code that reads and writes it,
+        so it need not read it again. It starts empty with each transaction and is
+        emptied when the transaction ends and whenever a savepoint of it rolls back, so
+        a value cached can never outlive the write it saw. Only for rows that nothing
+        else changes inside a transaction (no other connection writes while it holds
+        the write lock)."""
+        local = self._local
+        return local.cache if getattr(local, "depth", 0) else None
 
     def ingest_waiting(self) -> bool:
         """A durable write (events accepted from outside) waits for the write lock: a

@@ -32,7 +32,7 @@ log = logging.getLogger("switchyard.local")
 #: Saga steps one claim may run back to back (bounded so one saga cannot hog a worker).
 _STEPS_PER_CLAIM: Final = 16
 #: Sagas one claim takes: their runs share one transaction (a savepoint each).
-SAGA_BATCH: Final = 4
+SAGA_BATCH: Final = 16
 _ANY_DUE: Final = ("SELECT 1 FROM sagas WHERE status IN ('running', 'compensating')"
                    " AND next_run_at <= ? AND lease_until <= ? LIMIT 1")
 _LEASE: Final = (

@@ -12,37 +12,62 @@ from handlers.core.ports import Op, Put, apply_op
 
 #: Items as compact JSON (`json.dumps` with options builds an encoder per call).
 _encode_doc: Final = fastjson.encoder(json.JSONEncoder(separators=(",", ":")))
+_SELECT: Final = "SELECT doc FROM items WHERE tbl = ? AND key = ?"
+#: The first element of this store's keys in `Database.cache`.
+_ITEM: Final = "item"
 
 
 class SQLiteStore:
+    """Inside a write transaction (a delivery's, a saga run's) every item read or written
+    is kept in the transaction's cache (`Database.cache`) as its stored text (None: no
+    such item), so `transact` checks its conditions without reading again what the
+    handler, or the engine, just read. The cache holds text, never a dict handed out:
+    every `get` returns a fresh document."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     def get(self, table: str, key: str) -> dict[str, Any] | None:
-        rows = self._db.read("SELECT doc FROM items WHERE tbl = ? AND key = ?", (table, key))
-        return fastjson.loads(rows[0][0]) if rows else None
+        cache = self._db.cache()
+        if cache is None:
+            rows = self._db.read(_SELECT, (table, key))
+            return fastjson.loads(rows[0][0]) if rows else None
+        where = (_ITEM, table, key)
+        if where in cache:
+            doc = cache[where]
+        else:
+            rows = self._db.read(_SELECT, (table, key))
+            doc = cache[where] = rows[0][0] if rows else None
+        return fastjson.loads(doc) if doc is not None else None
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
         # Every condition is checked before the one write at the end: inside a delivery's
         # transaction this needs no savepoint of its own.
         with self._db.write(savepoint=False) as conn:
+            cache = self._db.cache()
+            assert cache is not None  # inside the transaction just opened (or joined)
             for op in ops:
                 where = (op.table, op.key)
                 if where in staged:
                     current: dict[str, Any] | None = staged[where]
                 else:
-                    row = conn.execute("SELECT doc FROM items WHERE tbl = ? AND key = ?",
-                                       where).fetchone()
-                    current = fastjson.loads(row[0]) if row else None
+                    cached = (_ITEM, *where)
+                    if cached in cache:
+                        doc = cache[cached]
+                    else:
+                        row = conn.execute(_SELECT, where).fetchone()
+                        doc = cache[cached] = row[0] if row else None
+                    current = fastjson.loads(doc) if doc is not None else None
                 new = apply_op(current, op)
                 if new is None:
                     return False  # nothing written yet: the transaction commits empty
                 staged[where] = new
+            rows = [(t, k, _encode_doc(doc)) for (t, k), doc in staged.items()]
             conn.executemany(
-                "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)",
-                [(t, k, _encode_doc(doc)) for (t, k), doc in staged.items()],
-            )
+                "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)", rows)
+            for t, k, doc in rows:
+                cache[(_ITEM, t, k)] = doc
         return True
 
     def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> bool:

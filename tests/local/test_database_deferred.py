@@ -30,6 +30,22 @@ def test_deferred_rows_are_written_at_commit_in_the_order_given(db: Database) ->
     assert _ids(db) == ["b", "a", "c"]
 
 
+def test_interleaved_statements_keep_the_order_of_each_one_s_rows(db: Database) -> None:
+    """A transaction's deferred rows go in one statement per statement (a delivery's ack
+    and its timeline row, then the next delivery's): each statement's rows in order."""
+    delete = "DELETE FROM notifications WHERE id = ?"
+    with db.write() as conn:
+        conn.execute(_INSERT, ("x", "{}"))
+        conn.execute(_INSERT, ("y", "{}"))
+    with db.write():
+        db.defer(_INSERT, ("a", "{}"))
+        db.defer(delete, ("x",))
+        db.defer(_INSERT, ("b", "{}"))
+        db.defer(delete, ("y",))
+        db.defer(_INSERT, ("c", "{}"))
+    assert _ids(db) == ["a", "b", "c"]
+
+
 def test_a_savepoint_rolled_back_drops_the_rows_deferred_inside_it(db: Database) -> None:
     with db.write():
         db.defer(_INSERT, ("kept", "{}"))

@@ -136,6 +136,27 @@ def test_database_is_sqlite_wal(runtime: Runtime) -> None:
     conn.close()
 
 
+def test_a_savepoint_larger_than_the_journal_spill_rolls_back_from_memory(tmp_path) -> None:
+    """A savepoint's undo (its statement journal) is held in memory, not in a temporary
+    file once past 64 KiB: one that changed megabytes still rolls back exactly."""
+    from adapters.local.database import Database
+
+    db = Database(tmp_path / "big.db")
+    assert db.connection().execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+    big = "x" * 4000
+    with db.write() as conn:
+        conn.execute("INSERT INTO notifications VALUES ('kept', '{}', 0)")
+        try:
+            with db.write() as inner:
+                inner.executemany("INSERT INTO notifications VALUES (?, ?, 0)",
+                                  [(f"n{i}", big) for i in range(500)])
+                inner.execute("UPDATE notifications SET message = ? WHERE id = 'kept'", (big,))
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+    assert db.read("SELECT id, message FROM notifications") == [("kept", "{}")]
+
+
 def test_nested_writes_are_savepoints_of_one_commit(tmp_path) -> None:
     from adapters.local.database import Database
 
