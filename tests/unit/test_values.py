@@ -16,9 +16,11 @@ import pytest
 
 from handlers.core.values import FACTORY, valueclass
 
-#: Every module that declares value classes (the Lambda entry imports them all).
+#: Every module that declares value classes (the Lambda entry imports them, or its first
+#: request does).
 MODULES = ("handlers.core.app", "handlers.core.engine", "handlers.core.events",
-           "handlers.core.ports", "adapters.aws.settings", "adapters.aws.eventbridge_publisher")
+           "handlers.core.ports", "handlers.core.schedule", "adapters.aws.settings",
+           "adapters.aws.eventbridge_publisher")
 
 
 @dataclass(frozen=True)
