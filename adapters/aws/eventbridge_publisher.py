@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from adapters.aws.eventbridge_limits import (
@@ -27,6 +26,7 @@ from handlers.core.app import Catalog
 from handlers.core.errors import PermanentError, TransientError
 from handlers.core.eventbridge_binding import to_put_events_entry
 from handlers.core.events import Event
+from handlers.core.values import valueclass
 
 MAX_ATTEMPTS: Final = 4
 BASE_DELAY_S: Final = 0.1
@@ -36,13 +36,18 @@ BASE_DELAY_S: Final = 0.1
 RETRYABLE_CODES: Final = frozenset({"InternalFailure", "ThrottlingException"})
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class FailedEntry:
     """An event EventBridge did not take, with the error it gave (or the call's error)."""
 
     event: Event
     code: str
     message: str
+
+    def __init__(self, event: Event, code: str, message: str) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "message", message)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.message else self.code

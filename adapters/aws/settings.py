@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
 
+from handlers.core.values import FACTORY, valueclass
 from handlers.payments import DEFAULT_DECLINE_ABOVE_CENTS
 
 ENV_CONSUMER: Final = "SWITCHYARD_CONSUMER"
@@ -32,8 +33,13 @@ class SettingMissing(RuntimeError):
     """A port needs a variable this function was not given (a wiring bug, not bad input)."""
 
 
-@dataclass(frozen=True, slots=True)
+_set: Final = object.__setattr__
+
+
+@valueclass
 class Settings:
+    """What one function was deployed with (its environment, see `from_env`)."""
+
     consumer: str | None = None
     tables: Mapping[str, str] = field(default_factory=dict)
     bus_name: str | None = None
@@ -44,6 +50,24 @@ class Settings:
     decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS
     max_deliveries: int | None = None
     buckets: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(self, consumer: str | None = None, tables: Mapping[str, str] = FACTORY,
+                 bus_name: str | None = None, queue_url: str | None = None,
+                 dlq_url: str | None = None, state_machine_arn: str | None = None,
+                 notification_topic_arn: str | None = None,
+                 decline_above_cents: int = DEFAULT_DECLINE_ABOVE_CENTS,
+                 max_deliveries: int | None = None,
+                 buckets: Mapping[str, str] = FACTORY) -> None:
+        _set(self, "consumer", consumer)
+        _set(self, "tables", {} if tables is FACTORY else tables)
+        _set(self, "bus_name", bus_name)
+        _set(self, "queue_url", queue_url)
+        _set(self, "dlq_url", dlq_url)
+        _set(self, "state_machine_arn", state_machine_arn)
+        _set(self, "notification_topic_arn", notification_topic_arn)
+        _set(self, "decline_above_cents", decline_above_cents)
+        _set(self, "max_deliveries", max_deliveries)
+        _set(self, "buckets", {} if buckets is FACTORY else buckets)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core.errors import UnknownEventType, ValidationError
 from handlers.core.ports import SAGAS
 from handlers.core.schema import checker, schema_problems, validate
+from handlers.core.values import FACTORY, valueclass
 
 if TYPE_CHECKING:
     from handlers.core.context import Context, StepContext
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 _NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
-@dataclass(frozen=True, slots=True)
+_set: Final = object.__setattr__
+
+
+@valueclass
 class EventType:
     """One catalog entry: the CloudEvents type and its EventBridge spelling."""
 
@@ -34,12 +38,18 @@ class EventType:
     #: `schema.checker(schema)`: whether data passes, without wording why not.
     _valid: Callable[[Any], bool] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, type: str, source: str, detail_type: str, schema: Mapping[str, Any],
+                 description: str = "") -> None:
+        _set(self, "type", type)
+        _set(self, "source", source)
+        _set(self, "detail_type", detail_type)
+        _set(self, "schema", schema)
+        _set(self, "description", description)
         # A keyword the validator does not enforce would let data through unchecked.
-        problems = schema_problems(self.schema)
+        problems = schema_problems(schema)
         if problems:
-            raise ValueError(f"event type {self.type}: {'; '.join(problems)}")
-        object.__setattr__(self, "_valid", checker(self.schema))
+            raise ValueError(f"event type {type}: {'; '.join(problems)}")
+        _set(self, "_valid", checker(schema))
 
     def data_problems(self, data: Any) -> list[str]:
         # Most data passes: the problems are worded only for data that does not.
@@ -78,13 +88,19 @@ class Catalog:
             raise ValidationError(f"invalid data for '{type_}'", problems)
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class Retry:
     """Retry policy for a saga step: attempts in all, first interval, backoff multiplier."""
 
     max_attempts: int = 3
     interval_seconds: float = 1.0
     backoff: float = 2.0
+
+    def __init__(self, max_attempts: int = 3, interval_seconds: float = 1.0,
+                 backoff: float = 2.0) -> None:
+        _set(self, "max_attempts", max_attempts)
+        _set(self, "interval_seconds", interval_seconds)
+        _set(self, "backoff", backoff)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -95,7 +111,7 @@ Handler = Callable[["Context"], None]
 StepAction = Callable[["StepContext"], Mapping[str, Any] | None]
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class Consumer:
     """One route: the types it consumes, its handler, and what it may touch."""
 
@@ -116,8 +132,27 @@ class Consumer:
     buckets: tuple[str, ...] = ()  # buckets it reads (only these: least privilege)
     scans: tuple[str, ...] = ()  # tables (of `stores`) it may read whole, e.g. for audits
 
+    def __init__(self, name: str, handler: Handler, consumes: tuple[str, ...],
+                 stores: tuple[str, ...] = (), emits: tuple[str, ...] = (),
+                 notifies: bool = False, starts_saga: bool = False,
+                 batch_size: int | None = None, max_concurrency: int | None = None,
+                 description: str = "", buckets: tuple[str, ...] = (),
+                 scans: tuple[str, ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "handler", handler)
+        _set(self, "consumes", consumes)
+        _set(self, "stores", stores)
+        _set(self, "emits", emits)
+        _set(self, "notifies", notifies)
+        _set(self, "starts_saga", starts_saga)
+        _set(self, "batch_size", batch_size)
+        _set(self, "max_concurrency", max_concurrency)
+        _set(self, "description", description)
+        _set(self, "buckets", buckets)
+        _set(self, "scans", scans)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class Bucket:
     """Object storage the app declares.
 
@@ -134,8 +169,16 @@ class Bucket:
     claim_check: bool = False
     description: str = ""
 
+    def __init__(self, name: str, events: bool = False, expire_days: int | None = None,
+                 claim_check: bool = False, description: str = "") -> None:
+        _set(self, "name", name)
+        _set(self, "events", events)
+        _set(self, "expire_days", expire_days)
+        _set(self, "claim_check", claim_check)
+        _set(self, "description", description)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class Schedule:
     """A scheduled event source: at each time `cron` names (five-field unix cron, UTC),
     publish one event of type `emits` with `data` plus the slot it fired for.
@@ -151,9 +194,19 @@ class Schedule:
     data: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
+    def __init__(self, name: str, cron: str, emits: str, data: Mapping[str, Any] = FACTORY,
+                 description: str = "") -> None:
+        _set(self, "name", name)
+        _set(self, "cron", cron)
+        _set(self, "emits", emits)
+        _set(self, "data", {} if data is FACTORY else data)
+        _set(self, "description", description)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class Step:
+    """A saga step: its action, the compensation that undoes it, and their retries."""
+
     name: str
     action: StepAction
     compensate: StepAction | None = None
@@ -165,8 +218,19 @@ class Step:
     #: in one transaction.
     stores: tuple[str, ...] = ()
 
+    def __init__(self, name: str, action: StepAction, compensate: StepAction | None = None,
+                 retry: Retry = FACTORY, compensate_retry: Retry = FACTORY,
+                 stores: tuple[str, ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "action", action)
+        _set(self, "compensate", compensate)
+        _set(self, "retry", Retry() if retry is FACTORY else retry)
+        _set(self, "compensate_retry",
+             Retry(5, 1.0, 2.0) if compensate_retry is FACTORY else compensate_retry)
+        _set(self, "stores", stores)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class Saga:
     """Forward steps, each with an optional compensation; a failure at step k runs the
     compensations of steps k-1..1 in reverse. `on_success` runs after the last step;
@@ -179,6 +243,16 @@ class Saga:
     stores: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
 
+    def __init__(self, name: str, steps: tuple[Step, ...], on_success: Step | None = None,
+                 on_failure: Step | None = None, stores: tuple[str, ...] = (),
+                 emits: tuple[str, ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "steps", steps)
+        _set(self, "on_success", on_success)
+        _set(self, "on_failure", on_failure)
+        _set(self, "stores", stores)
+        _set(self, "emits", emits)
+
     def all_steps(self) -> tuple[Step, ...]:
         """Forward steps in order, then `on_success` (what runs when nothing fails)."""
         return self.steps + ((self.on_success,) if self.on_success else ())
@@ -190,8 +264,11 @@ class Saga:
         raise ValidationError(f"saga '{self.name}' has no step '{name}'")
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class App:
+    """The whole description: catalog, consumers, saga, tables and event sources; checked
+    as a whole when made."""
+
     name: str
     catalog: Catalog
     consumers: tuple[Consumer, ...]
@@ -200,7 +277,19 @@ class App:
     buckets: tuple[Bucket, ...] = ()
     schedules: tuple[Schedule, ...] = ()
 
-    def __post_init__(self) -> None:
+    def __init__(self, name: str, catalog: Catalog, consumers: tuple[Consumer, ...],
+                 saga: Saga, tables: tuple[str, ...], buckets: tuple[Bucket, ...] = (),
+                 schedules: tuple[Schedule, ...] = ()) -> None:
+        _set(self, "name", name)
+        _set(self, "catalog", catalog)
+        _set(self, "consumers", consumers)
+        _set(self, "saga", saga)
+        _set(self, "tables", tables)
+        _set(self, "buckets", buckets)
+        _set(self, "schedules", schedules)
+        self._check()
+
+    def _check(self) -> None:
         problems: list[str] = []
         problems.extend(self._source_problems())
         names = [c.name for c in self.consumers]

@@ -25,7 +25,6 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
@@ -41,6 +40,7 @@ from handlers.core.errors import (
 from handlers.core.events import Event, attribute_problems
 from handlers.core.observability import log_context, trace_id_of
 from handlers.core.ports import Op, PaymentGateway, Ports, Put, Update
+from handlers.core.values import valueclass
 
 log = logging.getLogger("switchyard.engine")
 
@@ -53,22 +53,45 @@ _ID_NAMESPACE: Final = uuid.UUID("6f1f0c7e-4a43-4c36-9d3f-3a1a5e0b2d11")
 _MAX_RACES: Final = 5
 
 
-@dataclass(frozen=True, slots=True)
+_set: Final = object.__setattr__
+
+
+@valueclass
 class Outcome:
+    """What delivering one event to one consumer came to."""
+
     status: Literal["processed", "duplicate", "ignored"]
     consumer: str
     event_id: str
     emitted: tuple[Event, ...] = ()
     detail: str = ""
 
+    def __init__(self, status: Literal["processed", "duplicate", "ignored"], consumer: str,
+                 event_id: str, emitted: tuple[Event, ...] = (), detail: str = "") -> None:
+        _set(self, "status", status)
+        _set(self, "consumer", consumer)
+        _set(self, "event_id", event_id)
+        _set(self, "emitted", emitted)
+        _set(self, "detail", detail)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class StepOutcome:
+    """What running one saga step (or its compensation) came to."""
+
     ok: bool
     result: Mapping[str, Any]
     reason: str = ""
     detail: str = ""
     replayed: bool = False  # the step had already run: this is its recorded result
+
+    def __init__(self, ok: bool, result: Mapping[str, Any], reason: str = "", detail: str = "",
+                 replayed: bool = False) -> None:
+        _set(self, "ok", ok)
+        _set(self, "result", result)
+        _set(self, "reason", reason)
+        _set(self, "detail", detail)
+        _set(self, "replayed", replayed)
 
 
 class HandlerContext:

@@ -11,12 +11,12 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
 from handlers.core.errors import ValidationError
+from handlers.core.values import valueclass
 
 SPECVERSION: Final = "1.0"
 
@@ -40,25 +40,40 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class Event:
     """A CloudEvent. `data` is a JSON value, or `bytes` for non-JSON payloads."""
+
+    __slots__ = ("id", "source", "type", "data", "specversion", "time", "subject",
+                 "datacontenttype", "dataschema", "extensions")
 
     id: str
     source: str
     type: str
-    data: Any = None
-    specversion: str = SPECVERSION
-    time: str | None = None
-    subject: str | None = None
-    datacontenttype: str | None = None
-    dataschema: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    data: Any
+    specversion: str
+    time: str | None
+    subject: str | None
+    datacontenttype: str | None
+    dataschema: str | None
+    extensions: Mapping[str, str]
 
-    def __post_init__(self) -> None:
+    def __init__(self, id: str, source: str, type: str, data: Any = None,
+                 specversion: str = SPECVERSION, time: str | None = None,
+                 subject: str | None = None, datacontenttype: str | None = None,
+                 dataschema: str | None = None, extensions: Mapping[str, str] = _EMPTY) -> None:
+        _set_id(self, id)
+        _set_source(self, source)
+        _set_type(self, type)
+        _set_data(self, data)
+        _set_specversion(self, specversion)
+        _set_time(self, time)
+        _set_subject(self, subject)
+        _set_datacontenttype(self, datacontenttype)
+        _set_dataschema(self, dataschema)
         # Freeze the extension mapping so an Event really is immutable.
-        if not isinstance(self.extensions, MappingProxyType):
-            object.__setattr__(self, "extensions", MappingProxyType(dict(self.extensions)))
+        _set_extensions(self, extensions if isinstance(extensions, MappingProxyType)
+                        else MappingProxyType(dict(extensions)))
 
     @classmethod
     def new(
@@ -112,9 +127,8 @@ class Event:
                 data=data,
                 extensions=extensions or {},
             )
-        # What `cls(...)` above makes (its `__post_init__` included), built field by
-        # field: the frozen dataclass's `__init__` sets each slot through the generic
-        # `object.__setattr__`, a third of an adapter's decoding cost.
+        # What `cls(...)` above makes, built field by field: no keyword arguments to
+        # bind and no copy of the extensions (a new dict here) to make.
         get = attributes.get
         time, subject = get("time"), get("subject")
         datacontenttype, dataschema = get("datacontenttype"), get("dataschema")
@@ -148,7 +162,7 @@ class Event:
 
     def with_extensions(self, **extensions: str) -> Event:
         # What `dataclasses.replace` does, without its generic walk over the fields.
-        # A new mapping, frozen here: `__post_init__` then has no copy of it to make.
+        # A new mapping, frozen here: `__init__` then has no copy of it to make.
         return Event(self.id, self.source, self.type, self.data, self.specversion, self.time,
                      self.subject, self.datacontenttype, self.dataschema,
                      MappingProxyType({**self.extensions, **extensions}))
@@ -158,7 +172,7 @@ class Event:
         return self.extensions.get("traceparent")
 
 
-# The slots' own setters, for `from_checked_attributes` (the dataclass is frozen: its
+# The slots' own setters, for `__init__` and `from_checked_attributes` (the class is frozen: its
 # `__setattr__` refuses, the slot descriptors do not).
 _new_event: Final = object.__new__
 (_set_id, _set_source, _set_type, _set_data, _set_specversion, _set_time, _set_subject,

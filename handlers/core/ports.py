@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from handlers.core.events import Event
+from handlers.core.values import FACTORY, valueclass
 
 Item = Mapping[str, Any]
 
@@ -24,7 +25,10 @@ Item = Mapping[str, Any]
 SAGAS: Final = "sagas"
 
 
-@dataclass(frozen=True, slots=True)
+_set: Final = object.__setattr__
+
+
+@valueclass
 class Put:
     """Write a whole item; with `if_absent`, only if no item has that key."""
 
@@ -33,8 +37,14 @@ class Put:
     item: Item
     if_absent: bool = True
 
+    def __init__(self, table: str, key: str, item: Item, if_absent: bool = True) -> None:
+        _set(self, "table", table)
+        _set(self, "key", key)
+        _set(self, "item", item)
+        _set(self, "if_absent", if_absent)
 
-@dataclass(frozen=True, slots=True)
+
+@valueclass
 class Update:
     """Change fields of an item, under conditions checked atomically.
 
@@ -51,6 +61,17 @@ class Update:
     expect: Item = field(default_factory=dict)
     require_min: Mapping[str, int] = field(default_factory=dict)
     must_exist: bool = False
+
+    def __init__(self, table: str, key: str, set: Item = FACTORY, add: Mapping[str, int] = FACTORY,
+                 expect: Item = FACTORY, require_min: Mapping[str, int] = FACTORY,
+                 must_exist: bool = False) -> None:
+        _set(self, "table", table)
+        _set(self, "key", key)
+        _set(self, "set", {} if set is FACTORY else set)
+        _set(self, "add", {} if add is FACTORY else add)
+        _set(self, "expect", {} if expect is FACTORY else expect)
+        _set(self, "require_min", {} if require_min is FACTORY else require_min)
+        _set(self, "must_exist", must_exist)
 
 
 Op = Put | Update
@@ -121,9 +142,13 @@ class PaymentGateway(Protocol):
         ...
 
 
-@dataclass(slots=True)
+@valueclass(frozen=False)
 class Ports:
     """Everything a handler may use. Built once per process by a composition root."""
+
+    # Slots: a misspelt port is an error, not a new attribute (the defaults are __init__'s).
+    __slots__ = ("store", "publisher", "notifier", "sagas", "clock", "payments", "blobs",
+                 "atomic")
 
     store: Store
     publisher: Publisher
@@ -133,11 +158,24 @@ class Ports:
     payments: PaymentGateway
     #: Object storage, for consumers that declare buckets and for claim checks; None on
     #: backends (or tests) that were built without any.
-    blobs: BlobStore | None = None
+    blobs: BlobStore | None
     #: A transaction that can hold a handler's writes and its effects together (the local
     #: runtime: one database), so the record is written as done with them. None on the
     #: clouds: there the effects follow the commit and are marked done in a second write.
-    atomic: Callable[[], AbstractContextManager[Any]] | None = None
+    atomic: Callable[[], AbstractContextManager[Any]] | None
+
+    def __init__(self, store: Store, publisher: Publisher, notifier: Notifier,
+                 sagas: SagaStarter, clock: Clock, payments: PaymentGateway,
+                 blobs: BlobStore | None = None,
+                 atomic: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.notifier = notifier
+        self.sagas = sagas
+        self.clock = clock
+        self.payments = payments
+        self.blobs = blobs
+        self.atomic = atomic
 
 
 def apply_op(current: Mapping[str, Any] | None, op: Op) -> dict[str, Any] | None:

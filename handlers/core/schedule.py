@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from handlers.core.errors import ValidationError
 from handlers.core.events import Event
+from handlers.core.values import valueclass
 
 if TYPE_CHECKING:
     from handlers.core.app import Catalog, Schedule
@@ -29,8 +29,12 @@ _NAMESPACE: Final = uuid.UUID("0b7f6a5e-4c1d-4f0e-9a63-5be2a8c4d7a1")
 _HORIZON: Final = timedelta(days=4 * 366)
 
 
-@dataclass(frozen=True, slots=True)
+@valueclass
 class Cron:
+    """A parsed five-field cron: the values each field allows."""
+
+    __slots__ = ("minutes", "hours", "days", "months", "weekdays", "any_day", "any_weekday")
+
     minutes: frozenset[int]
     hours: frozenset[int]
     days: frozenset[int]
@@ -38,6 +42,18 @@ class Cron:
     weekdays: frozenset[int]  # 0 = Sunday
     any_day: bool  # day-of-month was `*`
     any_weekday: bool  # day-of-week was `*`
+
+    def __init__(self, minutes: frozenset[int], hours: frozenset[int], days: frozenset[int],
+                 months: frozenset[int], weekdays: frozenset[int], any_day: bool,
+                 any_weekday: bool) -> None:
+        _set = object.__setattr__
+        _set(self, "minutes", minutes)
+        _set(self, "hours", hours)
+        _set(self, "days", days)
+        _set(self, "months", months)
+        _set(self, "weekdays", weekdays)
+        _set(self, "any_day", any_day)
+        _set(self, "any_weekday", any_weekday)
 
     def matches(self, at: datetime) -> bool:
         return (at.minute in self.minutes and at.hour in self.hours

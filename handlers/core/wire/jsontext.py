@@ -41,8 +41,10 @@ Positioned = tuple[str, Event]
 #: far below Python's recursion limit (about 1000), which json and every recursive walk
 #: of the value would otherwise hit.
 MAX_JSON_DEPTH: Final = 64
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-_MAYBE_SURROGATE: Final = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+#: Patterns, compiled on first use (by `re`'s cache): only texts with non-ASCII characters
+#: or \u escapes are searched, and the surrogate range takes a while to compile.
+_SURROGATE: Final = "[\ud800-\udfff]"
+_MAYBE_SURROGATE: Final = r"[\ud800-\udfff]|\\u[dD][89a-fA-F]"
 
 
 class JsonError(ValueError):
@@ -127,7 +129,7 @@ def _check_tree(value: Any, text: str) -> None:
     # \\uD800-\\uDFFF escape; most bodies have neither, and then no string needs looking at.
     # ("\\" first: a one-character search is a memchr, most texts have no backslash.)
     strings = (not text.isascii() or ("\\" in text and "\\u" in text)) and \
-        _MAYBE_SURROGATE.search(text) is not None
+        re.search(_MAYBE_SURROGATE, text) is not None
     if not strings and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
         return  # each level opens a bracket: this text cannot nest deeper than the limit
     if isinstance(value, str):
@@ -174,7 +176,7 @@ def _check_depth(value: dict[str, Any] | list[Any]) -> None:
 
 
 def _check_string(text: str, trail: Any, key: bool = False) -> None:
-    match = _SURROGATE.search(text)
+    match = re.search(_SURROGATE, text)
     if match is None:
         return
     where = f"a key in {_path(trail)}" if key else f"a string at {_path(trail)}"
