@@ -23,6 +23,19 @@ from tests.eventually import eventually
 from tests.factories import order_data
 
 
+def serve_in_thread(server: Any) -> threading.Thread:
+    """Run `server` in a daemon thread until its `close()`."""
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # close() from another thread pulls the socket out from under poll
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 @contextmanager
 def serving(tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
     """A runtime with workers and its HTTP API on a free port: (base URL, runtime)."""
@@ -30,15 +43,7 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, Runtime]]:
         retry_scale=0.001, poll_interval=0.01))
     runtime.start(workers=2)
     server = make_server(runtime, "127.0.0.1", 0)
-
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:  # close() from this thread pulls the socket out from under select
-            pass
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.effective_port}", runtime
     finally:
@@ -213,15 +218,7 @@ def test_close_ends_the_servers_threads(tmp_path: Path) -> None:
     runtime = Runtime(tmp_path / "close.db")
     before = set(threading.enumerate())
     server = make_server(runtime, "127.0.0.1", 0)
-
-    def run() -> None:
-        try:
-            server.run()
-        except OSError:  # close() from this thread pulls the sockets out from under poll
-            pass
-
-    loop = threading.Thread(target=run, daemon=True)
-    loop.start()
+    serve_in_thread(server)
     port = server.effective_port
     kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     stream = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
