@@ -20,7 +20,7 @@ from handlers.app import APP
 from handlers.catalog import INVENTORY_UPDATED
 from handlers.core import jsonformat
 from handlers.core.engine import DEDUPE_TTL, PROCESSED, dedupe_key, handle, run_step
-from handlers.core.errors import BlobMissing, ConflictError, TransientError
+from handlers.core.errors import BlobMissing, ConflictError, TransientError, ValidationError
 from handlers.core.events import Event
 from handlers.core.ports import Op, Update
 from handlers.core.saga_runner import new_state
@@ -203,7 +203,8 @@ def test_a_notification_goes_out_under_an_id_that_a_redelivery_reuses() -> None:
 def test_a_step_without_a_compensation_has_nothing_to_undo() -> None:
     outcome = run_step(APP, memory_ports(), "order-o1", "create_order", "compensate",
                        new_state("order-o1", {"order_id": "o1"}, None))
-    assert (outcome.ok, outcome.result, outcome.reason, outcome.detail) == (True, {}, "", "")
+    assert (outcome.ok, outcome.result, outcome.reason, outcome.detail, outcome.replayed) == (
+        True, {}, "", "", False)
 
 
 def test_every_event_a_saga_emits_carries_the_saga_trace() -> None:
@@ -477,3 +478,21 @@ def test_each_delivery_emits_under_ids_of_its_own_and_a_rerun_under_the_same() -
     failing.publisher = MemoryPublisher()
     handle(APP, "order-analytics", first, failing)
     assert [e.id for e in failing.publisher.published] == [one[0].id]  # type: ignore[attr-defined]
+
+
+def test_an_event_a_handler_emits_with_invalid_attributes_is_refused_naming_them() -> None:
+    """What a handler emits is checked as a CloudEvent before it is published: a subject
+    that is not a string (a handler's bug) fails the delivery, and nothing goes out."""
+    def handler(ctx: Any) -> None:
+        ctx.emit(INVENTORY_UPDATED, {"item_id": "A", "quantity": 1, "action": "restock"},
+                 subject=42)
+
+    consumers = tuple(dataclasses.replace(c, handler=handler) if c.name == "inventory" else c
+                      for c in APP.consumers)
+    app = dataclasses.replace(APP, consumers=consumers)
+    ports = memory_ports()
+    with pytest.raises(ValidationError) as refused:
+        handle(app, "inventory", restock("A", 1), ports)
+    assert refused.value.problems == ("event: attribute 'subject' must be a string",)
+    assert str(refused.value) == "invalid CloudEvent: event: attribute 'subject' must be a string"
+    assert ports.publisher.published == []  # type: ignore[attr-defined]

@@ -85,3 +85,12 @@ def test_memory_ports_pass_the_decline_limit_to_the_payments() -> None:
     assert ports.payments.charge("k1", "o1", 500)["status"] == "charged"
     with pytest.raises(StepFailed):
         ports.payments.charge("k2", "o1", 501)
+
+
+def test_a_minimum_on_a_field_an_item_lacks_counts_it_as_zero() -> None:
+    store = MemoryStore()
+    assert store.transact([Put("t", "k", {"other": 5})])
+    # Absent is 0: a minimum of 1 fails, a minimum of 0 holds (and the add then sets it).
+    assert not store.transact([Update("t", "k", add={"n": 1}, require_min={"n": 1})])
+    assert store.transact([Update("t", "k", add={"n": 1}, require_min={"n": 0})])
+    assert store.get("t", "k") == {"other": 5, "n": 1}

@@ -171,6 +171,8 @@ def test_what_a_step_publishes_is_a_send_to_the_bus_and_its_record_is_the_sagas(
         spans = exporter.get_finished_spans()
     sent = [s for s in spans if s.name.startswith("send ")]
     assert sent, "the payment step publishes, and each publish is a span"
+    step = the(named(spans, "saga payment"), "the payment step")
+    assert all(is_child(s, step) for s in sent), "each publish is a child of its step"
     assert {(attr(s, tracing.OPERATION_TYPE), attr(s, tracing.OPERATION_NAME),
              attr(s, tracing.DESTINATION)) for s in sent} == {("send", "publish", "bus")}
     # The traced run kept the step's record under its saga: run again untraced, it replays.
