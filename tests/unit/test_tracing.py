@@ -4,17 +4,18 @@ what the engine's spans carry, and that tracing off changes nothing (README "Tra
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 
-from adapters.memory import memory_ports
+from adapters.memory import MemoryPublisher, memory_ports
 from adapters.telemetry import SettingsError, exporters, install_from_env
 from cli.main import main
 from handlers.app import APP
 from handlers.core import tracing
 from handlers.core.engine import handle, run_step
 from handlers.core.errors import PermanentError, TransientError
-from handlers.core.events import ensure_traceparent
+from handlers.core.events import Event, ensure_traceparent
 from handlers.core.observability import trace_id_of
 from handlers.core.saga_runner import new_state, tick
 from tests.factories import order_created, restock
@@ -177,6 +178,29 @@ def test_what_a_step_publishes_is_a_send_to_the_bus_and_its_record_is_the_sagas(
              attr(s, tracing.DESTINATION)) for s in sent} == {("send", "publish", "bus")}
     # The traced run kept the step's record under its saga: run again untraced, it replays.
     assert run_step(APP, ports, "order-pub", "payment", "action", state).replayed
+
+
+def test_a_publish_redone_by_a_later_run_is_a_child_of_the_span_that_emitted_it() -> None:
+    """Effects a failed publish left undone are performed by the next run of the step,
+    under its own span; their sends still hang under the span that emitted the events
+    (their traceparent), not under the run that happened to publish them."""
+    class DownBus(MemoryPublisher):
+        def publish(self, events: Sequence[Event]) -> None:
+            raise TransientError("bus down")
+
+    ports, state = _saga_at_payment("redo", 1.0)
+    ports.publisher = DownBus()  # type: ignore[attr-defined]
+    with recording() as exporter:
+        with pytest.raises(TransientError):
+            run_step(APP, ports, "order-redo", "payment", "action", state)
+        ports.publisher = MemoryPublisher()  # type: ignore[attr-defined]
+        assert run_step(APP, ports, "order-redo", "payment", "action", state).replayed
+        spans = exporter.get_finished_spans()
+    emitter, replay = named(spans, "saga payment")
+    redone = [s for s in spans if s.name.startswith("send ") and s.start_time is not None
+              and replay.start_time is not None and s.start_time >= replay.start_time]
+    assert redone, "the replay publishes what the first run could not"
+    assert all(is_child(s, emitter) and not is_child(s, replay) for s in redone)
 
 
 def test_a_step_span_says_failed_for_a_business_failure_and_error_for_an_exception() -> None:
