@@ -3,11 +3,12 @@
     .venv/bin/python -m bench.profile_local [--workload soak|restocks] [--events 2000]
                                             [--gil] [--out serve-profile.txt]
 
-Starts the server as `make bench` does (4 workers, a temporary database), attaches
-`py-spy record` to it (every thread; `--gil`: only samples holding the GIL, i.e. the
-Python CPU that threads cannot share), posts the workload in batches of 100 from two
-clients, waits until the server is quiet, and prints the throughput, the server's CPU
-seconds, the samples per thread and the functions with the most samples (inclusive).
+Starts the server as `make bench` does (4 workers, a worker process, a temporary
+database), attaches `py-spy record` to it (every thread of the server process; `--gil`:
+only samples holding the GIL, i.e. the Python CPU that threads cannot share), posts
+the workload in batches of 100 from two clients, waits until the server is quiet, and
+prints the throughput, the server's CPU seconds, the samples per thread and the
+functions with the most samples (inclusive).
 The raw collapsed stacks are kept in `--out` (flamegraph.pl or speedscope read them).
 py-spy is not a dependency: `pip install py-spy` into the venv (it needs ptrace rights
 on the child, which a normal user has on its own processes).

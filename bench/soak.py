@@ -239,11 +239,13 @@ def run(args: argparse.Namespace) -> int:
     sent = sum(len(b) for b in workload.batches)
     print(f"soak: {sent} events in {len(workload.batches)} batches of {args.batch} "
           f"({len(workload.distinct)} distinct; {dict(workload.sent_by_kind)}), "
-          f"{args.clients} clients, seed {args.seed}", flush=True)
+          f"{args.clients} clients, seed {args.seed}, serve --workers {args.workers} "
+          f"--processes {args.processes}", flush=True)
     with tempfile.TemporaryDirectory(prefix="switchyard-soak-") as tmp:
         db = Path(args.db) if args.db else Path(tmp) / "soak.db"
         server = ServeProcess(db, Path(tmp) / "server.log", workers=args.workers,
-                              visibility_timeout=args.visibility_timeout)
+                              visibility_timeout=args.visibility_timeout,
+                              extra_args=("--processes", str(args.processes)))
         watch_stock(db)  # every commit that would leave stock negative is recorded
         started = time.monotonic()
         server.start()
@@ -363,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve --processes: worker processes running the handlers")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--visibility-timeout", type=float, default=5.0)
     parser.add_argument("--quiet-timeout", type=float, default=1800.0)

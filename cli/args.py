@@ -19,12 +19,20 @@ from pathlib import Path
 
 
 def positive_int(text: str) -> int:
+    return _at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _at_least(text, 0)
+
+
+def _at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse_error(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse_error(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse_error(f"must be at least {least}, got {value}")
     return value
 
 

@@ -70,6 +70,7 @@ def _runtime(args: argparse.Namespace) -> Runtime:
         decline_above_cents=to_cents(getattr(args, "decline_above", "1000.00")),
         uploads_dir=getattr(args, "uploads", None),
         schedule_every=getattr(args, "schedule_every", None),
+        processes=getattr(args, "processes", 0),
     )
     return Runtime(args.db, settings=settings)
 
@@ -126,7 +127,9 @@ def _banner(args: argparse.Namespace, runtime: Any, token: str | None = None) ->
         f"here)" if uploads else "  uploads    none declared",
         f"  schedules  {schedules}" + (f", fired {every}" if app.schedules else ""),
         f"  workers    {args.workers} (maxDeliveries {args.max_deliveries}, visibility "
-        f"timeout {args.visibility_timeout:g}s)",
+        f"timeout {args.visibility_timeout:g}s)" + (
+            f", handlers ahead in {args.processes} worker process"
+            f"{'es' if args.processes > 1 else ''}" if args.processes else ""),
         f"  endpoints  {', '.join(ENDPOINTS)}",
         "  auth       a bearer token on every request" if token is not None else
         "  auth       none: loopback only, Host and Origin checked",
@@ -333,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="another name clients use in the Host header (repeatable)")
     serve.add_argument("--workers", type=cli_args.positive_int, default=4,
                        help="worker threads processing deliveries and saga steps")
+    serve.add_argument("--processes", type=cli_args.non_negative_int, default=0,
+                       help="worker processes running deliveries' handlers outside the write "
+                            "lock, to use more cores (0: none; README \"Using more cores\")")
     serve.add_argument("--max-deliveries", type=cli_args.positive_int,
                        default=5, help="attempts per delivery before it is dead-lettered")
     serve.add_argument("--visibility-timeout", type=cli_args.seconds(),

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.local.blob_store import FileBlobStore
-from adapters.local.broker import MAX_EVENT_BYTES, Broker
+from adapters.local.broker import MAX_EVENT_BYTES, Broker, Process
 from adapters.local.database import Database
 from adapters.local.effects import BusPublisher, LocalNotifier, SystemClock
+from adapters.local.offload import Offload
 from adapters.local.queries import Queries
 from adapters.local.sagas import SagaExecutor, SagaStarter, resume_in
 from adapters.local.settings import RuntimeSettings
 from adapters.local.sqlite_store import SQLiteStore
 from adapters.local.timeline import Timeline
 from adapters.local.workers import Signal, Workers
-from handlers.core.app import App
+from handlers.core.app import App, load_app
 from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.engine import Outcome, handle
 from handlers.core.events import Event
@@ -46,6 +47,10 @@ class System:
     queries: Queries
     workers: Workers
     signal: Signal
+    #: The worker processes that run handlers ahead (None: `settings.processes` is 0).
+    offload: Offload | None
+    #: What one delivery does (the broker runs it inside its transaction).
+    process: Process
 
     def use_database(self, db: Database) -> None:
         """Make the runtime's own transactions (log, queues, dead letters, sagas, timeline)
@@ -56,7 +61,11 @@ class System:
 
 
 def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
-              create: bool = True, read_only: bool = False) -> System:
+              create: bool = True, read_only: bool = False,
+              app_spec: str | None = None) -> System:
+    """Every part of the runtime over `db_path`. `app_spec` names `app` for `load_app`
+    (what worker processes import when `settings.processes` asks for them; None: the
+    app SWITCHYARD_APP names, or the default)."""
     db = Database(db_path, create=create, read_only=read_only)
     store = SQLiteStore(db)
     blobs = blob_store(app, db_path, settings)
@@ -81,13 +90,33 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
             return handle(app, consumer, event, ports, attempt=attempt,
                           max_attempts=settings.max_deliveries)
 
+    offload = None
+    if settings.processes and not read_only:
+        if str(db_path) == ":memory:":
+            raise ValueError("worker processes (processes > 0) need a database file: an "
+                             "in-memory database is not shared between processes")
+        offload = Offload(str(db_path), settings, settings.processes, store, ports,
+                          app_spec=_spec_of(app, app_spec))
     workers = Workers(signal, stopping,
-                      deliver=lambda: broker.deliver_batch(process),
+                      deliver=lambda: broker.deliver_batch(process, speculator=offload),
                       advance_saga=sagas.advance_batch,
                       dues=(broker.next_visible, sagas.next_due),
-                      poll_interval=settings.poll_interval, checkpoints=db)
+                      poll_interval=settings.poll_interval, checkpoints=db, helpers=offload,
+                      finish=lambda: broker.deliver_ahead(process))
     return System(app, settings, db, store, blobs, timeline, broker, ports, sagas, starter,
-                  Queries(db, store), workers, signal)
+                  Queries(db, store), workers, signal, offload, process)
+
+
+def _spec_of(app: App, spec: str | None) -> str | None:
+    """How a worker process loads `app` (`load_app`'s spec); a ValueError when it cannot
+    (an app built in a test or a notebook, not named by any module attribute)."""
+    try:
+        if load_app(spec) is app:
+            return spec
+    except (ImportError, ValueError):
+        pass
+    raise ValueError("worker processes (processes > 0) load the app by name: give the "
+                     "runtime the app as 'package.module:ATTRIBUTE' (or set SWITCHYARD_APP)")
 
 
 def producer(app: App, broker: Broker, blobs: FileBlobStore) -> Publisher:

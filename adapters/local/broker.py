@@ -38,6 +38,7 @@ from handlers.core import fastjson, jsonformat
 from handlers.core.engine import Outcome
 from handlers.core.errors import NotYetKnown, PermanentError
 from handlers.core.events import CORE_ATTRIBUTES, Event, ensure_traceparent
+from handlers.core.observability import held_lines
 
 log = logging.getLogger("switchyard.local")
 
@@ -84,6 +85,29 @@ Process = Callable[[str, Event, int], Outcome]
 ResumeSaga = Callable[[sqlite3.Connection, str, float], None]
 
 
+class Speculator(Protocol):
+    """Runs deliveries ahead, elsewhere, on the committed state, and applies what they
+    did (`adapters.local.offload.Offload`)."""
+
+    def speculate(self, jobs: Sequence[tuple[str, str, int]], follows: bool
+                  ) -> Callable[[], list[Any]] | None:
+        """Start on these (consumer, stored body, attempt); what it returns waits for
+        what each delivery did, or None where it must run here (None instead of the
+        function: all of them run here). `follows`: they come right after the jobs
+        handed out last, which are not settled yet.
+
+        What a delivery did is an object with `seconds` (the time it took),
+        `one_statement` (settling it needs no savepoint) and `event()` (the event, as
+        far as the timeline and the log line show it)."""
+        ...
+
+    def settle(self, consumer: str, event: Event, speculation: Any) -> Outcome | None:
+        """Apply one speculation inside the batch's transaction (in a savepoint of its
+        own unless `one_statement`); None (and nothing written) when what it read has
+        changed since."""
+        ...
+
+
 class DeliverySettings(Protocol):
     @property
     def max_deliveries(self) -> int: ...
@@ -107,6 +131,10 @@ class Broker:
         self._resume_saga = resume_saga
         #: Bodies `encoded_size` made, per thread, for the `ingest` that follows it.
         self._bodies = threading.local()
+        #: A batch claimed and handed to a speculator before the one before it was
+        #: settled (see `deliver_batch`), and what gives its results.
+        self._ahead: tuple[list[Any], Callable[[], list[Any]] | None] | None = None
+        self._ahead_lock = threading.Lock()
 
     def encoded_size(self, event: Event) -> int:
         """The event's size on the bus: the bytes of the body `ingest` writes (what
@@ -181,7 +209,8 @@ class Broker:
         return float(due) if due is not None else None
 
     # deliveries -------------------------------------------------------------
-    def deliver_batch(self, process: Process, limit: int = CLAIM_BATCH) -> bool:
+    def deliver_batch(self, process: Process, limit: int = CLAIM_BATCH,
+                      speculator: Speculator | None = None) -> bool:
         """Claim up to `limit` visible messages and deliver them; False when none was
         visible (found by a read: an empty claim writes nothing).
 
@@ -191,26 +220,79 @@ class Broker:
         transaction, a savepoint per delivery: a delivery that fails rolls back only its
         own writes and records its retry or dead letter in the same transaction; one
         commit for the batch, or one per `MAX_HOLD` of work (sooner when an ingest waits),
-        so no one waits long for the write lock. The log lines follow each commit."""
-        settings = self._settings
+        so no one waits long for the write lock. The log lines follow each commit.
+
+        With a `speculator` (worker processes), each batch is handed to it as soon as it
+        is claimed, and the next one is claimed and handed out before this one is
+        settled, so the workers run the next batch's handlers while this process commits
+        this one's. Each delivery whose speculation still holds is settled from it; the
+        others run through `process`, as without a speculator."""
+        if speculator is None:
+            claimed = self._claim(limit)
+            if not claimed:
+                return False
+            self._run(process, claimed, None, None)
+            return True
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                claimed = self._claim(limit)
+                if not claimed:
+                    return False
+                ahead = claimed, speculator.speculate(_jobs(claimed), follows=False)
+            claimed, results = ahead
+            if results is not None:
+                following = self._claim(limit)
+                if following:
+                    self._ahead = following, speculator.speculate(_jobs(following),
+                                                                  follows=True)
+            self._run(process, claimed, results() if results is not None else None,
+                      speculator)
+        return True
+
+    def deliver_ahead(self, process: Process) -> bool:
+        """Deliver the batch claimed ahead for a speculator, if any, without it (when
+        the workers stop); False when there was none."""
+        if not self._ahead_lock.acquire(timeout=self._settings.visibility_timeout):
+            return False
+        try:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                return False
+            self._run(process, ahead[0], None, None)
+            return True
+        finally:
+            self._ahead_lock.release()
+
+    def _claim(self, limit: int) -> list[Any]:
+        """Up to `limit` visible messages, claimed and committed, in queue order."""
         now = time.time()
         if not self.db.read(_ANY_VISIBLE, (now,)):
-            return False
+            return []
         with self.db.write() as conn:
-            claimed = conn.execute(_CLAIM, (now + settings.visibility_timeout, now, limit)
-                                   ).fetchall()
-        if not claimed:
-            return False
-        pending = sorted(claimed)  # RETURNING has no order: deliver as they were queued
+            claimed = conn.execute(
+                _CLAIM, (now + self._settings.visibility_timeout, now, limit)).fetchall()
+        claimed.sort()  # RETURNING has no order: deliver as they were queued
+        return claimed
+
+    def _run(self, process: Process, claimed: list[Any], guesses: list[Any] | None,
+             speculator: Speculator | None) -> None:
+        """Deliver claimed messages (settled from `guesses` where they hold)."""
+        max_deliveries = self._settings.max_deliveries
+        pending = list(zip(claimed, guesses or [None] * len(claimed), strict=True))
+        pending.reverse()  # popped from the end
         while pending:
             lines: list[Callable[[], None]] = []
             until = time.perf_counter() + MAX_HOLD
             with self.db.write():
                 while pending:
-                    mid, consumer, body, attempts, last_error = pending.pop(0)
+                    (mid, consumer, body, attempts, last_error), guess = pending.pop()
                     try:
-                        self._deliver(process, mid, consumer, body, attempts, last_error,
-                                      lines)
+                        if guess is None or attempts > max_deliveries or \
+                                speculator is None or not self._settle(
+                                    speculator, guess, mid, consumer, attempts, lines):
+                            self._deliver(process, mid, consumer, body, attempts,
+                                          last_error, lines)
                     except Exception:  # noqa: BLE001 - its bookkeeping failed (rolled
                         # back): it stays claimed and reappears after the visibility
                         # timeout; the rest of the batch goes on.
@@ -218,9 +300,9 @@ class Broker:
                             "consumer": consumer, "attempt": attempts})
                     if self.db.ingest_waiting() or time.perf_counter() > until:
                         break  # commit now: a producer's 202 or another worker waits
-            for line in lines:
-                line()
-        return True
+            with held_lines():  # one write for the batch's lines
+                for line in lines:
+                    line()
 
     def deliver_one(self, process: Process) -> bool:
         """Claim the next visible message and deliver it; False when none was visible."""
@@ -232,7 +314,7 @@ class Broker:
         settings = self._settings
         # The body was checked when it was enqueued (at ingest, or emitted by a handler
         # that checked it): read it back without checking it again.
-        event = _stored_event(body)
+        event = stored_event(body)
         if attempts > settings.max_deliveries:
             # Earlier receives never finished (the worker died): the platform's count wins.
             self._dead_letter(mid, consumer, event, body, attempts - 1,
@@ -259,6 +341,28 @@ class Broker:
         lines.append(lambda: log_delivery(
             consumer, event, attempts, _LOGGED_OUTCOME.get(outcome.status, outcome.status),
             started, detail=outcome.detail))
+
+    def _settle(self, speculator: Speculator, speculation: Any, mid: int, consumer: str,
+                attempts: int, lines: list[Callable[[], None]]) -> bool:
+        """One claimed message from its speculation, acked with it, in a savepoint of the
+        batch's transaction (unless settling it is one statement); False (nothing
+        written) when it must run again."""
+        started = time.perf_counter() - speculation.seconds
+        event = speculation.event()
+        try:
+            with self.db.write(savepoint=not speculation.one_statement) as conn:
+                outcome = speculator.settle(consumer, event, speculation)
+                if outcome is None:
+                    return False
+                self._ack(mid, consumer, event, attempts, outcome, started, conn)
+        except Exception:  # noqa: BLE001 - rolled back: the delivery runs again, here
+            log.warning("speculated delivery could not be settled; running it again",
+                        exc_info=True, extra={"consumer": consumer, "event_id": event.id})
+            return False
+        lines.append(lambda: log_delivery(
+            consumer, event, attempts, _LOGGED_OUTCOME.get(outcome.status, outcome.status),
+            started, detail=outcome.detail))
+        return True
 
     def _ack(self, mid: int, consumer: str, event: Event, attempts: int, outcome: Outcome,
              started: float, conn: sqlite3.Connection) -> None:
@@ -399,6 +503,10 @@ class Broker:
         return done
 
 
+def _jobs(claimed: list[Any]) -> list[tuple[str, str, int]]:
+    return [(consumer, body, attempts) for _, consumer, body, attempts, _ in claimed]
+
+
 def _insert_rows(conn: sqlite3.Connection, insert: tuple[str, int], values: list[Any]
                  ) -> None:
     """`values` (the rows' parameters one after the other) in multi-row INSERTs of at
@@ -421,7 +529,7 @@ def _rows_sql(sql: str, width: int, count: int) -> str:
     return f"{sql} VALUES {', '.join([row] * count)}"
 
 
-def _stored_event(body: str) -> Event:
+def stored_event(body: str) -> Event:
     """A queued event read back. `ingest` wrote it with `jsonformat.dumps` from an `Event`
     that was checked on the way in (or emitted by a handler, checked by the engine), so its
     attributes are not checked again here."""

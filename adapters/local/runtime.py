@@ -25,6 +25,7 @@ from typing import Any
 from adapters.local.bootstrap import bootstrap, producer
 from adapters.local.broker import ALREADY_DEAD_LETTERED, MAX_EVENT_BYTES
 from adapters.local.database import Database, DatabaseMissing
+from adapters.local.offload import Offload
 from adapters.local.settings import DEFAULT_DB, RuntimeSettings
 from adapters.local.sources import LocalSources
 from handlers.core import tracing
@@ -39,15 +40,19 @@ __all__ = ["ALREADY_DEAD_LETTERED", "DEFAULT_DB", "MAX_EVENT_BYTES", "Runtime",
 class Runtime:
     """Queues, workers, dead letters and the saga executor over one SQLite file."""
 
-    def __init__(self, db_path: str | Path = DEFAULT_DB, app: App | None = None,
+    def __init__(self, db_path: str | Path = DEFAULT_DB, app: App | str | None = None,
                  settings: RuntimeSettings | None = None, *, create: bool = True,
                  read_only: bool = False) -> None:
-        """`create=False`: the database must exist (`DatabaseMissing` otherwise);
-        `read_only=True` also opens it read-only, for commands that only look."""
-        self.app = app or load_app()
+        """`app`: the app, or its `load_app` spec ('package.module:ATTRIBUTE'; None: the
+        one SWITCHYARD_APP names, or the order system). Worker processes
+        (`settings.processes`) load it by that name. `create=False`: the database must
+        exist (`DatabaseMissing` otherwise); `read_only=True` also opens it read-only,
+        for commands that only look."""
+        spec = app if isinstance(app, str) else None
+        self.app = app if isinstance(app, App) else load_app(spec)
         self.settings = settings or RuntimeSettings()
         self._parts = parts = bootstrap(db_path, self.app, self.settings, create=create,
-                                        read_only=read_only)
+                                        read_only=read_only, app_spec=spec)
         self._db, self.store, self.blobs, self.ports = parts.db, parts.store, parts.blobs, \
             parts.ports
         self._sources: LocalSources | None = None
@@ -106,6 +111,19 @@ class Runtime:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._parts.workers.stop(timeout)
+
+    @property
+    def offload(self) -> Offload | None:
+        """The worker processes running handlers ahead (None without any): their
+        counters say how many deliveries were settled from them."""
+        return self._parts.offload
+
+    def start_processes(self, timeout: float = 60.0) -> bool:
+        """Start the worker processes `settings.processes` asks for, if they are not
+        running, and wait until they answer (`start` does not wait: deliveries run in
+        this process meanwhile); False when there are none. TimeoutError if they do
+        not answer in time."""
+        return self._parts.workers.start_helpers(timeout)
 
     def work_once(self) -> bool:
         """One delivery or one saga's run of due steps; False when nothing was due."""

@@ -27,7 +27,12 @@ class RuntimeSettings:
     schedule_every: float | None = None
     #: How often the timer looks at uploads and schedules.
     sources_interval: float = 1.0
+    #: Worker processes that run deliveries' handlers ahead of the write lock
+    #: (`adapters.local.offload`); 0: every delivery runs in the runtime's own process.
+    processes: int = 0
 
     def __post_init__(self) -> None:
         if self.max_deliveries < 1:
             raise ValueError(f"max_deliveries must be >= 1, got {self.max_deliveries}")
+        if self.processes < 0:
+            raise ValueError(f"processes must be >= 0, got {self.processes}")

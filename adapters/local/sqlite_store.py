@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from adapters.local.database import Database
@@ -11,8 +12,8 @@ from handlers.core import fastjson
 from handlers.core.ports import Op, Put, apply_op
 
 #: Items as compact JSON (`json.dumps` with options builds an encoder per call).
-_encode_doc: Final = fastjson.encoder(json.JSONEncoder(separators=(",", ":")))
-_SELECT: Final = "SELECT doc FROM items WHERE tbl = ? AND key = ?"
+encode_doc: Final = fastjson.encoder(json.JSONEncoder(separators=(",", ":")))
+SELECT_ITEM: Final = "SELECT doc FROM items WHERE tbl = ? AND key = ?"
 #: The first element of this store's keys in `Database.cache`.
 _ITEM: Final = "item"
 
@@ -30,15 +31,35 @@ class SQLiteStore:
     def get(self, table: str, key: str) -> dict[str, Any] | None:
         cache = self._db.cache()
         if cache is None:
-            rows = self._db.read(_SELECT, (table, key))
+            rows = self._db.read(SELECT_ITEM, (table, key))
             return fastjson.loads(rows[0][0]) if rows else None
         where = (_ITEM, table, key)
         if where in cache:
             doc = cache[where]
         else:
-            rows = self._db.read(_SELECT, (table, key))
+            rows = self._db.read(SELECT_ITEM, (table, key))
             doc = cache[where] = rows[0][0] if rows else None
         return fastjson.loads(doc) if doc is not None else None
+
+    def unchanged(self, reads: Sequence[tuple[tuple[str, str], str | None]]) -> bool:
+        """Inside a write transaction: whether every item still has the text given (None:
+        absent). What it reads (one statement for all it has not cached) stays in the
+        transaction's cache, for the writes that follow."""
+        cache = self._db.cache()
+        assert cache is not None
+        missing = [where for where, _ in reads if (_ITEM, *where) not in cache]
+        if missing:
+            found = dict.fromkeys(missing)
+            if len(missing) == 1:
+                row = self._db.connection().execute(SELECT_ITEM, missing[0]).fetchone()
+                found[missing[0]] = row[0] if row else None
+            else:
+                for table, key, doc in self._db.connection().execute(
+                        _select_items(len(missing)), [v for where in missing for v in where]):
+                    found[(table, key)] = doc
+            for (table, key), doc in found.items():
+                cache[(_ITEM, table, key)] = doc
+        return all(cache[(_ITEM, *where)] == text for where, text in reads)
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
@@ -56,19 +77,31 @@ class SQLiteStore:
                     if cached in cache:
                         doc = cache[cached]
                     else:
-                        row = conn.execute(_SELECT, where).fetchone()
+                        row = conn.execute(SELECT_ITEM, where).fetchone()
                         doc = cache[cached] = row[0] if row else None
                     current = fastjson.loads(doc) if doc is not None else None
                 new = apply_op(current, op)
                 if new is None:
                     return False  # nothing written yet: the transaction commits empty
                 staged[where] = new
-            rows = [(t, k, _encode_doc(doc)) for (t, k), doc in staged.items()]
-            conn.executemany(
-                "INSERT OR REPLACE INTO items (tbl, key, doc) VALUES (?, ?, ?)", rows)
-            for t, k, doc in rows:
-                cache[(_ITEM, t, k)] = doc
+            self._replace(conn, cache, [(t, k, encode_doc(doc))
+                                        for (t, k), doc in staged.items()])
         return True
+
+    def replace(self, texts: Iterable[tuple[tuple[str, str], str]]) -> None:
+        """Write these items' texts as they are (what `transact` writes once its
+        conditions hold), in the open write transaction or one of their own."""
+        with self._db.write(savepoint=False) as conn:
+            cache = self._db.cache()
+            assert cache is not None
+            self._replace(conn, cache, [(t, k, text) for (t, k), text in texts])
+
+    @staticmethod
+    def _replace(conn: Any, cache: dict[Any, Any], rows: list[tuple[str, str, str]]) -> None:
+        """One statement (all rows or none) for the rows of a delivery."""
+        conn.execute(_replace_items(len(rows)), [v for row in rows for v in row])
+        for t, k, doc in rows:
+            cache[(_ITEM, t, k)] = doc
 
     def put_if_absent(self, table: str, key: str, item: Mapping[str, Any]) -> bool:
         return self.transact([Put(table, key, item)])
@@ -76,3 +109,17 @@ class SQLiteStore:
     def scan(self, table: str) -> list[dict[str, Any]]:
         rows = self._db.read("SELECT doc FROM items WHERE tbl = ? ORDER BY key", (table,))
         return [fastjson.loads(r[0]) for r in rows]
+
+
+@functools.lru_cache(maxsize=32)
+def _select_items(count: int) -> str:
+    # OR of equalities: SQLite searches the primary key once per term (a row-value IN
+    # list would scan the table).
+    terms = " OR ".join(["(tbl = ? AND key = ?)"] * count)
+    return f"SELECT tbl, key, doc FROM items WHERE {terms}"
+
+
+@functools.lru_cache(maxsize=32)
+def _replace_items(count: int) -> str:
+    rows = ", ".join(["(?, ?, ?)"] * count)
+    return f"INSERT OR REPLACE INTO items (tbl, key, doc) VALUES {rows}"

@@ -55,10 +55,19 @@ class Signal:
             self._condition.wait(timeout)
 
 
+class Helpers(Protocol):
+    """Processes the workers use while they run (`adapters.local.offload.Offload`)."""
+
+    def start(self) -> None: ...
+    def ready(self) -> bool: ...
+    def stop(self) -> None: ...
+
+
 class Workers:
     def __init__(self, signal: Signal, stopping: threading.Event, deliver: Work,
                  advance_saga: Work, dues: tuple[Due, ...], poll_interval: float,
-                 checkpoints: Checkpoints | None = None) -> None:
+                 checkpoints: Checkpoints | None = None, helpers: Helpers | None = None,
+                 finish: Work | None = None) -> None:
         self._signal = signal
         self.stopping = stopping
         self._deliver = deliver
@@ -66,6 +75,9 @@ class Workers:
         self._dues = dues
         self._poll_interval = poll_interval
         self._checkpoints = checkpoints
+        self._helpers = helpers
+        #: What the workers leave half done when they stop (a batch claimed ahead).
+        self._finish = finish
         self._threads: list[threading.Thread] = []
         self._turn = False
         #: Held by the worker doing a unit of work (see the module docstring).
@@ -76,6 +88,8 @@ class Workers:
         if workers < 1:  # events would be accepted and never processed
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.stopping.clear()
+        if self._helpers is not None:
+            self._helpers.start()
         for n in range(workers):
             thread = threading.Thread(target=self._loop, name=f"switchyard-worker-{n}",
                                       daemon=True)
@@ -92,6 +106,18 @@ class Workers:
                                             name="switchyard-checkpointer", daemon=True)
             checkpointer.start()
             self._threads.append(checkpointer)
+
+    def start_helpers(self, timeout: float) -> bool:
+        """Start the helper processes and wait until they answer; False without any."""
+        if self._helpers is None:
+            return False
+        self._helpers.start()
+        deadline = time.monotonic() + timeout
+        while not self._helpers.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker processes not ready after {timeout:g}s")
+            time.sleep(0.01)
+        return True
 
     def _checkpointer(self) -> None:
         """PASSIVE checkpoints on a connection of its own: SQLite copies the WAL back
@@ -118,6 +144,13 @@ class Workers:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        if self._finish is not None:
+            try:
+                self._finish()
+            except Exception:  # noqa: BLE001 - it reappears after the visibility timeout
+                log.exception("worker error")
+        if self._helpers is not None:
+            self._helpers.stop()
         if self._checkpoints is not None:
             self._checkpoints.background_checkpoints = False
 

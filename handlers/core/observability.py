@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import sys
+import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -193,6 +194,54 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: Any) -> None:
         self._own = value
+
+    def emit(self, record: logging.LogRecord) -> None:
+        held: dict[StderrHandler, list[str]] | None = getattr(_HELD, "lines", None)
+        if held is None:
+            super().emit(record)
+            return
+        try:
+            held.setdefault(self, []).append(self.format(record))
+        except Exception:  # noqa: BLE001 - as `StreamHandler.emit` does
+            self.handleError(record)
+
+    def write_held(self, lines: list[str]) -> None:
+        """Lines formatted while held, in one write and one flush."""
+        self.acquire()
+        try:
+            stream = self.stream
+            stream.write(self.terminator.join(lines) + self.terminator)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - as `StreamHandler.emit` does
+            self.handleError(logging.makeLogRecord({"msg": "held log lines"}))
+        finally:
+            self.release()
+
+
+_HELD = threading.local()
+
+
+class held_lines:  # noqa: N801 - used as a function: `with held_lines():`
+    """Inside the block, this thread's records for a `StderrHandler` are formatted as
+    they are logged and written together when it ends: one write (and one flush) for a
+    run of lines, such as the log lines of a batch of deliveries after its commit.
+    Other handlers, and other threads, write as usual; nested blocks join the outer."""
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self) -> None:
+        self._outer = getattr(_HELD, "lines", None) is not None
+        if not self._outer:
+            _HELD.lines = {}
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._outer:
+            return
+        held: dict[StderrHandler, list[str]] = _HELD.lines
+        _HELD.lines = None
+        for handler, lines in held.items():
+            handler.write_held(lines)
 
 
 def configure_logging(level: str | int = "INFO", json_lines: bool = True) -> None:

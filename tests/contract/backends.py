@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import pytest
 
 from adapters.local.runtime import Runtime, RuntimeSettings
-from handlers.core.app import App, load_app
+from handlers.core.app import App
 from handlers.core.eventbridge_binding import from_put_events_body
 from handlers.core.events import Event
 
@@ -96,12 +96,16 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, directory: Path, app: App | None = None, max_deliveries: int = 3
-                 ) -> None:
+    def __init__(self, directory: Path, app: App | str | None = None,
+                 max_deliveries: int = 3, processes: int = 0) -> None:
         self.max_deliveries = max_deliveries
-        self.runtime = Runtime(directory / "contract.db", app=app or load_app(),
+        self.runtime = Runtime(directory / "contract.db", app=app,
                                settings=RuntimeSettings(max_deliveries=max_deliveries,
-                                                        retry_scale=0.001))
+                                                        retry_scale=0.001,
+                                                        processes=processes))
+        if processes:
+            self.name = "local-processes"
+            self.runtime.start_processes()
 
     def publish(self, events: Sequence[Event]) -> None:
         self.runtime.ingest(events)

@@ -12,7 +12,9 @@ import pytest
 from handlers.core.app import load_app
 from tests.contract.backends import Backend, LocalBackend
 
-BACKENDS = ["local", "aws", "gcp"]
+#: `local+processes`: the local runtime with a worker process running the handlers
+#: ahead of the write lock (`adapters.local.offload`).
+BACKENDS = ["local", "local+processes", "aws", "gcp"]
 MakeBackend = Callable[..., Backend]
 
 
@@ -52,10 +54,13 @@ def make_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[MakeBacke
     made: list[Any] = []
 
     def make(fault: str | None = None) -> Backend:
-        app = load_app(f"tests.contract.faulty_apps:{fault}" if fault else None)
+        spec = f"tests.contract.faulty_apps:{fault}" if fault else None
+        app = load_app(spec)
         backend: Any
-        if request.param == "local":
-            backend = LocalBackend(tmp_path / f"b{len(made)}", app=app)
+        if request.param.startswith("local"):
+            # By name: a worker process imports the same app.
+            backend = LocalBackend(tmp_path / f"b{len(made)}", app=spec,
+                                   processes=1 if request.param == "local+processes" else 0)
         elif request.param == "gcp":
             from tests.gcp.contract_backend import GcpBackend
 
@@ -96,12 +101,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _RESULTS:
         return
-    backends = [b for b in ("local", "aws", "gcp")
-                if any(b in row for row in _RESULTS.values())]
+    backends = [b for b in BACKENDS if any(b in row for row in _RESULTS.values())]
     width = max(len(s) for s in _RESULTS)
     terminalreporter.write_sep("=", "contract parity matrix (scenario x backend)")
-    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{b:<7}" for b in backends))
+    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(
+        f"{b:<{max(7, len(b))}}" for b in backends))
     for scenario in sorted(_RESULTS):
         row = _RESULTS[scenario]
-        terminalreporter.write_line(
-            f"{scenario:<{width}}  " + "  ".join(f"{row.get(b, '-'):<7}" for b in backends))
+        terminalreporter.write_line(f"{scenario:<{width}}  " + "  ".join(
+            f"{row.get(b, '-'):<{max(7, len(b))}}" for b in backends))
