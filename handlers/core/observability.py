@@ -14,6 +14,7 @@ import logging
 import math
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -75,8 +76,8 @@ class JsonFormatter(logging.Formatter):
         super().__init__(*args, **kwargs)
         # The time up to the second, for the second last formatted (a busy process logs
         # many lines within one second): only the milliseconds are formatted per line.
-        self._second: int | None = None
-        self._prefix = ""
+        # One tuple, replaced whole: threads format lines at once (`log_fields`).
+        self._second: tuple[int, str] = (-1, "")
 
     def _time(self, created: float) -> str:
         # The same text as `datetime.fromtimestamp(created, UTC).isoformat(timespec=
@@ -87,23 +88,24 @@ class JsonFormatter(logging.Formatter):
             second, micros = second + 1, micros - 1_000_000
         elif micros < 0:
             second, micros = second - 1, micros + 1_000_000
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-            self._second = second
-        return f"{self._prefix}{micros // 1000:03d}Z"
+        last, prefix = self._second
+        if second != last:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = (second, prefix)
+        return f"{prefix}{micros // 1000:03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD:
-                line[key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        return self.render(record.created, record.levelname, record.name,
+                           record.getMessage(), _fields(record),
+                           self.formatException(record.exc_info) if record.exc_info else None)
+
+    def render(self, created: float, level: str, logger: str, message: str,
+               fields: Mapping[str, Any], exception: str | None = None) -> str:
+        """The line of a record with these attributes and structured fields."""
+        line = {"time": self._time(created), "level": level, "logger": logger,
+                "message": message, **fields}
+        if exception:
+            line["exception"] = exception
         return _encode_line(line)
 
 
@@ -114,19 +116,62 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 def log_fields(logger: logging.Logger, level: int, fields: Mapping[str, Any], message: str,
                *args: Any) -> None:
     """`logger.log(level, message, *args, extra=fields)` without finding the caller's file
-    and line, which neither line format shows: for lines logged once per delivery or step."""
-    if logger.isEnabledFor(level):
-        record = logger.makeRecord(logger.name, level, "(unknown file)", 0, message, args,
-                                   None)
-        attributes = vars(record)
-        if "message" in fields or "asctime" in fields or \
-                not attributes.keys().isdisjoint(fields):
-            # A field would overwrite an attribute: `makeRecord` refuses it (KeyError).
-            logger.handle(logger.makeRecord(logger.name, level, "(unknown file)", 0,
-                                            message, args, None, extra=fields))
-            return
-        attributes.update(fields)  # what `makeRecord(extra=fields)` does, in one step
-        logger.handle(record)
+    and line, which neither line format shows: for lines logged once per delivery or step.
+
+    Where `configure_logging` set the logger up as it leaves it (JSON lines on stderr,
+    nothing else to pass by), the line is rendered directly, without a `LogRecord`:
+    byte for byte what the record would have been formatted as (`_direct`)."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = _direct(logger, level)
+    if handler is not None and _STANDARD.isdisjoint(fields):
+        context = _CONTEXT.get()
+        if context:
+            # What `ContextFilter` adds: the context's fields the record lacks.
+            fields = {**fields, **{k: v for k, v in context.items() if k not in fields
+                                   and k not in _STANDARD and not hasattr(_Record, k)}}
+        text = message % args if args else message
+        formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
+        handler.write_line(formatter.render(time.time(), logging.getLevelName(level),
+                                            logger.name, text, fields))
+        return
+    record = logger.makeRecord(logger.name, level, "(unknown file)", 0, message, args, None)
+    attributes = vars(record)
+    if "message" in fields or "asctime" in fields or \
+            not attributes.keys().isdisjoint(fields):
+        # A field would overwrite an attribute: `makeRecord` refuses it (KeyError).
+        logger.handle(logger.makeRecord(logger.name, level, "(unknown file)", 0,
+                                        message, args, None, extra=fields))
+        return
+    attributes.update(fields)  # what `makeRecord(extra=fields)` does, in one step
+    logger.handle(record)
+
+
+_Record: Final = logging.LogRecord
+
+
+def _direct(logger: logging.Logger, level: int) -> StderrHandler | None:
+    """The one handler a record of `logger` at `level` reaches, when only a
+    `ContextFilter` and a `JsonFormatter` onto stderr stand between it and its line: the
+    logger has no filter of its own, and the loggers it propagates to (up to the first
+    that does not propagate) have that handler and no other."""
+    if logger.filters:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    if type(found) is not StderrHandler or type(found.formatter) is not JsonFormatter \
+            or level < found.level or len(found.filters) != 1 \
+            or type(found.filters[0]) is not ContextFilter:
+        return None
+    return found
 
 
 class TextFormatter(logging.Formatter):
@@ -204,6 +249,22 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             held.setdefault(self, []).append(self.format(record))
         except Exception:  # noqa: BLE001 - as `StreamHandler.emit` does
             self.handleError(record)
+
+    def write_line(self, line: str) -> None:
+        """A formatted line, as `emit` writes a record's (held too, inside `held_lines`)."""
+        held: dict[StderrHandler, list[str]] | None = getattr(_HELD, "lines", None)
+        if held is not None:
+            held.setdefault(self, []).append(line)
+            return
+        self.acquire()
+        try:
+            stream = self.stream
+            stream.write(line + self.terminator)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - as `StreamHandler.emit` does
+            self.handleError(logging.makeLogRecord({"msg": line}))
+        finally:
+            self.release()
 
     def write_held(self, lines: list[str]) -> None:
         """Lines formatted while held, in one write and one flush."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,6 +16,9 @@ from handlers.core.events import Event, ensure_traceparent
 from handlers.core.observability import (
     ContextFilter,
     JsonFormatter,
+    StderrHandler,
+    configure_logging,
+    held_lines,
     log_context,
     log_fields,
     trace_id_of,
@@ -83,3 +87,82 @@ def test_log_fields_writes_the_line_logging_with_extra_writes() -> None:
     del ours["time"], standard["time"]
     assert list(ours.items()) == list(standard.items())
     assert ours["consumer"] == "inventory" and ours["trace_id"] == "t1"
+
+
+@pytest.fixture()
+def configured() -> Iterator[io.StringIO]:
+    """`configure_logging` as the CLI calls it, onto a stderr the test reads."""
+    logger = logging.getLogger("switchyard")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    stderr = io.StringIO()
+    configure_logging("INFO", json_lines=True)
+    logger.handlers[0].setStream(stderr)  # type: ignore[attr-defined]
+    yield stderr
+    logger.handlers[0].setStream(None)  # type: ignore[attr-defined]
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+class _Opaque:
+    def __str__(self) -> str:  # what the JSON encoder's `default=str` writes
+        return "opaque"
+
+
+class _PassAll(logging.Filter):
+    """A filter of the logger's own: every record then goes through `logging`."""
+
+
+def test_a_line_rendered_directly_is_the_line_logging_writes(configured: io.StringIO,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setattr("time.time", lambda: 1_765_000_000.1234)
+    # Only the handler `configure_logging` set (not the test harness's log capture).
+    ours = logging.getLogger("switchyard")
+    monkeypatch.setattr(ours, "handlers", [h for h in ours.handlers
+                                           if isinstance(h, StderrHandler)])
+    logger = logging.getLogger("switchyard.test")
+    records: list[str] = []
+    make_record = logging.Logger.makeRecord
+    monkeypatch.setattr(logging.Logger, "makeRecord", lambda self, *a, **k: (
+        records.append(a[4]), make_record(self, *a, **k))[1])
+    cases = [
+        ({"consumer": "inventory", "attempt": 2, "duration_ms": 0.25, "detail": "é"}, ()),
+        ({}, ("x",)),
+        ({"n": [1, {"a": None}], "when": _Opaque()}, ()),
+    ]
+    lines = []
+    for fields, args in cases:
+        # Context fields the record lacks are added; fields win; standard names and the
+        # record's own methods never become fields.
+        with log_context(trace_id="t1", consumer="the field wins", name="std", getMessage=1):
+            for through_logging in (False, True):
+                if through_logging:
+                    logger.addFilter(_PassAll())
+                try:
+                    log_fields(logger, logging.WARNING, fields, "line %s" if args else "line",
+                               *args)
+                finally:
+                    logger.filters.clear()
+        assert records == ["line %s" if args else "line"]  # only the one through logging
+        records.clear()
+        direct, standard = configured.getvalue().splitlines()[-2:]
+        assert direct == standard  # the same text, byte for byte
+        lines.append(json.loads(direct))
+    assert lines[0]["consumer"] == "inventory" and lines[0]["trace_id"] == "t1"
+    assert "name" not in lines[0] and "getMessage" not in lines[0]
+    assert lines[1]["message"] == "line x" and lines[1]["time"] == "2025-12-06T05:46:40.123Z"
+    with pytest.raises(KeyError):  # a field may not overwrite a record's attribute
+        log_fields(logger, logging.INFO, {"lineno": 1}, "clash")
+
+
+def test_held_lines_are_written_together_in_order(configured: io.StringIO) -> None:
+    logger = logging.getLogger("switchyard.test")
+    with held_lines():
+        log_fields(logger, logging.INFO, {"n": 1}, "first")
+        logger.info("second")
+        with held_lines():  # nested: joins the outer block
+            log_fields(logger, logging.INFO, {"n": 3}, "third")
+        assert configured.getvalue() == ""
+    assert [json.loads(line)["message"] for line in configured.getvalue().splitlines()] == [
+        "first", "second", "third"]
+    log_fields(logger, logging.INFO, {}, "after")
+    assert configured.getvalue().splitlines()[-1].endswith('"message": "after"}')
