@@ -47,19 +47,15 @@ class SQLiteStore:
         transaction's cache, for the writes that follow."""
         cache = self._db.cache()
         assert cache is not None
-        missing = [where for where, _ in reads if (_ITEM, *where) not in cache]
+        keys = [(_ITEM, table, key) for (table, key), _ in reads]
+        missing = [key for key in keys if key not in cache]
         if missing:
-            found = dict.fromkeys(missing)
-            if len(missing) == 1:
-                row = self._db.connection().execute(SELECT_ITEM, missing[0]).fetchone()
-                found[missing[0]] = row[0] if row else None
-            else:
-                for table, key, doc in self._db.connection().execute(
-                        _select_items(len(missing)), [v for where in missing for v in where]):
-                    found[(table, key)] = doc
-            for (table, key), doc in found.items():
-                cache[(_ITEM, table, key)] = doc
-        return all(cache[(_ITEM, *where)] == text for where, text in reads)
+            for key in missing:
+                cache[key] = None  # unless found below
+            params = [part for key in missing for part in key[1:]]
+            for n, doc in self._db.connection().execute(_select_items(len(missing)), params):
+                cache[missing[n]] = doc
+        return all(cache[key] == text for key, (_, text) in zip(keys, reads, strict=True))
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
@@ -113,10 +109,10 @@ class SQLiteStore:
 
 @functools.lru_cache(maxsize=32)
 def _select_items(count: int) -> str:
-    # OR of equalities: SQLite searches the primary key once per term (a row-value IN
-    # list would scan the table).
-    terms = " OR ".join(["(tbl = ? AND key = ?)"] * count)
-    return f"SELECT tbl, key, doc FROM items WHERE {terms}"
+    """The items of `count` (table, key) pairs, each row with the pair's position: one
+    primary-key search per pair (a row-value IN list would scan the table)."""
+    return " UNION ALL ".join(f"SELECT {n}, doc FROM items WHERE tbl = ? AND key = ?"
+                              for n in range(count))
 
 
 @functools.lru_cache(maxsize=32)
