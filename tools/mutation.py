@@ -42,8 +42,8 @@ MUTANTS: Final = ROOT / "mutants"
 #: What is mutated: module path -> the functions (mutmut's mangled names, globs). The
 #: local runtime is targeted by function: only its broker's claim/ack path (claim a
 #: batch, deliver and ack each with the handler's commit, retry or dead-letter it:
-#: `Broker`) and the saga executor's claim and run of sagas (`SagaExecutor.advance_batch`,
-#: `_run`).
+#: `Broker`), the speculated deliveries' recording and settling (`adapters.local.offload`)
+#: and the saga executor's claim and run of sagas (`SagaExecutor.advance_batch`, `_run`).
 TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/payments.py": ("*",),
     "handlers/inventory.py": ("*",),
@@ -59,6 +59,14 @@ TARGETS: Final[dict[str, tuple[str, ...]]] = {
         "xǁBrokerǁdeliver_batch__mutmut_*", "xǁBrokerǁ_deliver__mutmut_*",
         "xǁBrokerǁ_ack__mutmut_*", "xǁBrokerǁretry_delay__mutmut_*",
         "xǁBrokerǁ_retry_or_dead_letter__mutmut_*", "xǁBrokerǁ_dead_letter__mutmut_*",
+        "xǁBrokerǁ_claim__mutmut_*", "xǁBrokerǁ_run__mutmut_*", "xǁBrokerǁ_settle__mutmut_*",
+        "xǁBrokerǁdeliver_ahead__mutmut_*",
+    ),
+    # Speculated deliveries: what the worker records and what the broker settles.
+    "adapters/local/offload.py": (
+        "xǁOffloadǁsettle__mutmut_*", "xǁOffloadǁspeculate__mutmut_*",
+        "xǁ_RecordingStoreǁ*", "xǁ_Workerǁbegin__mutmut_*", "xǁ_Workerǁtext__mutmut_*",
+        "x__speculate__mutmut_*",
     ),
     "adapters/local/sagas.py": ("xǁSagaExecutorǁadvance_batch__mutmut_*",
                                 "xǁSagaExecutorǁ_run__mutmut_*"),
