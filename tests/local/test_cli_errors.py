@@ -66,6 +66,8 @@ CASES = [
     Case("serve --workers 0", ["serve", "--workers", "0"], 2,
          "error: argument --workers: must be at least 1, got 0"),
     Case("serve --workers x", ["serve", "--workers", "x"], 2, "'x' is not a whole number"),
+    Case("serve --processes -1", ["serve", "--processes", "-1"], 2,
+         "error: argument --processes: must be at least 0, got -1"),
     Case("serve --max-deliveries 0", ["serve", "--max-deliveries", "0"], 2,
          "argument --max-deliveries: must be at least 1"),
     Case("serve --visibility-timeout 0", ["serve", "--visibility-timeout", "0"], 2,
@@ -307,6 +309,44 @@ def test_serve_prints_a_banner_and_stops_on_sigint_without_a_traceback(tmp_path:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err, err
+
+
+def test_ctrl_c_stops_serve_and_its_worker_process_without_a_traceback(tmp_path: Path
+                                                                      ) -> None:
+    """Ctrl-C in a terminal signals the whole process group: the server and the worker
+    process it started for `--processes`."""
+    port = free_port()
+    proc = _cli("serve", "--db", str(tmp_path / "p.db"), "--port", str(port),
+                "--processes", "1", stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        banner = ""
+        while "Ctrl-C to stop" not in banner and time.monotonic() < deadline:
+            banner += proc.stdout.readline().decode()
+        assert "handlers ahead in 1 worker process" in banner, banner
+        sent = _cli("send", "--url", url, "--type", "com.switchyard.inventory.updated",
+                    "--data", json.dumps({"item_id": "A", "quantity": 3, "action": "restock"}))
+        assert sent.wait(60) == 0
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{url}/inventory/A", timeout=2) as answer:
+                if json.load(answer)["available"] == 3:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the restock was not processed")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err, err
+    # Nothing of the session is left running (the worker process included; an exited
+    # one may wait as a zombie for whoever adopted it to reap it).
+    time.sleep(0.2)
+    ps = subprocess.run(["ps", "-o", "stat=,pid=,args=", "-s", str(proc.pid)],
+                        capture_output=True, text=True)
+    assert [line for line in ps.stdout.splitlines() if not line.startswith("Z")] == []
 
 
 def test_send_to_a_port_that_answers_garbage_is_one_line(tmp_path: Path) -> None:
