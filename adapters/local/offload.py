@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -144,6 +145,10 @@ class Offload:
         self._ports = ports
         self._app_spec = app_spec
         self._helpers: list[_Helper] = []
+        #: Guards the helpers: the deliveries' thread uses them, `ready` and `stop` may
+        #: come from another (re-entrant: `ready` replaces a helper that died).
+        self._lock = threading.RLock()
+        self._stopped = False
         self._deaths = 0
         self._batch = 0  # numbers the batches handed out, for the workers' overlays
         #: Deliveries settled from a speculation; speculated ones that ran again here
@@ -155,7 +160,12 @@ class Offload:
     def start(self) -> None:
         """Start the worker processes. Deliveries run in this process until they have
         imported the app and said so."""
-        if self._helpers or self._deaths >= MAX_RESTARTS:
+        with self._lock:
+            self._stopped = False
+            self._start()
+
+    def _start(self) -> None:
+        if self._helpers or self._stopped or self._deaths >= MAX_RESTARTS:
             return
         logger = logging.getLogger("switchyard")
         formatter = logger.handlers[0].formatter if logger.handlers else None
@@ -165,28 +175,38 @@ class Offload:
         self._helpers = [_Helper(args) for _ in range(self._processes)]
 
     def stop(self) -> None:
-        helpers, self._helpers = self._helpers, []
+        with self._lock:
+            self._stopped = True
+            helpers, self._helpers = self._helpers, []
         for helper in helpers:
             helper.stop(STOP_TIMEOUT)
 
     def ready(self) -> bool:
-        """Whether every worker process has started (a test waits for this)."""
-        try:
-            return bool(self._helpers) and all(h.answered() for h in self._helpers)
-        except (EOFError, OSError) as error:
-            self._failed(error)
-            return False
+        """Whether every worker process has started (`Runtime.start_processes` waits
+        for this from another thread than the deliveries')."""
+        with self._lock:
+            try:
+                return bool(self._helpers) and all(h.answered() for h in self._helpers)
+            except (EOFError, OSError) as error:
+                self._failed(error)
+                return False
 
-    def _failed(self, error: BaseException) -> None:
-        """A worker died, hung or never started: start new ones, a few times in a row."""
-        self._deaths += 1
-        log.error("delivery worker process failed; deliveries run in the server process "
-                  "until a new one answers",
-                  extra={"error": repr(error), "restarts_left": MAX_RESTARTS - self._deaths})
-        helpers, self._helpers = self._helpers, []
-        for helper in helpers:
-            helper.stop(0)
-        self.start()
+    def _failed(self, error: BaseException, helpers: Sequence[_Helper] = ()) -> None:
+        """A worker died, hung or never started: start new ones (not after `stop`), a
+        few times in a row. `helpers`: the ones that failed (nothing to do when they
+        were replaced meanwhile)."""
+        with self._lock:
+            if any(helper not in self._helpers for helper in helpers):
+                return
+            self._deaths += 1
+            log.error("delivery worker process failed; deliveries run in the server "
+                      "process until a new one answers",
+                      extra={"error": repr(error),
+                             "restarts_left": MAX_RESTARTS - self._deaths})
+            failed, self._helpers = self._helpers, []
+            for helper in failed:
+                helper.stop(0)
+            self._start()
 
     # speculation, on the broker's side --------------------------------------
     def speculate(self, jobs: Sequence[Job], follows: bool) -> Callable[[], Results] | None:
@@ -199,9 +219,12 @@ class Offload:
         overlay) is what that part wrote."""
         if not jobs or tracing.enabled() or not self.ready():
             return None
+        with self._lock:
+            helpers = self._helpers[:len(jobs)]
+        if not helpers:
+            return None
         self._batch += 1
         batch, previous = self._batch, self._batch - 1 if follows else 0
-        helpers = self._helpers[:len(jobs)]
         size = -(-len(jobs) // len(helpers))
         parts = [(helper, list(jobs[i * size:(i + 1) * size]))
                  for i, helper in enumerate(helpers)]
@@ -209,7 +232,7 @@ class Offload:
             for helper, part in parts:
                 helper.conn.send((part, batch, previous))
         except OSError as error:  # a worker process died: run them here
-            self._failed(error)
+            self._failed(error, helpers)
             return None
         timeout = self._settings.visibility_timeout
 
@@ -224,7 +247,7 @@ class Offload:
                 self.handed_back += done.count(None)
                 return done
             except (EOFError, OSError, TimeoutError) as error:
-                self._failed(error)  # a worker died or hung: run them here
+                self._failed(error, helpers)  # a worker died or hung: run them here
                 return [None] * len(jobs)
         return results
 
