@@ -47,15 +47,14 @@ class SQLiteStore:
         transaction's cache, for the writes that follow."""
         cache = self._db.cache()
         assert cache is not None
-        keys = [(_ITEM, table, key) for (table, key), _ in reads]
-        missing = [key for key in keys if key not in cache]
+        missing = [key for key in ((_ITEM, *where) for where, _ in reads) if key not in cache]
         if missing:
             for key in missing:
                 cache[key] = None  # unless found below
             params = [part for key in missing for part in key[1:]]
             for n, doc in self._db.connection().execute(_select_items(len(missing)), params):
                 cache[missing[n]] = doc
-        return all(cache[key] == text for key, (_, text) in zip(keys, reads, strict=True))
+        return all(cache[(_ITEM, *where)] == text for where, text in reads)
 
     def transact(self, ops: Sequence[Op]) -> bool:
         staged: dict[tuple[str, str], dict[str, Any]] = {}
