@@ -60,6 +60,9 @@ log = logging.getLogger("switchyard.local")
 STOP_TIMEOUT: Final = 10.0
 #: Worker processes that failed in a row before `Offload` stops starting new ones.
 MAX_RESTARTS: Final = 3
+#: A claimed batch smaller than this runs in the server: under a light load the round
+#: trip to a worker (about a millisecond) costs more latency than the second core saves.
+MIN_BATCH: Final = 4
 #: What a worker process sends once it has imported the app.
 _READY: Final = "ready"
 
@@ -151,6 +154,8 @@ class Offload:
         self._stopped = False
         self._deaths = 0
         self._batch = 0  # numbers the batches handed out, for the workers' overlays
+        #: Smaller batches run here (`MIN_BATCH`; the tests set 1 to send every one).
+        self.min_batch = MIN_BATCH
         #: Deliveries settled from a speculation; speculated ones that ran again here
         #: because something they read had changed; and ones the workers handed back
         #: (a handler's error, or what the recording ports cannot do).
@@ -212,12 +217,13 @@ class Offload:
     def speculate(self, jobs: Sequence[Job], follows: bool) -> Callable[[], Results] | None:
         """Start speculating `jobs`; the function returned waits for the results (None
         for a job that must run in this process instead). None when the workers are not
-        there: every job runs here. `follows`: the batch handed out last is not settled
-        yet and these come after it, so the workers read what it writes as written.
+        there, or for fewer than `min_batch` jobs: every job runs here. `follows`: the
+        batch handed out last is not settled yet and these come after it, so the
+        workers read what it writes as written.
 
         Worker i gets part i of every batch, so what it keeps of the batch before (its
         overlay) is what that part wrote."""
-        if not jobs or tracing.enabled() or not self.ready():
+        if len(jobs) < self.min_batch or tracing.enabled() or not self.ready():
             return None
         with self._lock:
             helpers = self._helpers[:len(jobs)]

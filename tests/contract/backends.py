@@ -104,8 +104,10 @@ class LocalBackend:
                                                         retry_scale=0.001,
                                                         processes=processes))
         if processes:
-            self.name = "local-processes"
+            self.name = "local+processes"
             self.runtime.start_processes()
+            assert self.runtime.offload is not None
+            self.runtime.offload.min_batch = 1  # every delivery through the worker
 
     def publish(self, events: Sequence[Event]) -> None:
         self.runtime.ingest(events)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.local.offload import MIN_BATCH
 from adapters.local.runtime import Runtime, RuntimeSettings
 from bench.soak import build_workload
 from handlers.catalog import INVENTORY_UPDATED
@@ -31,6 +32,8 @@ def _runtime(path: Path, processes: int, **settings: object) -> Runtime:
                                                      **settings))  # type: ignore[arg-type]
     if processes:
         assert runtime.start_processes()
+        assert runtime.offload is not None
+        runtime.offload.min_batch = 1  # every batch through the worker, however small
     return runtime
 
 
@@ -188,3 +191,22 @@ def test_processes_need_a_database_file_and_an_app_by_name(tmp_path: Path) -> No
         Runtime(tmp_path / "x.db", app=unnamed, settings=RuntimeSettings(processes=1))
     with pytest.raises(ValueError, match="processes must be >= 0"):
         RuntimeSettings(processes=-1)
+
+
+def test_a_batch_smaller_than_min_batch_runs_in_the_server(tmp_path: Path) -> None:
+    """Under a light load the round trip to a worker would only add latency."""
+    runtime = Runtime(tmp_path / "light.db", settings=RuntimeSettings(processes=1))
+    try:
+        assert runtime.start_processes()
+        offload = runtime.offload
+        assert offload is not None and offload.min_batch == MIN_BATCH > 1
+        runtime.ingest([restock(f"item-{n}", 1) for n in range(MIN_BATCH - 1)])
+        runtime.run_until_idle()
+        assert offload.settled == 0
+        runtime.ingest([restock(f"item-{n}", 1) for n in range(MIN_BATCH)])
+        runtime.run_until_idle()
+        assert offload.settled == MIN_BATCH
+        assert [runtime.available(f"item-{n}") for n in range(MIN_BATCH)] == \
+            [2] * (MIN_BATCH - 1) + [1]
+    finally:
+        runtime.close()
