@@ -42,8 +42,9 @@ MUTANTS: Final = ROOT / "mutants"
 #: What is mutated: module path -> the functions (mutmut's mangled names, globs). The
 #: local runtime is targeted by function: only its broker's claim/ack path (claim a
 #: batch, deliver and ack each with the handler's commit, retry or dead-letter it:
-#: `Broker`), the speculated deliveries' recording and settling (`adapters.local.offload`)
-#: and the saga executor's claim and run of sagas (`SagaExecutor.advance_batch`, `_run`).
+#: `Broker`), the speculated deliveries' and saga runs' recording and settling
+#: (`adapters.local.offload`) and the saga executor's lease and run of sagas
+#: (`SagaExecutor`, `run_due_steps`).
 TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/payments.py": ("*",),
     "handlers/inventory.py": ("*",),
@@ -62,14 +63,20 @@ TARGETS: Final[dict[str, tuple[str, ...]]] = {
         "xǁBrokerǁ_claim__mutmut_*", "xǁBrokerǁ_run__mutmut_*", "xǁBrokerǁ_settle__mutmut_*",
         "xǁBrokerǁdeliver_ahead__mutmut_*",
     ),
-    # Speculated deliveries: what the worker records and what the broker settles.
+    # Speculated deliveries and saga runs: what the worker records, what is settled.
     "adapters/local/offload.py": (
-        "xǁOffloadǁsettle__mutmut_*", "xǁOffloadǁspeculate__mutmut_*",
-        "xǁ_RecordingStoreǁ*", "xǁ_Workerǁbegin__mutmut_*", "xǁ_Workerǁtext__mutmut_*",
-        "x__speculate__mutmut_*",
+        "xǁOffloadǁsettle__mutmut_*", "xǁOffloadǁsettle_run__mutmut_*",
+        "xǁOffloadǁ_apply__mutmut_*", "xǁOffloadǁ_hand_out__mutmut_*",
+        "xǁ_RecordingStoreǁ*", "xǁ_Overlayǁ*", "xǁ_Recordingǁpublish__mutmut_*",
+        "x__speculate__mutmut_*", "x__speculate_sagas__mutmut_*",
     ),
     "adapters/local/sagas.py": ("xǁSagaExecutorǁadvance_batch__mutmut_*",
-                                "xǁSagaExecutorǁ_run__mutmut_*"),
+                                "xǁSagaExecutorǁrun_ahead__mutmut_*",
+                                "xǁSagaExecutorǁ_lease__mutmut_*",
+                                "xǁSagaExecutorǁ_run_all__mutmut_*",
+                                "xǁSagaExecutorǁ_run__mutmut_*",
+                                "xǁSagaExecutorǁ_finish__mutmut_*",
+                                "x_run_due_steps__mutmut_*"),
 }
 
 #: mutmut's exit codes -> the report's columns (anything else: "other").

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.local.blob_store import FileBlobStore
-from adapters.local.broker import MAX_EVENT_BYTES, Broker, Process
+from adapters.local.broker import CLAIM_CHECK_ABOVE, Broker, Process
 from adapters.local.database import Database
 from adapters.local.effects import BusPublisher, LocalNotifier, SystemClock
 from adapters.local.offload import Offload
@@ -28,7 +28,7 @@ from handlers.core.app import App, load_app
 from handlers.core.claim_check import ClaimCheckPublisher
 from handlers.core.engine import Outcome, handle
 from handlers.core.events import Event
-from handlers.core.ports import Ports, Publisher
+from handlers.core.ports import Clock, PaymentGateway, Ports, Publisher, Store
 from handlers.payments import SimulatedPaymentGateway
 
 
@@ -77,9 +77,7 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
     ports = Ports(
         store=store, publisher=producer(app, broker, blobs), notifier=LocalNotifier(db),
         sagas=starter, clock=clock,
-        payments=SimulatedPaymentGateway(store, clock, settings.decline_above_cents),
-        blobs=blobs, atomic=db.atomic)
-    sagas = SagaExecutor(db, app, ports, settings, timeline, stopping)
+        payments=payment_gateway(store, clock, settings), blobs=blobs, atomic=db.atomic)
 
     def process(consumer: str, event: Event, attempt: int) -> Outcome:
         # The broker runs each delivery inside a savepoint of its own that rolls back
@@ -95,14 +93,15 @@ def bootstrap(db_path: str | Path, app: App, settings: RuntimeSettings, *,
         if str(db_path) == ":memory:":
             raise ValueError("worker processes (processes > 0) need a database file: an "
                              "in-memory database is not shared between processes")
-        offload = Offload(str(db_path), settings, settings.processes, store, ports,
+        offload = Offload(str(db_path), settings, settings.processes, store, ports, broker,
                           app_spec=_spec_of(app, app_spec))
+    sagas = SagaExecutor(db, app, ports, settings, timeline, stopping, speculator=offload)
     workers = Workers(signal, stopping,
                       deliver=lambda: broker.deliver_batch(process, speculator=offload),
                       advance_saga=sagas.advance_batch,
                       dues=(broker.next_visible, sagas.next_due),
                       poll_interval=settings.poll_interval, checkpoints=db, helpers=offload,
-                      finish=lambda: broker.deliver_ahead(process))
+                      finish=lambda: broker.deliver_ahead(process) | sagas.run_ahead())
     return System(app, settings, db, store, blobs, timeline, broker, ports, sagas, starter,
                   Queries(db, store), workers, signal, offload, process)
 
@@ -119,15 +118,19 @@ def _spec_of(app: App, spec: str | None) -> str | None:
                      "runtime the app as 'package.module:ATTRIBUTE' (or set SWITCHYARD_APP)")
 
 
+def payment_gateway(store: Store, clock: Clock, settings: RuntimeSettings) -> PaymentGateway:
+    """The local runtime's payment provider (the worker processes build theirs here too)."""
+    return SimulatedPaymentGateway(store, clock, settings.decline_above_cents)
+
+
 def producer(app: App, broker: Broker, blobs: FileBlobStore) -> Publisher:
     """A publisher onto the local bus for handlers and in-process producers: events
     over the bus limit go by claim check when the app declares a claim-check bucket."""
     claims = app.claim_check_bucket()
     if claims is None:
         return BusPublisher(broker)
-    # Headroom for what ingest adds (a traceparent) to what the publisher measured.
     # Measured as the bus encodes it, which keeps the body for the ingest that follows.
-    return ClaimCheckPublisher(BusPublisher(broker), blobs, claims.name, MAX_EVENT_BYTES - 1024,
+    return ClaimCheckPublisher(BusPublisher(broker), blobs, claims.name, CLAIM_CHECK_ABOVE,
                                size=broker.encoded_size)
 
 

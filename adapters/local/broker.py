@@ -77,6 +77,13 @@ _QUEUE_INSERT: Final = ("INSERT INTO queue (consumer, event_seq, body, visible_a
 #: and one of queue rows. Fewer where SQLite binds fewer parameters per statement (999
 #: in builds before 3.32).
 _ROWS_PER_INSERT: Final = 250
+#: What emitted events over this many bytes go by when the app has a claim-check bucket:
+#: room is left for what ingest adds (a traceparent) to what the publisher measured.
+CLAIM_CHECK_ABOVE: Final = MAX_EVENT_BYTES - 1024
+
+#: An event as the log stores it: id, source, type, body (`jsonformat.dumps`), and the
+#: `Event` when the caller has one.
+Encoded = tuple[str, str, str, str, Event | None]
 
 #: What one delivery does: run `event` through `consumer` (inside the broker's transaction);
 #: the third argument is the delivery's attempt number (1 for the first).
@@ -97,13 +104,14 @@ class Speculator(Protocol):
         handed out last, which are not settled yet.
 
         What a delivery did is an object with `seconds` (the time it took),
-        `one_statement` (settling it needs no savepoint) and `event()` (the event, as
-        far as the timeline and the log line show it)."""
+        `one_statement` (settling it needs no savepoint), `event()` (the event, as far
+        as the timeline and the log line show it), the engine's `status` and `detail`,
+        and `events` (those it emits)."""
         ...
 
-    def settle(self, consumer: str, event: Event, speculation: Any) -> Outcome | None:
+    def settle(self, speculation: Any) -> bool:
         """Apply one speculation inside the batch's transaction (in a savepoint of its
-        own unless `one_statement`); None (and nothing written) when what it read has
+        own unless `one_statement`); False (and nothing written) when what it read has
         changed since."""
         ...
 
@@ -153,8 +161,7 @@ class Broker:
 
         Events from outside (`origin` other than "emit") commit with a full fsync, so an
         accepted event survives a power cut; emitted ones commit with their delivery."""
-        now = time.time()
-        rows = []
+        rows: list[Encoded] = []
         kept: dict[int, tuple[Event, str]] = getattr(self._bodies, "kept", None) or {}
         self._bodies.kept = None
         for event in events:
@@ -167,9 +174,20 @@ class Broker:
             if len(body) * 4 > MAX_EVENT_BYTES and len(body.encode()) > MAX_EVENT_BYTES:
                 raise PermanentError(f"event '{event.id}' is {len(body.encode())} bytes, over "
                                      f"the local bus limit of {MAX_EVENT_BYTES} bytes")
-            rows.append((event, body))
-        # Every check is made above, before the first write: inside a delivery's
+            rows.append((event.id, event.source, event.type, body, event))
+        self._append(rows, origin)
+        return [row[0] for row in rows]
+
+    def append_emitted(self, rows: Sequence[Encoded]) -> None:
+        """`ingest` of emitted events already encoded as the bus stores them, and held to
+        `MAX_EVENT_BYTES`, by a worker process (`Event` None there: read back from its
+        body if the timeline needs it)."""
+        self._append(rows, "emit")
+
+    def _append(self, rows: Sequence[Encoded], origin: str) -> None:
+        # Every check is made before this, before the first write: inside a delivery's
         # transaction (emitted events) this needs no savepoint of its own.
+        now = time.time()
         routes: dict[str, list[str]] = {}  # consumer names per type, for this call
         with self.db.write(durable=origin != "emit", savepoint=False) as conn:
             # The write lock is held from here to the commit, so the log's next numbers
@@ -183,16 +201,16 @@ class Broker:
                 seq = conn.execute(_LAST_SEQ).fetchone()[0]
             event_rows: list[Any] = []
             queue_rows: list[Any] = []
-            for event, body in rows:
+            for event_id, source, type_, body, event in rows:
                 seq += 1
-                event_rows += (seq, event.id, event.source, event.type, body, now, origin)
-                consumers = routes.get(event.type)
+                event_rows += (seq, event_id, source, type_, body, now, origin)
+                consumers = routes.get(type_)
                 if consumers is None:
-                    consumers = routes[event.type] = [c.name for c in
-                                                      self._routes(event.type)]
+                    consumers = routes[type_] = [c.name for c in self._routes(type_)]
                 for name in consumers:
                     queue_rows += (name, seq, body, now, now)
                 if not consumers:
+                    event = event or stored_event(body)
                     self._timeline.record(event, event.type, None, 0, "unrouted",
                                           "no consumer for this type", None,
                                           subject_of(event), conn=conn)
@@ -201,7 +219,6 @@ class Broker:
             if cache is not None:
                 cache[_SEQ_KEY] = seq
         self._wake()
-        return [event.id for event, _ in rows]
 
     def next_visible(self) -> float | None:
         """When the next queued message becomes visible (None: the queues are empty)."""
@@ -329,7 +346,8 @@ class Broker:
             # savepoint of the batch's transaction, rolled back alone if it fails.
             with self.db.write() as conn:
                 outcome = process(consumer, event, attempts)
-                self._ack(mid, consumer, event, attempts, outcome, started, conn)
+                self._ack(mid, consumer, event, attempts, outcome.status, outcome.detail,
+                          len(outcome.emitted), started, conn)
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"permanent error: {error}", started, lines=lines)
@@ -351,27 +369,28 @@ class Broker:
         event = speculation.event()
         try:
             with self.db.write(savepoint=not speculation.one_statement) as conn:
-                outcome = speculator.settle(consumer, event, speculation)
-                if outcome is None:
+                if not speculator.settle(speculation):
                     return False
-                self._ack(mid, consumer, event, attempts, outcome, started, conn)
+                self._ack(mid, consumer, event, attempts, speculation.status,
+                          speculation.detail, len(speculation.events), started, conn)
         except Exception:  # noqa: BLE001 - rolled back: the delivery runs again, here
             log.warning("speculated delivery could not be settled; running it again",
                         exc_info=True, extra={"consumer": consumer, "event_id": event.id})
             return False
+        status, detail = speculation.status, speculation.detail
         lines.append(lambda: log_delivery(
-            consumer, event, attempts, _LOGGED_OUTCOME.get(outcome.status, outcome.status),
-            started, detail=outcome.detail))
+            consumer, event, attempts, _LOGGED_OUTCOME.get(status, status), started,
+            detail=detail))
         return True
 
-    def _ack(self, mid: int, consumer: str, event: Event, attempts: int, outcome: Outcome,
-             started: float, conn: sqlite3.Connection) -> None:
-        detail = outcome.detail or (
-            f"emitted {len(outcome.emitted)}" if outcome.status == "processed" else "no effect")
+    def _ack(self, mid: int, consumer: str, event: Event, attempts: int, status: str,
+             detail: str, emitted: int, started: float, conn: sqlite3.Connection) -> None:
+        """A delivery's ack and timeline row (`emitted`: how many events it emitted)."""
+        detail = detail or (f"emitted {emitted}" if status == "processed" else "no effect")
         # Deleted at the commit with the batch's other acks (one statement); the
         # delivery's savepoint, rolled back, drops it with the rest of the delivery.
         self.db.defer(_ACK, (mid,))
-        self._timeline.record(event, event.type, consumer, attempts, outcome.status, detail,
+        self._timeline.record(event, event.type, consumer, attempts, status, detail,
                               (time.perf_counter() - started) * 1000, subject_of(event),
                               conn=conn)
 

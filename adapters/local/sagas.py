@@ -6,7 +6,8 @@ saga id, so a saga starts once), `SagaExecutor.advance_batch` leases the next du
 and runs their due steps, every step's writes and effects committing with the saga's new
 state and its timeline rows (one transaction for the claimed sagas' runs). A saga that
 ends `failed` (a compensation kept failing) gets a dead letter and an ALARM log line;
-redriving it resumes it (`resume_in`).
+redriving it resumes it (`resume_in`). With worker processes the runs are computed
+there and settled here (`adapters.local.offload`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from adapters.local.broker import MAX_HOLD
@@ -77,11 +78,22 @@ class SagaStarter:
         return started
 
 
+class SagaSpeculator(Protocol):
+    """Worker processes that run claimed sagas' steps ahead of the write lock
+    (`adapters.local.offload.Offload`)."""
+
+    def speculate_sagas(self, runs: Sequence[tuple[str, str]], follows: bool
+                        ) -> Callable[[], Sequence[Any | None]] | None: ...
+
+    def settle_run(self, run: Any) -> bool: ...
+
+
 class SagaExecutor:
     """Leases due sagas and runs their steps against the handlers' ports."""
 
     def __init__(self, db: Database, app: App, ports: Ports, settings: SagaSettings,
-                 timeline: Timeline, stopping: threading.Event) -> None:
+                 timeline: Timeline, stopping: threading.Event,
+                 speculator: SagaSpeculator | None = None) -> None:
         self.db = db
         self._app = app
         self._ports = ports
@@ -89,6 +101,10 @@ class SagaExecutor:
         self._timeline = timeline
         self._stopping = stopping
         self._scope = f"saga:{app.saga.name}"
+        self._speculator = speculator
+        #: Sagas leased ahead and handed to the speculator, not run yet.
+        self._ahead: tuple[list[Any], Callable[[], Sequence[Any | None]]] | None = None
+        self._ahead_lock = threading.Lock()
 
     def next_due(self) -> float | None:
         """When the next active saga is due (None: no saga is active)."""
@@ -107,25 +123,86 @@ class SagaExecutor:
         The lease commits first, on its own, so a worker that dies mid-run leaves its
         sagas to another after the lease. Then every claimed saga's run of due steps goes
         in one transaction, a savepoint per saga; each saga's state is written once, at
-        the end of its run, with its timeline rows. The log lines follow the commit."""
+        the end of its run, with its timeline rows. The log lines follow the commit.
+
+        With a speculator (worker processes), the claimed sagas are handed to it as soon
+        as they are leased, and the next ones are leased and handed out before these are
+        settled, as the broker does with deliveries: each saga whose run still holds is
+        settled from it, the others run here."""
+        speculator = self._speculator
+        if speculator is None or limit < 2:
+            claimed = self._lease(limit)
+            if not claimed:
+                return False
+            self._run_all(claimed, None)
+            return True
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                claimed = self._lease(limit)
+                if not claimed:
+                    return False
+                results = speculator.speculate_sagas(claimed, follows=False)
+                if results is None:
+                    self._run_all(claimed, None)
+                    return True
+                ahead = claimed, results
+            claimed, results = ahead
+            following = self._lease(limit)
+            if following:
+                more = speculator.speculate_sagas(following, follows=True)
+                if more is None:
+                    self._run_all(claimed, results())
+                    self._run_all(following, None)
+                    return True
+                self._ahead = following, more
+            self._run_all(claimed, results())
+        return True
+
+    def run_ahead(self) -> bool:
+        """Run the sagas leased ahead for the speculator, if any, here (when the workers
+        stop); False when there were none."""
+        if not self._ahead_lock.acquire(timeout=self._settings.saga_lease):
+            return False
+        try:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                return False
+            self._run_all(ahead[0], None)
+            return True
+        finally:
+            self._ahead_lock.release()
+
+    def _lease(self, limit: int) -> list[Any]:
+        """Up to `limit` due sagas (id, state text), leased and committed, by id."""
         now = time.time()
         if not self.db.read(_ANY_DUE, (now, now)):
-            return False
+            return []
         with self.db.write() as conn:
             claimed = conn.execute(
                 _LEASE, (now + self._settings.saga_lease, now, now, limit)).fetchall()
-        if not claimed:
-            return False
-        pending = sorted(claimed)
+        return sorted(claimed)
+
+    def _run_all(self, claimed: list[Any], runs: Sequence[Any | None] | None) -> None:
+        """Each claimed saga's run, settled from the speculator's `runs` where that
+        holds, else run here; one transaction (or one per `MAX_HOLD`)."""
+        pending = list(zip(claimed, runs or [None] * len(claimed), strict=True))
+        pending.reverse()  # popped from the end: in the order claimed
+        speculator = self._speculator
         while pending:
             lines: list[Callable[[], None]] = []
             until = time.perf_counter() + MAX_HOLD
             with self.db.write():
                 while pending:
-                    saga_id, state_json = pending.pop(0)
+                    (saga_id, state_json), run = pending.pop()
                     try:
                         with self.db.write():
-                            self._run(saga_id, fastjson.loads(state_json), lines)
+                            if run is None or speculator is None \
+                                    or not speculator.settle_run(run):
+                                self._run(saga_id, fastjson.loads(state_json), lines)
+                            else:
+                                self._finish(saga_id, run.state, run.seen, run.durations,
+                                             run.delay, lines, run.state_text)
                     except Exception:  # noqa: BLE001 - rolled back: it keeps its lease,
                         # and runs again once that expires; the other sagas go on.
                         log.exception("saga run failed", extra={"saga_id": saga_id})
@@ -133,28 +210,23 @@ class SagaExecutor:
                         break  # commit now: a producer's 202 or another worker waits
             for line in lines:
                 line()
-        return True
 
     def _run(self, saga_id: str, state: dict[str, Any],
              lines: list[Callable[[], None]]) -> None:
         """One saga's due steps back to back (inside the caller's transaction), then its
         new state, once."""
         seen = len(state["history"])
-        delay: float | None = None
-        durations: list[float] = []
-        # Run on while the next step is due at once: an order finishes in one go instead
-        # of queueing behind every other saga (bounded so one saga cannot hog a worker).
-        for _ in range(_STEPS_PER_CLAIM):
-            step_started = time.perf_counter()
-            before = len(state["history"])
-            state, delay = saga_runner.tick(self._app, self._ports, state)
-            step_ms = (time.perf_counter() - step_started) * 1000
-            durations.extend([step_ms] * (len(state["history"]) - before))
-            if not (delay == 0.0 and state["status"] in saga_runner.ACTIVE
-                    and not self._stopping.is_set()):
-                break
+        state, delay, durations = run_due_steps(self._app, self._ports, state,
+                                                self._stopping.is_set)
+        self._finish(saga_id, state, seen, durations, delay, lines)
+
+    def _finish(self, saga_id: str, state: dict[str, Any], seen: int,
+                durations: Sequence[float], delay: float | None,
+                lines: list[Callable[[], None]], text: str | None = None) -> None:
+        """A run's new state saved (its history from `seen` on is new; `text`: the state
+        already encoded), and its log lines for after the commit."""
         self._save(saga_id, state, seen, durations,
-                   time.time() + (delay or 0.0) * self._settings.retry_scale)
+                   time.time() + (delay or 0.0) * self._settings.retry_scale, text)
         entries = state["history"][seen:]
         status, reason = state["status"], state.get("reason") or None
 
@@ -173,8 +245,8 @@ class SagaExecutor:
                                                                "reason": reason})
         lines.append(line)
 
-    def _save(self, saga_id: str, state: dict[str, Any], seen: int, durations: list[float],
-              next_run: float) -> None:
+    def _save(self, saga_id: str, state: dict[str, Any], seen: int,
+              durations: Sequence[float], next_run: float, text: str | None = None) -> None:
         """Persist a saga's state with its new timeline entries (and its DLQ entry when it
         needs attention), inside the run's transaction; the lease ends with it. The run's
         own savepoint holds it: the last writes of the run need none of their own."""
@@ -182,7 +254,8 @@ class SagaExecutor:
             now = time.time()
             conn.execute("UPDATE sagas SET status = ?, state = ?, next_run_at = ?, "
                          "lease_until = 0, updated_at = ? WHERE saga_id = ?",
-                         (state["status"], fastjson.dumps(state), next_run, now, saga_id))
+                         (state["status"], text or fastjson.dumps(state), next_run, now,
+                          saga_id))
             if state["status"] == "failed":
                 conn.execute(
                     "INSERT INTO dlq (consumer, event_id, event_type, reason, attempts, body, "
@@ -199,6 +272,26 @@ class SagaExecutor:
                 self._timeline.record(None, "saga.finished", self._scope, 0, state["status"],
                                       state.get("reason") or "", 0.0, subject,
                                       saga_id=saga_id, traceparent=trace, conn=conn)
+
+
+def run_due_steps(app: App, ports: Ports, state: dict[str, Any],
+                  stopping: Callable[[], bool] = lambda: False
+                  ) -> tuple[dict[str, Any], float | None, list[float]]:
+    """One saga's run: its due steps back to back, while the next one is due at once
+    (an order finishes in one go instead of queueing behind every other saga), at most
+    `_STEPS_PER_CLAIM` (so one saga cannot hog a worker). Returns the new state, the
+    delay before its next step (None: none) and each new history entry's milliseconds."""
+    delay: float | None = None
+    durations: list[float] = []
+    for _ in range(_STEPS_PER_CLAIM):
+        step_started = time.perf_counter()
+        before = len(state["history"])
+        state, delay = saga_runner.tick(app, ports, state)
+        step_ms = (time.perf_counter() - step_started) * 1000
+        durations.extend([step_ms] * (len(state["history"]) - before))
+        if not (delay == 0.0 and state["status"] in saga_runner.ACTIVE and not stopping()):
+            break
+    return state, delay, durations
 
 
 def resume_in(conn: sqlite3.Connection, body: str, now: float) -> None:

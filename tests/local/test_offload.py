@@ -4,6 +4,7 @@ and whatever happens to the worker process."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -22,7 +23,7 @@ from handlers.core import tracing
 from handlers.core.events import Event
 from handlers.core.ports import Update
 from handlers.inventory import INVENTORY
-from tests.factories import restock
+from tests.factories import order_created, restock
 from tests.invariants import check, snapshot_sqlite, watch_stock
 from tests.spans import recording
 
@@ -82,6 +83,9 @@ def test_the_soak_mix_ends_as_it_does_without_processes(tmp_path: Path) -> None:
         deliveries = ahead.db.read("SELECT count(*) FROM timeline WHERE consumer NOT LIKE "
                                    "'saga:%' AND attempt > 0")[0][0]
         assert offload.settled > deliveries // 2
+        # And most sagas' runs (one per saga claimed, at least one per order).
+        runs = offload.runs_settled + offload.runs_changed
+        assert offload.runs_settled > runs // 2 > 0
         # A settled delivery's duration counts the worker's run and the settling.
         assert ahead.db.read("SELECT min(duration_ms) FROM timeline")[0][0] >= 0
     finally:
@@ -210,3 +214,130 @@ def test_a_batch_smaller_than_min_batch_runs_in_the_server(tmp_path: Path) -> No
             [2] * (MIN_BATCH - 1) + [1]
     finally:
         runtime.close()
+
+
+def _deliveries_only(runtime: Runtime) -> None:
+    """Every delivery due, in the runtime (no saga step runs)."""
+    while runtime._parts.broker.deliver_batch(runtime._parts.process):
+        pass
+
+
+def test_a_saga_run_whose_reads_changed_runs_again_here(offloaded: Runtime) -> None:
+    """The worker ran the order's saga with the one item in stock; by the time it is
+    settled the item is gone: the saga runs again in the runtime and is cancelled."""
+    runtime = offloaded
+    runtime.ingest([restock("item-a", 1), order_created("o-1", [("item-a", 1, 5.0)])])
+    _deliveries_only(runtime)
+    sagas, offload = runtime._parts.sagas, runtime.offload
+    assert offload is not None
+    leased = sagas._lease(16)  # the two steps `advance_batch` takes, apart
+    results = offload.speculate_sagas(leased, follows=False)
+    assert results is not None
+    (run,) = results()
+    assert run is not None and run.state["status"] == "completed"
+    runtime.store.transact([Update(INVENTORY, "item-a", add={"available": -1})])
+    sagas._run_all(leased, [run])
+    runtime.run_until_idle()
+    order = runtime.order("o-1")
+    assert order is not None and (order["status"], order["reason"]) == \
+        ("cancelled", "out_of_stock")
+    assert (offload.runs_settled, offload.runs_changed) == (0, 1)
+
+
+def test_a_saga_run_is_settled_as_the_runtime_would_have_run_it(tmp_path: Path) -> None:
+    """The same orders, with and without the worker: the same sagas' states (but for
+    the steps' durations), timeline rows and order outcomes."""
+    stock = [restock("item-a", 3), restock("item-b", 1)]
+    orders = [order_created(f"o-{n}", [("item-a", 1, 5.0), ("item-b", n, 2.0)])
+              for n in range(4)]  # o-0 is refused, o-2 and o-3 find too few of item-b
+
+    def run(path: Path, processes: int) -> Runtime:
+        runtime = _runtime(path, processes)
+        runtime.ingest(stock)
+        runtime.ingest(orders)
+        _deliveries_only(runtime)
+        while runtime._parts.sagas.advance_batch():
+            pass
+        runtime.run_until_idle()
+        return runtime
+
+    alone, ahead = run(tmp_path / "alone.db", 0), run(tmp_path / "ahead.db", 1)
+    try:
+        assert ahead.offload is not None and ahead.offload.runs_settled >= 3
+
+        def sagas(runtime: Runtime) -> list[tuple[str, str, dict[str, object]]]:
+            # (Each runtime gave the orders a trace context of its own.)
+            return [(saga_id, status, {**json.loads(state), "traceparent": None})
+                    for saga_id, status, state in runtime.db.read(
+                        "SELECT saga_id, status, state FROM sagas ORDER BY saga_id")]
+
+        def steps(runtime: Runtime) -> list[tuple[str, str, str, str]]:
+            return runtime.db.read(
+                "SELECT event_id, event_type, outcome, detail FROM timeline "
+                "WHERE consumer LIKE 'saga:%' ORDER BY event_id, seq")
+
+        assert sagas(ahead) == sagas(alone)
+        assert steps(ahead) == steps(alone)
+        assert {o["order_id"]: o["status"] for o in ahead.orders()} == \
+            {o["order_id"]: o["status"] for o in alone.orders()}
+    finally:
+        alone.close()
+        ahead.close()
+
+
+def test_a_saga_step_that_raises_is_run_again_here(offloaded: Runtime) -> None:
+    """A saga whose order is not there yet: its first step raises in the worker, whose
+    ports cannot roll a step back, so the run is handed back and the runtime retries it."""
+    runtime = offloaded
+    runtime.ports.sagas.start("o-late", {"order_id": "o-late"}, None)
+    sagas, offload = runtime._parts.sagas, runtime.offload
+    assert offload is not None
+    leased = sagas._lease(16)
+    results = offload.speculate_sagas(leased, follows=False)
+    assert results is not None and results() == [None]
+    sagas._run_all(leased, [None])
+    (state,) = runtime.db.read("SELECT state FROM sagas WHERE saga_id = 'o-late'")[0]
+    (entry,) = json.loads(state)["history"]
+    assert (entry["step"], entry["outcome"]) == ("create_order", "error")
+    assert "not found" in entry["detail"]
+
+
+def test_stopping_runs_the_sagas_leased_ahead(tmp_path: Path) -> None:
+    """`advance_batch` leases the next sagas before it settles some: stopping the
+    workers runs them rather than leaving them leased until the lease ends."""
+    runtime = _runtime(tmp_path / "stop.db", 1)
+    try:
+        runtime.ingest([restock("item-a", 500)])
+        runtime.run_until_idle()
+        runtime.ingest([order_created(f"o-{n}", [("item-a", 1, 1.0)]) for n in range(200)])
+        _deliveries_only(runtime)
+        runtime.start(workers=2)
+        time.sleep(0.05)
+        runtime.stop()
+        leased = runtime.db.read("SELECT count(*) FROM sagas WHERE lease_until > ?",
+                                 (time.time(),))[0][0]
+        assert leased == 0
+    finally:
+        runtime.close()
+
+
+def test_an_emitted_event_over_the_claim_check_size_is_for_the_runtime() -> None:
+    """The publisher would claim-check it (a blob write): the worker hands it back."""
+    from types import SimpleNamespace
+
+    from adapters.local.broker import CLAIM_CHECK_ABOVE
+    from adapters.local.effects import SystemClock
+    from adapters.local.offload import _NeedsWriter, _Overlay, _Recording
+    from handlers.core import jsonformat
+
+    worker = SimpleNamespace(blobs=None, clock=SystemClock(), settings=RuntimeSettings())
+    recording = _Recording(worker, _Overlay())  # type: ignore[arg-type]
+    small = restock("item-a", 1)
+    recording.publish([small])
+    assert recording.events == [(small.id, small.source, small.type,
+                                 jsonformat.dumps(small), None)]
+    big = Event.new("inventory", INVENTORY_UPDATED, {
+        "item_id": "item-a", "quantity": 1, "action": "restock",
+        "manifest": "é" * (CLAIM_CHECK_ABOVE // 2)})  # fewer characters than bytes
+    with pytest.raises(_NeedsWriter, match="claim-check"):
+        recording.publish([big])
