@@ -43,7 +43,8 @@ MUTANTS: Final = ROOT / "mutants"
 #: local runtime is targeted by function: only its broker's claim/ack path (claim a
 #: batch, deliver and ack each with the handler's commit, retry or dead-letter it:
 #: `Broker`), the speculated deliveries' and saga runs' recording and settling
-#: (`adapters.local.offload`) and the saga executor's lease and run of sagas
+#: (`adapters.local.offload`), the pipeline that hands batches out one step ahead
+#: (`adapters.local.ahead`) and the saga executor's lease and run of sagas
 #: (`SagaExecutor`, `run_due_steps`).
 TARGETS: Final[dict[str, tuple[str, ...]]] = {
     "handlers/payments.py": ("*",),
@@ -63,6 +64,8 @@ TARGETS: Final[dict[str, tuple[str, ...]]] = {
         "xǁBrokerǁ_claim__mutmut_*", "xǁBrokerǁ_run__mutmut_*", "xǁBrokerǁ_settle__mutmut_*",
         "xǁBrokerǁdeliver_ahead__mutmut_*",
     ),
+    # Batches claimed one step ahead for the workers (deliveries and sagas alike).
+    "adapters/local/ahead.py": ("*",),
     # Speculated deliveries and saga runs: what the worker records, what is settled.
     "adapters/local/offload.py": (
         "xǁOffloadǁsettle__mutmut_*", "xǁOffloadǁsettle_run__mutmut_*",

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
+from adapters.local.ahead import Ahead, Results
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, log_delivery, subject_of
 from handlers.core import fastjson, jsonformat
@@ -97,7 +98,7 @@ class Speculator(Protocol):
     did (`adapters.local.offload.Offload`)."""
 
     def speculate(self, jobs: Sequence[tuple[str, str, int]], follows: bool
-                  ) -> Callable[[], list[Any]] | None:
+                  ) -> Callable[[], Results] | None:
         """Start on these (consumer, stored body, attempt); what it returns waits for
         what each delivery did, or None where it must run here (None instead of the
         function: all of them run here). `follows`: they come right after the jobs
@@ -140,9 +141,8 @@ class Broker:
         #: Bodies `encoded_size` made, per thread, for the `ingest` that follows it.
         self._bodies = threading.local()
         #: A batch claimed and handed to a speculator before the one before it was
-        #: settled (see `deliver_batch`), and what gives its results.
-        self._ahead: tuple[list[Any], Callable[[], list[Any]] | None] | None = None
-        self._ahead_lock = threading.Lock()
+        #: settled (see `deliver_batch`).
+        self._ahead = Ahead()
 
     def encoded_size(self, event: Event) -> int:
         """The event's size on the bus: the bytes of the body `ingest` writes (what
@@ -244,42 +244,20 @@ class Broker:
         settled, so the workers run the next batch's handlers while this process commits
         this one's. Each delivery whose speculation still holds is settled from it; the
         others run through `process`, as without a speculator."""
-        if speculator is None:
-            claimed = self._claim(limit)
-            if not claimed:
-                return False
-            self._run(process, claimed, None, None)
-            return True
-        with self._ahead_lock:
-            ahead, self._ahead = self._ahead, None
-            if ahead is None:
-                claimed = self._claim(limit)
-                if not claimed:
-                    return False
-                ahead = claimed, speculator.speculate(_jobs(claimed), follows=False)
-            claimed, results = ahead
-            if results is not None:
-                following = self._claim(limit)
-                if following:
-                    self._ahead = following, speculator.speculate(_jobs(following),
-                                                                  follows=True)
-            self._run(process, claimed, results() if results is not None else None,
-                      speculator)
-        return True
+        hand_out = None
+        if speculator is not None:
+            def hand_out(claimed: list[Any], follows: bool) -> Callable[[], Results] | None:
+                return speculator.speculate(_jobs(claimed), follows=follows)
+        return self._ahead.step(lambda: self._claim(limit),
+                                lambda claimed, results: self._run(process, claimed, results,
+                                                                   speculator),
+                                hand_out)
 
     def deliver_ahead(self, process: Process) -> bool:
         """Deliver the batch claimed ahead for a speculator, if any, without it (when
         the workers stop); False when there was none."""
-        if not self._ahead_lock.acquire(timeout=self._settings.visibility_timeout):
-            return False
-        try:
-            ahead, self._ahead = self._ahead, None
-            if ahead is None:
-                return False
-            self._run(process, ahead[0], None, None)
-            return True
-        finally:
-            self._ahead_lock.release()
+        return self._ahead.finish(lambda claimed, _: self._run(process, claimed, None, None),
+                                  self._settings.visibility_timeout)
 
     def _claim(self, limit: int) -> list[Any]:
         """Up to `limit` visible messages, claimed and committed, in queue order."""
@@ -292,7 +270,7 @@ class Broker:
         claimed.sort()  # RETURNING has no order: deliver as they were queued
         return claimed
 
-    def _run(self, process: Process, claimed: list[Any], guesses: list[Any] | None,
+    def _run(self, process: Process, claimed: list[Any], guesses: Results | None,
              speculator: Speculator | None) -> None:
         """Deliver claimed messages (settled from `guesses` where they hold)."""
         max_deliveries = self._settings.max_deliveries

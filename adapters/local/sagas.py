@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
+from adapters.local.ahead import Ahead, Results
 from adapters.local.broker import MAX_HOLD
 from adapters.local.database import Database
 from adapters.local.timeline import Timeline, subject_of_saga
@@ -83,7 +84,7 @@ class SagaSpeculator(Protocol):
     (`adapters.local.offload.Offload`)."""
 
     def speculate_sagas(self, runs: Sequence[tuple[str, str]], follows: bool
-                        ) -> Callable[[], Sequence[Any | None]] | None: ...
+                        ) -> Callable[[], Results] | None: ...
 
     def settle_run(self, run: Any) -> bool: ...
 
@@ -103,8 +104,7 @@ class SagaExecutor:
         self._scope = f"saga:{app.saga.name}"
         self._speculator = speculator
         #: Sagas leased ahead and handed to the speculator, not run yet.
-        self._ahead: tuple[list[Any], Callable[[], Sequence[Any | None]]] | None = None
-        self._ahead_lock = threading.Lock()
+        self._ahead = Ahead()
 
     def next_due(self) -> float | None:
         """When the next active saga is due (None: no saga is active)."""
@@ -127,51 +127,19 @@ class SagaExecutor:
 
         With a speculator (worker processes), the claimed sagas are handed to it as soon
         as they are leased, and the next ones are leased and handed out before these are
-        settled, as the broker does with deliveries: each saga whose run still holds is
-        settled from it, the others run here."""
+        settled, as the broker does with deliveries (`adapters.local.ahead`): each saga
+        whose run still holds is settled from it, the others run here."""
         speculator = self._speculator
-        if speculator is None or limit < 2:
-            claimed = self._lease(limit)
-            if not claimed:
-                return False
-            self._run_all(claimed, None)
-            return True
-        with self._ahead_lock:
-            ahead, self._ahead = self._ahead, None
-            if ahead is None:
-                claimed = self._lease(limit)
-                if not claimed:
-                    return False
-                results = speculator.speculate_sagas(claimed, follows=False)
-                if results is None:
-                    self._run_all(claimed, None)
-                    return True
-                ahead = claimed, results
-            claimed, results = ahead
-            following = self._lease(limit)
-            if following:
-                more = speculator.speculate_sagas(following, follows=True)
-                if more is None:
-                    self._run_all(claimed, results())
-                    self._run_all(following, None)
-                    return True
-                self._ahead = following, more
-            self._run_all(claimed, results())
-        return True
+        hand_out = None
+        if speculator is not None and limit > 1:
+            def hand_out(claimed: list[Any], follows: bool) -> Callable[[], Results] | None:
+                return speculator.speculate_sagas(claimed, follows=follows)
+        return self._ahead.step(lambda: self._lease(limit), self._run_all, hand_out)
 
     def run_ahead(self) -> bool:
         """Run the sagas leased ahead for the speculator, if any, here (when the workers
         stop); False when there were none."""
-        if not self._ahead_lock.acquire(timeout=self._settings.saga_lease):
-            return False
-        try:
-            ahead, self._ahead = self._ahead, None
-            if ahead is None:
-                return False
-            self._run_all(ahead[0], None)
-            return True
-        finally:
-            self._ahead_lock.release()
+        return self._ahead.finish(self._run_all, self._settings.saga_lease)
 
     def _lease(self, limit: int) -> list[Any]:
         """Up to `limit` due sagas (id, state text), leased and committed, by id."""
@@ -183,7 +151,7 @@ class SagaExecutor:
                 _LEASE, (now + self._settings.saga_lease, now, now, limit)).fetchall()
         return sorted(claimed)
 
-    def _run_all(self, claimed: list[Any], runs: Sequence[Any | None] | None) -> None:
+    def _run_all(self, claimed: list[Any], runs: Results | None) -> None:
         """Each claimed saga's run, settled from the speculator's `runs` where that
         holds, else run here; one transaction (or one per `MAX_HOLD`)."""
         pending = list(zip(claimed, runs or [None] * len(claimed), strict=True))
