@@ -151,18 +151,24 @@ def test_ctrl_c_is_for_the_runtime_not_its_worker_processes(offloaded: Runtime) 
     assert offloaded.available("item-a") == 3 and offload.settled == 1
 
 
+def _left_claimed_after_a_stop(runtime: Runtime, table: str, until: str) -> int:
+    """Start the runtime's workers, stop them 50 ms later: the rows of `table` still
+    claimed (`until` in the future)."""
+    runtime.start(workers=2)
+    time.sleep(0.05)
+    runtime.stop()
+    count: int = runtime.db.read(f"SELECT count(*) FROM {table} WHERE {until} > ?",
+                                 (time.time(),))[0][0]
+    return count
+
+
 def test_stopping_delivers_the_batch_claimed_ahead(tmp_path: Path) -> None:
     """`deliver_batch` claims the next batch before it settles one: stopping the workers
     delivers it rather than leaving it claimed until the visibility timeout."""
     runtime = _runtime(tmp_path / "stop.db", 1)
     try:
         runtime.ingest([restock(f"item-{n % 7}", 1) for n in range(300)])
-        runtime.start(workers=2)
-        time.sleep(0.05)
-        runtime.stop()
-        stuck = runtime.db.read("SELECT count(*) FROM queue WHERE visible_at > ?",
-                                (time.time(),))[0][0]
-        assert stuck == 0
+        assert _left_claimed_after_a_stop(runtime, "queue", "visible_at") == 0
         done = runtime.db.read("SELECT count(*) FROM timeline WHERE outcome = 'processed'"
                                )[0][0]
         left = runtime.db.read("SELECT count(*) FROM queue")[0][0]
@@ -311,12 +317,7 @@ def test_stopping_runs_the_sagas_leased_ahead(tmp_path: Path) -> None:
         runtime.run_until_idle()
         runtime.ingest([order_created(f"o-{n}", [("item-a", 1, 1.0)]) for n in range(200)])
         _deliveries_only(runtime)
-        runtime.start(workers=2)
-        time.sleep(0.05)
-        runtime.stop()
-        leased = runtime.db.read("SELECT count(*) FROM sagas WHERE lease_until > ?",
-                                 (time.time(),))[0][0]
-        assert leased == 0
+        assert _left_claimed_after_a_stop(runtime, "sagas", "lease_until") == 0
     finally:
         runtime.close()
 
