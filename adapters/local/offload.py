@@ -38,6 +38,7 @@ until they answer, and after they fail, everything simply runs in the runtime's 
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import signal
@@ -526,16 +527,45 @@ def _serve(conn: Any, db_path: str, settings: RuntimeSettings, app_spec: str | N
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _start_worker(db_path, settings, app_spec, logs)
     conn.send(_READY)
-    while True:
-        try:
-            message = conn.recv()
+    try:
+        _Requests(conn).serve()
+    except (EOFError, OSError):  # the runtime is gone (or going): nothing to answer
+        return
+
+
+class _Requests:
+    """The pipe's requests, answered in order, except that deliveries go first: a batch
+    of sagas (each run up to 16 steps) takes far longer than a batch of deliveries, and
+    the runtime's next deliveries should not wait behind it. Between two sagas, the
+    deliveries that came meanwhile are answered (the runtime takes each answer by its
+    number, in whatever order they come)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._waiting: collections.deque[Any] = collections.deque()
+
+    def serve(self) -> None:
+        """Until told to stop (None)."""
+        while True:
+            if not self._waiting:
+                self._waiting.append(self._conn.recv())
+            message = self._waiting.popleft()
             if message is None:
                 return
-            number, kind, jobs, batch, previous = message
-            run = _speculate if kind == DELIVERIES else _speculate_sagas
-            conn.send((number, run(jobs, batch, previous)))
-        except (EOFError, OSError):  # the runtime is gone (or going): nothing to answer
-            return
+            self._answer(message)
+
+    def _answer(self, message: tuple[int, str, list[Any], int, int]) -> None:
+        number, kind, jobs, batch, previous = message
+        results: Sequence[Any] = _speculate(jobs, batch, previous) if kind == DELIVERIES \
+            else _speculate_sagas(jobs, batch, previous, between=self._deliveries_first)
+        self._conn.send((number, results))
+
+    def _deliveries_first(self) -> None:
+        while self._conn.poll(0):
+            self._waiting.append(self._conn.recv())
+        for message in [m for m in self._waiting if m is not None and m[1] == DELIVERIES]:
+            self._waiting.remove(message)
+            self._answer(message)
 
 
 def _overlay(kind: str, batch: int, previous: int) -> tuple[_Worker, _Overlay]:
@@ -567,15 +597,18 @@ def _speculate(jobs: list[Job], batch: int, previous: int) -> Results:
     return results
 
 
-def _speculate_sagas(jobs: list[SagaJob], batch: int, previous: int) -> list[SagaRun | None]:
-    """Each saga's run of due steps. A run in which a step raised (the saga runner
-    notes an `error` and retries or compensates) is handed back: the broker's run
-    rolls that step's writes back, which the recording ports cannot."""
+def _speculate_sagas(jobs: list[SagaJob], batch: int, previous: int,
+                     between: Callable[[], None] = lambda: None) -> list[SagaRun | None]:
+    """Each saga's run of due steps (`between` is called before each). A run in which
+    a step raised (the saga runner notes an `error` and retries or compensates) is
+    handed back: the runtime's run rolls that step's writes back, which the recording
+    ports cannot."""
     from adapters.local.sagas import run_due_steps
 
     worker, overlay = _overlay(SAGAS, batch, previous)
     results: list[SagaRun | None] = []
     for _, state_text in jobs:
+        between()
         recording = _Recording(worker, overlay)
         state = fastjson.loads(state_text)
         seen = len(state["history"])
