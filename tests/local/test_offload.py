@@ -10,7 +10,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -342,3 +342,45 @@ def test_an_emitted_event_over_the_claim_check_size_is_for_the_runtime() -> None
         "manifest": "é" * (CLAIM_CHECK_ABOVE // 2)})  # fewer characters than bytes
     with pytest.raises(_NeedsWriter, match="claim-check"):
         recording.publish([big])
+
+
+def test_a_worker_answers_deliveries_before_the_rest_of_a_batch_of_sagas(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of deliveries that arrives while a worker runs a batch of sagas is
+    answered between two sagas, not after the whole batch; a stop waits its turn."""
+    from collections import deque
+
+    from adapters.local import offload
+
+    def sagas(jobs: list[str], batch: int, previous: int,
+              between: Callable[[], None]) -> list[str]:
+        done = []
+        for job in jobs:
+            between()
+            done.append(job)
+        return done
+
+    monkeypatch.setattr(offload, "_speculate", lambda jobs, batch, previous: list(jobs))
+    monkeypatch.setattr(offload, "_speculate_sagas", sagas)
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.inbox: deque[object] = deque([(1, offload.SAGAS, ["s1", "s2"], 1, 0)])
+            # What the runtime sends once the sagas are under way.
+            self.later: deque[object] = deque([(2, offload.DELIVERIES, ["d1"], 1, 0), None])
+            self.sent: list[object] = []
+
+        def recv(self) -> object:
+            return self.inbox.popleft()
+
+        def poll(self, timeout: float) -> bool:
+            if self.later and not self.inbox:
+                self.inbox.append(self.later.popleft())
+            return bool(self.inbox)
+
+        def send(self, message: object) -> None:
+            self.sent.append(message)
+
+    pipe = Pipe()
+    offload._Requests(pipe).serve()
+    assert pipe.sent == [(2, ["d1"]), (1, ["s1", "s2"])]
