@@ -80,3 +80,16 @@ def test_finishing_runs_the_batch_waiting_ahead_without_its_results() -> None:
     assert ahead.finish(r.run, timeout=1.0)
     assert r.calls == [("run", ["b"], None)]
     assert not ahead.finish(r.run, timeout=1.0)
+
+
+def test_finishing_gives_up_when_a_step_holds_the_batch_past_the_timeout() -> None:
+    ahead, r = Ahead(), Recorder(["a"], ["b"])
+    ahead.step(r.claim, r.run, r.hand_out)
+    r.calls.clear()
+    ahead._lock.acquire()  # a step still running (a worker stuck in it)
+    try:
+        assert not ahead.finish(r.run, timeout=0.01)
+    finally:
+        ahead._lock.release()
+    assert r.calls == []
+    assert ahead.finish(r.run, timeout=1.0)  # the batch still waits, and runs now
