@@ -274,20 +274,27 @@ class Broker:
              speculator: Speculator | None) -> None:
         """Deliver claimed messages (settled from `guesses` where they hold)."""
         max_deliveries = self._settings.max_deliveries
-        pending = list(zip(claimed, guesses or [None] * len(claimed), strict=True))
+        # (message, its speculation, whether data not known yet may wait for the rest)
+        pending = [(row, guess, True) for row, guess in
+                   zip(claimed, guesses or [None] * len(claimed), strict=True)]
         pending.reverse()  # popped from the end
         while pending:
             lines: list[Callable[[], None]] = []
             until = time.perf_counter() + MAX_HOLD
             with self.db.write():
                 while pending:
-                    (mid, consumer, body, attempts, last_error), guess = pending.pop()
+                    row, guess, may_wait = pending.pop()
+                    mid, consumer, body, attempts, last_error = row
                     try:
-                        if guess is None or attempts > max_deliveries or \
+                        if (guess is None or attempts > max_deliveries or
                                 speculator is None or not self._settle(
-                                    speculator, guess, mid, consumer, attempts, lines):
-                            self._deliver(process, mid, consumer, body, attempts,
-                                          last_error, lines)
+                                    speculator, guess, mid, consumer, attempts, lines)) \
+                                and not self._deliver(process, mid, consumer, body, attempts,
+                                                      last_error, lines,
+                                                      may_wait=may_wait and bool(pending)):
+                            # Not known yet: once more, same attempt, after the rest of
+                            # the batch (a trigger's order is often a few messages later).
+                            pending.insert(0, (row, None, False))
                     except Exception:  # noqa: BLE001 - its bookkeeping failed (rolled
                         # back): it stays claimed and reappears after the visibility
                         # timeout; the rest of the batch goes on.
@@ -304,8 +311,11 @@ class Broker:
         return self.deliver_batch(process, limit=1)
 
     def _deliver(self, process: Process, mid: int, consumer: str, body: str, attempts: int,
-                 last_error: str | None, lines: list[Callable[[], None]]) -> None:
-        """One claimed message, inside the batch's transaction; `lines` gets its log line."""
+                 last_error: str | None, lines: list[Callable[[], None]],
+                 may_wait: bool = False) -> bool:
+        """One claimed message, inside the batch's transaction; `lines` gets its log line.
+        False (nothing written) when its data is not known yet and `may_wait`: the
+        caller tries it again later in the batch, as the same attempt."""
         settings = self._settings
         # The body was checked when it was enqueued (at ingest, or emitted by a handler
         # that checked it): read it back without checking it again.
@@ -316,7 +326,7 @@ class Broker:
                               f"exceeded maxDeliveries={settings.max_deliveries} "
                               f"(last error: {last_error or 'worker stopped mid-delivery'})",
                               lines=lines)
-            return
+            return True
         started = time.perf_counter()
         try:
             # The handler's writes, its effects (emitted events, notifications, saga
@@ -329,14 +339,17 @@ class Broker:
         except PermanentError as error:
             self._dead_letter(mid, consumer, event, body, attempts,
                               f"permanent error: {error}", started, lines=lines)
-            return
+            return True
         except Exception as error:  # noqa: BLE001 - transient or unexpected: retry
+            if may_wait and isinstance(error, NotYetKnown):
+                return False
             self._retry_or_dead_letter(mid, consumer, event, body, attempts, error, started,
                                        lines)
-            return
+            return True
         lines.append(lambda: log_delivery(
             consumer, event, attempts, _LOGGED_OUTCOME.get(outcome.status, outcome.status),
             started, detail=outcome.detail))
+        return True
 
     def _settle(self, speculator: Speculator, speculation: Any, mid: int, consumer: str,
                 attempts: int, lines: list[Callable[[], None]]) -> bool:
@@ -378,7 +391,8 @@ class Broker:
         Backoff 1, 2, 4... s (capped at the visibility timeout). Data that has not arrived
         yet (`NotYetKnown`: a trigger that overtook its order) usually arrives within
         milliseconds, so its first retry comes after `NOT_YET_KNOWN_FIRST_RETRY`, and the
-        usual backoff follows from its first step. Scaled by `retry_scale`."""
+        usual backoff follows from its first step. (Before that, `_run` tries it once more
+        at the end of its batch.) Scaled by `retry_scale`."""
         settings = self._settings
         if isinstance(error, NotYetKnown):
             if attempts == 1:

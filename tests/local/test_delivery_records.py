@@ -2,7 +2,8 @@
 leaves in the timeline (the record `switchyard timeline` and `trace` show).
 
 The backoff doubles from 1 s (times `retry_scale`) and is capped at the visibility
-timeout, with one short retry (20 ms) before it for data that is not known yet; the last
+timeout, with one short retry (20 ms) before it for data that is not known yet (tried
+once more at the end of its batch first); the last
 allowed delivery still happens; every attempt is one timeline row with
 the event's type, the attempt number, the outcome, the error and how long it took.
 """
@@ -91,6 +92,35 @@ def test_not_yet_known_is_retried_first_after_20_ms_then_backs_off_from_one_seco
     assert _deliver_now(runtime) == -1.0
     (entry,) = runtime.dlq()
     assert entry["attempts"] == 5
+
+
+def test_a_trigger_claimed_before_its_order_waits_for_the_rest_of_its_batch(
+        runtime: Runtime) -> None:
+    """Its order is a few messages later in the same claim: the trigger is tried once
+    more after the rest of the batch, as the same attempt, instead of a retry round."""
+    order = order_created("o1", [("A", 1, 1.0)])
+    trigger = workflow_triggered("o1")
+    lonely = workflow_triggered("never-created")
+    runtime.ingest([restock("A", 5), trigger, lonely, order])
+    assert runtime.work_once()
+    assert [(r["attempt"], r["outcome"]) for r in _rows(runtime, trigger.id)] == [
+        (1, "processed")]
+    # One not known after the whole batch either: one row, retried after the short delay.
+    (row,) = _rows(runtime, lonely.id)
+    assert (row["attempt"], row["outcome"]) == (1, "retry")
+    assert row["detail"].endswith("(next attempt in 20 ms)")
+    ((attempts,),) = runtime.db.read("SELECT attempts FROM queue")
+    assert attempts == 1
+
+
+def test_a_trigger_alone_in_its_batch_is_retried_after_20_ms(runtime: Runtime) -> None:
+    trigger = workflow_triggered("o1")
+    runtime.ingest([trigger])
+    assert runtime.work_once()
+    runtime.ingest([order_created("o1", [("A", 1, 1.0)])])
+    runtime.run_until_idle()
+    assert [(r["attempt"], r["outcome"]) for r in _rows(runtime, trigger.id)] == [
+        (1, "retry"), (2, "processed")]
 
 
 def test_every_attempt_is_one_timeline_row_with_its_outcome_and_error(
