@@ -100,17 +100,35 @@ def test_a_trigger_claimed_before_its_order_waits_for_the_rest_of_its_batch(
     more after the rest of the batch, as the same attempt, instead of a retry round."""
     order = order_created("o1", [("A", 1, 1.0)])
     trigger = workflow_triggered("o1")
-    lonely = workflow_triggered("never-created")
-    runtime.ingest([restock("A", 5), trigger, lonely, order])
+    lonely = [workflow_triggered("never-created"), workflow_triggered("never-created-2")]
+    runtime.ingest([restock("A", 5), trigger, *lonely, order])
     assert runtime.work_once()
     assert [(r["attempt"], r["outcome"]) for r in _rows(runtime, trigger.id)] == [
         (1, "processed")]
-    # One not known after the whole batch either: one row, retried after the short delay.
-    (row,) = _rows(runtime, lonely.id)
-    assert (row["attempt"], row["outcome"]) == (1, "retry")
-    assert row["detail"].endswith("(next attempt in 20 ms)")
-    ((attempts,),) = runtime.db.read("SELECT attempts FROM queue")
-    assert attempts == 1
+    # Ones not known after the whole batch either (tried twice, not more): one row each,
+    # retried after the short delay.
+    for event in lonely:
+        (row,) = _rows(runtime, event.id)
+        assert (row["attempt"], row["outcome"]) == (1, "retry")
+        assert row["detail"].endswith("(next attempt in 20 ms)")
+    assert runtime.db.read("SELECT attempts FROM queue") == [(1,), (1,)]
+
+
+def test_only_data_not_known_yet_waits_for_the_rest_of_the_batch(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other transient errors go back to the queue at once, with their backoff."""
+    calls: list[str] = []
+
+    def unavailable(app, consumer, event, ports, **labels):  # type: ignore[no-untyped-def]
+        calls.append(event.id)
+        raise TransientError("downstream unavailable")
+
+    monkeypatch.setattr(bootstrap_module, "handle", unavailable)
+    first, second = restock("A", 3), restock("B", 3)
+    runtime.ingest([first, second])
+    assert runtime.work_once()
+    assert calls == [first.id, second.id]
+    assert [r["outcome"] for r in _rows(runtime, first.id)] == ["retry"]
 
 
 def test_a_trigger_alone_in_its_batch_is_retried_after_20_ms(runtime: Runtime) -> None:
