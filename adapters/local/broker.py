@@ -311,8 +311,8 @@ class Broker:
         return self.deliver_batch(process, limit=1)
 
     def _deliver(self, process: Process, mid: int, consumer: str, body: str, attempts: int,
-                 last_error: str | None, lines: list[Callable[[], None]],
-                 may_wait: bool = False) -> bool:
+                 last_error: str | None, lines: list[Callable[[], None]], *,
+                 may_wait: bool) -> bool:
         """One claimed message, inside the batch's transaction; `lines` gets its log line.
         False (nothing written) when its data is not known yet and `may_wait`: the
         caller tries it again later in the batch, as the same attempt."""
