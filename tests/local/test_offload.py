@@ -117,6 +117,37 @@ def test_a_speculation_whose_reads_changed_runs_again_here(offloaded: Runtime) -
     assert (offload.settled - settled, offload.changed) == (0, 1)
 
 
+def test_a_message_past_its_deliveries_is_dead_lettered_though_the_worker_ran_it(
+        offloaded: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """Receives that never finished (a server that died mid-batch) count: a message
+    claimed past maxDeliveries is dead-lettered, not settled from what the worker made
+    of it. The one settled beside it keeps its attempt in its timeline row and logs its
+    delivery line."""
+    runtime = offloaded
+    late, fine = restock("item-a", 1), restock("item-b", 2)
+    runtime.ingest([late, fine])
+    limit = runtime.settings.max_deliveries
+    with runtime.db.write() as conn:
+        conn.execute("UPDATE queue SET attempts = ? WHERE body LIKE '%item-a%'", (limit,))
+    broker, offload = runtime._parts.broker, runtime.offload
+    assert offload is not None
+    settled = offload.settled
+    claimed = broker._claim(32)
+    results = offload.speculate([(c, b, a) for _, c, b, a, _ in claimed], follows=False)
+    assert results is not None
+    speculations = results()
+    assert all(s is not None for s in speculations)  # the worker ran both
+    with caplog.at_level(logging.INFO, logger="switchyard.local"):
+        broker._run(runtime._parts.process, claimed, speculations, offload)
+    assert [(getattr(r, "event_id", None), getattr(r, "attempt", None)) for r in caplog.records
+            if getattr(r, "outcome", None) == "ok"] == [(fine.id, 1)]
+    assert [(d["event_id"], d["attempts"]) for d in runtime.dlq()] == [(late.id, limit)]
+    assert runtime.available("item-a") == 0 and runtime.available("item-b") == 2
+    assert offload.settled - settled == 1
+    assert [(r["attempt"], r["outcome"]) for r in runtime.timeline()
+            if r["event_id"] == fine.id] == [(1, "processed")]
+
+
 def test_a_killed_worker_process_is_replaced_and_nothing_is_lost(
         offloaded: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     runtime = offloaded
