@@ -112,6 +112,12 @@ def test_a_trigger_claimed_before_its_order_waits_for_the_rest_of_its_batch(
         assert (row["attempt"], row["outcome"]) == (1, "retry")
         assert row["detail"].endswith("(next attempt in 20 ms)")
     assert runtime.db.read("SELECT attempts FROM queue") == [(1,), (1,)]
+    # The ones that waited ran after every other message of the batch, in their order.
+    deliveries = [(r["event_id"], r["outcome"]) for r in runtime.timeline()
+                  if r["consumer"] and not r["consumer"].startswith("saga:")
+                  and r["outcome"] != "unrouted"]
+    assert deliveries[-3:] == [(trigger.id, "processed"), (lonely[0].id, "retry"),
+                               (lonely[1].id, "retry")]
 
 
 def test_only_data_not_known_yet_waits_for_the_rest_of_the_batch(
